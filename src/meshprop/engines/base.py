@@ -1,0 +1,55 @@
+"""The interface every gradient engine implements.
+
+An engine computes the same two things for the same forward semantics (``meshprop.dynamics``):
+
+- ``forward(dyn, A, x)`` → ``(y, saved)``: the outputs y = S_T[outputs] of shape (B, O) and
+  whatever the engine keeps for the gradient (FOP: the sensitivities carried forward; BPTT: the
+  trajectory; autograd: the graph).
+- ``backward(dyn, A, x, saved, grad_y)`` → ``(dE/dA, dE/dx or None)``: dE/dA is (N, N) and exactly
+  zero outside the mask.
+
+The split lets one ``torch.autograd.Function`` (``meshprop.mesh``) bridge every engine into an
+ordinary ``loss.backward()``, and lets ``meshprop.gradient`` call any engine directly.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from typing import Any, ClassVar
+
+import torch
+
+from ..dynamics import Dynamics
+
+__all__ = ["GradientEngine"]
+
+
+class GradientEngine(ABC):
+    """Base class of the gradient engines; subclasses register themselves by ``name``."""
+
+    name: ClassVar[str]
+    #: True when the engine also returns dE/dx (input gradients).
+    provides_input_grad: ClassVar[bool] = False
+
+    @abstractmethod
+    def forward(self, dyn: Dynamics, A: torch.Tensor, x: torch.Tensor) -> tuple[torch.Tensor, Any]:
+        """Run the ticks; return y (B, O) and what ``backward`` needs."""
+
+    @abstractmethod
+    def backward(
+        self,
+        dyn: Dynamics,
+        A: torch.Tensor,
+        x: torch.Tensor,
+        saved: Any,
+        grad_y: torch.Tensor,
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Turn dE/dy (B, O) into dE/dA (N, N) (and dE/dx when ``provides_input_grad``)."""
+
+    def estimate_bytes(self, dyn: Dynamics, batch: int, itemsize: int) -> int:
+        """Bytes the engine allocates for one step beyond the parameters (a rough model)."""
+        T, N = dyn.ticks, dyn.topology.n_neurons
+        return T * batch * N * itemsize * 3
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__} {self.name!r}>"

@@ -1,0 +1,190 @@
+"""MeshNet: a mesh neural network as a ``torch.nn.Module`` (paper 000 §2.1, Eq. 3).
+
+``net(x)`` runs the ticks and returns the outputs.  Which engine computes dE/dA when the user calls
+``loss.backward()`` is chosen by ``grad``: ``"autograd"`` records an ordinary graph, every other
+engine is bridged by one ``torch.autograd.Function`` whose backward is the engine's own gradient
+(for FOP: only the contraction of dE/dy with the sensitivities carried forward).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from typing import Any
+
+import torch
+from torch import nn
+
+from .activations import NeuronActivations, resolve_activations
+from .dynamics import Dynamics
+from .engines import GradientEngine, get_engine
+from .engines.autograd import differentiable_output
+from .losses import LossFn, check_target, loss_and_grad
+from .topology import Topology
+
+__all__ = ["MeshNet", "gradient"]
+
+
+class _EngineFunction(torch.autograd.Function):
+    """y = MNN(A, x) whose backward is a meshprop engine's gradient."""
+
+    @staticmethod
+    def forward(ctx: Any, A: torch.Tensor, x: torch.Tensor, engine: GradientEngine, dyn: Dynamics):
+        y, saved = engine.forward(dyn, A, x)
+        ctx.engine, ctx.dyn, ctx.saved = engine, dyn, saved
+        ctx.save_for_backward(A, x)
+        return y
+
+    @staticmethod
+    @torch.autograd.function.once_differentiable
+    def backward(ctx: Any, grad_y: torch.Tensor):
+        A, x = ctx.saved_tensors
+        dA, dx = ctx.engine.backward(ctx.dyn, A, x, ctx.saved, grad_y.contiguous())
+        ctx.saved = None
+        return dA, (dx if ctx.needs_input_grad[1] else None), None, None
+
+
+def engine_output(
+    engine: GradientEngine, dyn: Dynamics, A: torch.Tensor, x: torch.Tensor
+) -> torch.Tensor:
+    """y through ``engine`` as a differentiable function of A (and of x where the engine can)."""
+    if x.requires_grad and not engine.provides_input_grad:
+        raise ValueError(
+            f"the {engine.name!r} engine computes dE/dA only, but x requires grad; use "
+            "grad='bptt' or grad='autograd' for input gradients, or pass x.detach()"
+        )
+    return _EngineFunction.apply(A, x, engine, dyn)
+
+
+class MeshNet(nn.Module):
+    """A mesh neural network with adjacency matrix ``A`` over the neurons of ``topology``.
+
+    Args:
+        topology: which edges exist (``meshprop.Topology``).
+        ticks: T, the number of state transitions S_n = φ̂(S_{n-1}A) (Eq. 3).
+        activation: one name for every non-input neuron, or N names (one per neuron).
+        output_activation: overrides the output neurons' activation (e.g. "identity" for
+            logits).
+        grad: the engine ``loss.backward()`` uses: any name of ``meshprop.GRADIENT_METHODS``.
+        dtype, device: of the parameter A.
+        seed: seeds the initial weights (default: torch's global generator).
+
+    Weights start uniform in ±1/√(in-degree) per target neuron (PyTorch's ``nn.Linear``
+    default); entries outside the mask are 0 and stay exactly 0: the forward pass reads A
+    through the mask and a gradient hook zeroes their gradient.
+    """
+
+    def __init__(
+        self,
+        topology: Topology,
+        ticks: int = 3,
+        activation: str | Sequence[str] = "relu",
+        output_activation: str | None = None,
+        grad: str = "fop",
+        dtype: torch.dtype | None = None,
+        device: torch.device | str | None = None,
+        seed: int | None = None,
+    ) -> None:
+        super().__init__()
+        if not isinstance(topology, Topology):
+            raise TypeError(f"topology must be a meshprop.Topology, got {type(topology).__name__}")
+        names = resolve_activations(
+            activation, topology.n_neurons, topology.n_clamped, topology.n_outputs,
+            output_activation,
+        )
+        self.topology = topology
+        self.activation = activation if isinstance(activation, str) else tuple(activation)
+        self.output_activation = output_activation
+        self.dynamics = Dynamics(topology, ticks, NeuronActivations(names))
+        self.grad = grad
+        self.register_buffer("mask", topology.mask.clone(), persistent=False)
+        A = torch.zeros(topology.n_neurons, topology.n_neurons, dtype=dtype, device=device)
+        self.A = nn.Parameter(A)
+        self.reset_parameters(seed)
+        self.A.register_hook(self._mask_gradient)
+
+    # ---------------------------------------------------------------- set-up
+    @property
+    def ticks(self) -> int:
+        return self.dynamics.ticks
+
+    @ticks.setter
+    def ticks(self, value: int) -> None:
+        self.dynamics = Dynamics(self.topology, value, self.dynamics.activations)
+
+    @property
+    def grad(self) -> str:
+        return self._grad
+
+    @grad.setter
+    def grad(self, method: str) -> None:
+        get_engine(method)  # validates the name
+        self._grad = method
+
+    @property
+    def n_parameters(self) -> int:
+        """Trainable weights: the edges of the topology."""
+        return self.topology.n_edges
+
+    def reset_parameters(self, seed: int | None = None) -> None:
+        generator = None if seed is None else torch.Generator().manual_seed(int(seed))
+        fan_in = self.topology.mask.sum(dim=0).clamp(min=1).to(torch.float64)
+        bound = (1.0 / fan_in.sqrt()).expand(self.topology.n_neurons, -1)
+        uniform = torch.rand(self.A.shape, generator=generator, dtype=torch.float64)
+        weights = (2 * uniform - 1) * bound * self.topology.mask
+        with torch.no_grad():
+            self.A.copy_(weights.to(self.A.dtype))
+
+    def _mask_gradient(self, grad: torch.Tensor) -> torch.Tensor:
+        return grad * self.mask.to(grad.dtype)
+
+    # --------------------------------------------------------------- forward
+    def prepare_input(self, x: torch.Tensor) -> torch.Tensor:
+        """Validate x and move it to A's dtype and device (see ``Dynamics.check_input``)."""
+        return self.dynamics.check_input(x, self.A.dtype, self.A.device)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """The outputs y = S_T[outputs], shape (B, O), for x of shape (B, I) or (T, B, I)."""
+        requires_x_grad = isinstance(x, torch.Tensor) and x.requires_grad
+        x = self.prepare_input(x)
+        if not torch.is_grad_enabled() or not (self.A.requires_grad or requires_x_grad):
+            return self.dynamics.output(self.A, x)
+        if self.grad == "autograd":
+            return differentiable_output(self.dynamics, self.A, x)
+        return engine_output(get_engine(self.grad), self.dynamics, self.A, x)
+
+    @torch.no_grad()
+    def trajectory(self, x: torch.Tensor) -> torch.Tensor:
+        """Every state S_0..S_T of the whole network, shape (T+1, B, N)."""
+        return self.dynamics.trajectory(self.A, self.prepare_input(x))
+
+    def extra_repr(self) -> str:
+        act = self.activation if isinstance(self.activation, str) else "per-neuron"
+        return (
+            f"{self.topology!r}, ticks={self.ticks}, activation={act!r}, "
+            f"output_activation={self.output_activation!r}, grad={self.grad!r}"
+        )
+
+
+def gradient(
+    net: MeshNet,
+    x: torch.Tensor,
+    target: torch.Tensor,
+    loss: str | LossFn = "cross_entropy",
+    method: str | GradientEngine | None = None,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """The loss and dE/dA (N×N, zero outside the mask) of ``net`` on a batch, by ``method``.
+
+    ``method`` defaults to ``net.grad``.  ``net.A.grad`` is left untouched.
+    """
+    engine = get_engine(net.grad if method is None else method)
+    x = net.prepare_input(x)
+    check_target(loss, target, net.dynamics.batch_size(x), net.topology.n_outputs)
+    target = target.to(net.A.device)
+    A = net.A.detach()
+    y, saved = engine.forward(net.dynamics, A, x)
+    value, grad_y = loss_and_grad(loss, y, target)
+    dA, _ = engine.backward(net.dynamics, A, x, saved, grad_y)
+    if not math.isfinite(float(value)):
+        raise FloatingPointError(f"the loss is {float(value)}: the network diverged")
+    return value, dA

@@ -1,0 +1,327 @@
+"""Topologies of mesh neural networks: which edges of the adjacency matrix may carry a weight.
+
+Neurons follow the IHO positioning convention of paper 000 §2.1, with the optional bias neuron
+placed right after the data inputs::
+
+    [ data inputs (I) ][ bias (1, when bias=True) ][ hidden (H) ][ outputs (O) ]
+
+``mask[i, j]`` is True when the edge from neuron ``i`` to neuron ``j`` exists (``A[i, j]`` is a
+trainable weight).  Input and bias neurons are *clamped*: no edge may enter them.  Hidden and
+output neurons may be connected in any way, cycles and self-loops included.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+
+import networkx as nx
+import numpy as np
+import torch
+
+__all__ = ["Topology"]
+
+
+def _check_count(name: str, value: int, minimum: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
+        raise TypeError(f"{name} must be an integer, got {type(value).__name__} {value!r}")
+    if value < minimum:
+        raise ValueError(f"{name} must be >= {minimum}, got {value}")
+    return int(value)
+
+
+@dataclass(frozen=True, eq=False)
+class Topology:
+    """An immutable mesh topology: neuron counts and the boolean mask of allowed edges.
+
+    Build one with :meth:`mesh`, :meth:`random`, :meth:`layered`, :meth:`from_edges` or
+    :meth:`from_networkx`; the constructor validates any mask it is given.
+    """
+
+    n_inputs: int
+    n_hidden: int
+    n_outputs: int
+    bias: bool
+    mask: torch.Tensor = field(repr=False)
+    #: for topologies built by :meth:`layered`: the layer sizes, else None.
+    layer_sizes: tuple[int, ...] | None = None
+
+    def __post_init__(self) -> None:
+        _check_count("n_inputs", self.n_inputs, 0)
+        _check_count("n_hidden", self.n_hidden, 0)
+        _check_count("n_outputs", self.n_outputs, 1)
+        if not isinstance(self.bias, bool):
+            raise TypeError(f"bias must be a bool, got {type(self.bias).__name__}")
+        mask = torch.as_tensor(self.mask)
+        n = self.n_neurons
+        if mask.shape != (n, n):
+            raise ValueError(
+                f"mask must have shape ({n}, {n}) for {self.n_inputs} inputs, "
+                f"{int(self.bias)} bias, {self.n_hidden} hidden and {self.n_outputs} outputs; "
+                f"got {tuple(mask.shape)}"
+            )
+        if mask.dtype != torch.bool:
+            raise TypeError(f"mask must be a boolean tensor, got dtype {mask.dtype}")
+        mask = mask.detach().to("cpu").clone()
+        into_clamped = mask[:, : self.n_clamped].nonzero()
+        if len(into_clamped):
+            i, j = (int(v) for v in into_clamped[0])
+            kind = "bias" if self.bias and j == self.n_inputs else "input"
+            raise ValueError(
+                f"invalid edge ({i}, {j}): neuron {j} is the {kind} neuron and is clamped; "
+                f"edges may only enter hidden and output neurons (indices {self.n_clamped}.."
+                f"{n - 1})"
+            )
+        object.__setattr__(self, "mask", mask)
+
+    # ------------------------------------------------------------------ sizes
+    @property
+    def n_neurons(self) -> int:
+        """N: inputs + bias + hidden + outputs."""
+        return self.n_inputs + int(self.bias) + self.n_hidden + self.n_outputs
+
+    @property
+    def n_clamped(self) -> int:
+        """Input neurons plus the bias neuron: their state is set, never computed."""
+        return self.n_inputs + int(self.bias)
+
+    @property
+    def n_free(self) -> int:
+        """Hidden plus output neurons: the neurons whose state follows S_n = φ̂(S_{n-1}A)."""
+        return self.n_hidden + self.n_outputs
+
+    @property
+    def bias_index(self) -> int | None:
+        return self.n_inputs if self.bias else None
+
+    @property
+    def output_slice(self) -> slice:
+        return slice(self.n_neurons - self.n_outputs, self.n_neurons)
+
+    @property
+    def n_edges(self) -> int:
+        return int(self.mask.sum())
+
+    @property
+    def edges(self) -> list[tuple[int, int]]:
+        """Edges (i, j) in row-major order: the order in which engines enumerate parameters."""
+        return [(int(i), int(j)) for i, j in self.mask.nonzero()]
+
+    def allowed_mask(self, output_feedback: bool = True) -> torch.Tensor:
+        """Every edge a topology of these sizes may have (see :meth:`mesh`)."""
+        return self._allowed(
+            self.n_inputs, self.n_hidden, self.n_outputs, self.bias, output_feedback
+        )
+
+    # --------------------------------------------------------------- builders
+    @staticmethod
+    def _allowed(
+        inputs: int, hidden: int, outputs: int, bias: bool, output_feedback: bool
+    ) -> torch.Tensor:
+        n = inputs + int(bias) + hidden + outputs
+        clamped = inputs + int(bias)
+        allowed = torch.zeros(n, n, dtype=torch.bool)
+        allowed[:, clamped:] = True
+        if not output_feedback:
+            allowed[n - outputs :, :] = False
+        return allowed
+
+    @classmethod
+    def mesh(
+        cls,
+        inputs: int,
+        hidden: int,
+        outputs: int,
+        bias: bool = True,
+        output_feedback: bool = True,
+    ) -> Topology:
+        """Every allowed edge: from any neuron into every hidden and output neuron.
+
+        With ``output_feedback=False`` output neurons have no outgoing edges (the masking of
+        the paper's reference implementation: edges only from input/hidden into hidden/output).
+        """
+        _check_count("inputs", inputs, 0)
+        _check_count("hidden", hidden, 0)
+        _check_count("outputs", outputs, 1)
+        mask = cls._allowed(inputs, hidden, outputs, bias, output_feedback)
+        return cls(inputs, hidden, outputs, bias, mask)
+
+    @classmethod
+    def random(
+        cls,
+        inputs: int,
+        hidden: int,
+        outputs: int,
+        density: float = 0.5,
+        bias: bool = True,
+        seed: int | None = None,
+        output_feedback: bool = True,
+    ) -> Topology:
+        """Keep a random ``density`` fraction of the allowed edges (exactly round(density·E)).
+
+        ``density`` is the fraction *kept*: the published experiments of paper 001 quote the
+        fraction removed (sparsity 0.85 → ``density=0.15``).
+        """
+        density = float(density)
+        if not 0.0 < density <= 1.0 or np.isnan(density):
+            raise ValueError(f"density must be in (0, 1], got {density}")
+        full = cls.mesh(inputs, hidden, outputs, bias, output_feedback)
+        candidates = full.mask.nonzero()
+        keep = max(1, round(density * len(candidates)))
+        generator = torch.Generator().manual_seed(0 if seed is None else int(seed))
+        chosen = candidates[torch.randperm(len(candidates), generator=generator)[:keep]]
+        mask = torch.zeros_like(full.mask)
+        mask[chosen[:, 0], chosen[:, 1]] = True
+        return cls(inputs, hidden, outputs, bias, mask)
+
+    @classmethod
+    def layered(cls, sizes: Sequence[int], bias: bool = True) -> Topology:
+        """An MLP with layer sizes ``[N_0, ..., N_L]`` as the block adjacency matrix of paper 000
+        Fig. 1: layer h−1 feeds layer h through the block W_h, and the bias neuron feeds every
+        non-input neuron.  ``ticks = L`` ticks carry the input to the outputs.
+        """
+        sizes = [_check_count(f"sizes[{k}]", s, 1) for k, s in enumerate(sizes)]
+        if len(sizes) < 2:
+            raise ValueError(f"layered needs at least an input and an output size, got {sizes}")
+        inputs, outputs = sizes[0], sizes[-1]
+        hidden = sum(sizes[1:-1])
+        n = inputs + int(bias) + hidden + outputs
+        mask = torch.zeros(n, n, dtype=torch.bool)
+        starts = [0]
+        position = inputs + int(bias)
+        for size in sizes[1:]:
+            starts.append(position)
+            position += size
+        for h in range(1, len(sizes)):
+            src, dst = starts[h - 1], starts[h]
+            mask[src : src + sizes[h - 1], dst : dst + sizes[h]] = True
+            if bias:
+                mask[inputs, dst : dst + sizes[h]] = True
+        return cls(inputs, hidden, outputs, bias, mask, layer_sizes=tuple(sizes))
+
+    @classmethod
+    def from_edges(
+        cls,
+        inputs: int,
+        hidden: int,
+        outputs: int,
+        edges: Iterable[tuple[int, int]],
+        bias: bool = True,
+    ) -> Topology:
+        """A topology with exactly the given edges (i, j): from neuron i into neuron j."""
+        _check_count("inputs", inputs, 0)
+        _check_count("hidden", hidden, 0)
+        _check_count("outputs", outputs, 1)
+        n = inputs + int(bias) + hidden + outputs
+        mask = torch.zeros(n, n, dtype=torch.bool)
+        for k, edge in enumerate(edges):
+            try:
+                i, j = (int(v) for v in edge)
+            except (TypeError, ValueError):
+                raise ValueError(f"edge #{k} must be a pair of neuron indices, got {edge!r}") from None
+            if not (0 <= i < n and 0 <= j < n):
+                raise ValueError(
+                    f"edge #{k} ({i}, {j}) is out of range: neuron indices run from 0 to {n - 1}"
+                )
+            if mask[i, j]:
+                raise ValueError(f"duplicate edge ({i}, {j}) at position {k}")
+            mask[i, j] = True
+        return cls(inputs, hidden, outputs, bias, mask)
+
+    # --------------------------------------------------------------- networkx
+    def role(self, neuron: int) -> str:
+        """'input', 'bias', 'hidden' or 'output'."""
+        if neuron < self.n_inputs:
+            return "input"
+        if self.bias and neuron == self.n_inputs:
+            return "bias"
+        if neuron < self.n_neurons - self.n_outputs:
+            return "hidden"
+        return "output"
+
+    def to_networkx(self, weights: torch.Tensor | None = None) -> nx.DiGraph:
+        """A DiGraph with nodes 0..N-1 (attribute ``role``) and one edge per allowed weight;
+        with ``weights`` (an N×N matrix such as ``net.A``) edges carry a ``weight`` attribute."""
+        graph = nx.DiGraph(
+            inputs=self.n_inputs, hidden=self.n_hidden, outputs=self.n_outputs, bias=self.bias
+        )
+        for k in range(self.n_neurons):
+            graph.add_node(k, role=self.role(k))
+        w = None if weights is None else weights.detach().to("cpu", torch.float64).numpy()
+        for i, j in self.edges:
+            if w is None:
+                graph.add_edge(i, j)
+            else:
+                graph.add_edge(i, j, weight=float(w[i, j]))
+        return graph
+
+    @classmethod
+    def from_networkx(cls, graph: nx.DiGraph) -> Topology:
+        """Inverse of :meth:`to_networkx`: nodes must be 0..N-1, each with a ``role`` attribute,
+        in IHO order (or the graph carries ``inputs``/``hidden``/``outputs``/``bias``)."""
+        if not isinstance(graph, nx.DiGraph):
+            raise TypeError(f"expected a networkx.DiGraph, got {type(graph).__name__}")
+        nodes = sorted(graph.nodes)
+        if nodes != list(range(len(nodes))):
+            raise ValueError("graph nodes must be the integers 0..N-1 in IHO order")
+        if {"inputs", "hidden", "outputs", "bias"} <= set(graph.graph):
+            counts = (graph.graph["inputs"], graph.graph["hidden"], graph.graph["outputs"])
+            bias = bool(graph.graph["bias"])
+        else:
+            roles = [graph.nodes[k].get("role") for k in nodes]
+            unknown = [k for k, r in enumerate(roles) if r not in {"input", "bias", "hidden", "output"}]
+            if unknown:
+                raise ValueError(
+                    f"node {unknown[0]} has role {roles[unknown[0]]!r}; expected one of "
+                    "'input', 'bias', 'hidden', 'output'"
+                )
+            counts = (roles.count("input"), roles.count("hidden"), roles.count("output"))
+            bias = "bias" in roles
+            expected = (
+                ["input"] * counts[0] + ["bias"] * int(bias) + ["hidden"] * counts[1]
+                + ["output"] * counts[2]
+            )
+            if roles != expected:
+                raise ValueError("node roles are not in IHO order: inputs, bias, hidden, outputs")
+        return cls.from_edges(*counts, edges=list(graph.edges), bias=bias)
+
+    # ------------------------------------------------------------- utilities
+    def to_dict(self) -> dict:
+        """A JSON-serialisable description (used by checkpoints)."""
+        return {
+            "n_inputs": self.n_inputs,
+            "n_hidden": self.n_hidden,
+            "n_outputs": self.n_outputs,
+            "bias": self.bias,
+            "edges": self.edges,
+            "layer_sizes": None if self.layer_sizes is None else list(self.layer_sizes),
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict) -> Topology:
+        topo = cls.from_edges(
+            data["n_inputs"], data["n_hidden"], data["n_outputs"],
+            edges=[tuple(e) for e in data["edges"]], bias=bool(data["bias"]),
+        )
+        sizes = data.get("layer_sizes")
+        if sizes is not None:
+            object.__setattr__(topo, "layer_sizes", tuple(sizes))
+        return topo
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, Topology):
+            return NotImplemented
+        return (
+            (self.n_inputs, self.n_hidden, self.n_outputs, self.bias)
+            == (other.n_inputs, other.n_hidden, other.n_outputs, other.bias)
+            and torch.equal(self.mask, other.mask)
+        )
+
+    def __hash__(self) -> int:
+        return hash((self.n_inputs, self.n_hidden, self.n_outputs, self.bias, self.n_edges))
+
+    def __repr__(self) -> str:
+        return (
+            f"Topology(inputs={self.n_inputs}, bias={self.bias}, hidden={self.n_hidden}, "
+            f"outputs={self.n_outputs}, edges={self.n_edges})"
+        )
