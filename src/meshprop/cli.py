@@ -1,0 +1,54 @@
+"""The ``meshprop`` command: one subcommand per module of ``meshprop.commands``.
+
+Each command module exposes ``register(subparsers)``, which adds its parser and sets
+``handler=callable(args) -> int`` as a default.  Errors a user can fix (bad data, bad options)
+are printed as one line and exit with status 2; ``--debug`` shows the traceback instead.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+from collections.abc import Sequence
+
+__all__ = ["COMMAND_MODULES", "build_parser", "main"]
+
+#: modules of ``meshprop.commands`` that provide subcommands, in help order.
+COMMAND_MODULES: tuple[str, ...] = ()
+
+
+class UsageError(Exception):
+    """A problem with the user's input that deserves one clear line, not a traceback."""
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="meshprop",
+        description="Train mesh neural networks of any topology with exact forward-only (FOP) "
+        "or reciprocal (BPTT) gradients.",
+    )
+    parser.add_argument("--debug", action="store_true", help="show full tracebacks on errors")
+    subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name in COMMAND_MODULES:
+        importlib.import_module(f"meshprop.commands.{name}").register(subparsers)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if getattr(args, "handler", None) is None:
+        parser.print_help()
+        return 1
+    try:
+        return int(args.handler(args) or 0)
+    except (UsageError, ValueError, TypeError, FileNotFoundError, MemoryError) as error:
+        if args.debug:
+            raise
+        print(f"meshprop {args.command}: error: {error}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""Subcommands of the ``meshprop`` command, one module each (see ``meshprop.cli``)."""
