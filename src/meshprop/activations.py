@@ -65,6 +65,7 @@ ACTIVATIONS: dict[str, Callable[[torch.Tensor], Pair]] = {
     "softplus": _softplus,
 }
 
+
 # NumPy twins for the literal reference engine.
 def _np_sigmoid(t: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     s = 0.5 * (1 + np.tanh(0.5 * t))  # overflow-free logistic

@@ -52,7 +52,9 @@ class Dynamics:
         return self.topology.n_outputs
 
     # ----------------------------------------------------------------- inputs
-    def check_input(self, x: torch.Tensor, dtype: torch.dtype, device: torch.device) -> torch.Tensor:
+    def check_input(
+        self, x: torch.Tensor, dtype: torch.dtype, device: torch.device
+    ) -> torch.Tensor:
         """Validate x — (B, I) used at every tick or (T, B, I), one per tick — and move it to
         the network's dtype and device.  Raises ValueError/TypeError naming what was expected."""
         if not isinstance(x, torch.Tensor):

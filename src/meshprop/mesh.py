@@ -40,7 +40,6 @@ class _EngineFunction(torch.autograd.Function):
     def backward(ctx: Any, grad_y: torch.Tensor):
         A, x = ctx.saved_tensors
         dA, dx = ctx.engine.backward(ctx.dyn, A, x, ctx.saved, grad_y.contiguous())
-        ctx.saved = None
         return dA, (dx if ctx.needs_input_grad[1] else None), None, None
 
 
@@ -89,7 +88,10 @@ class MeshNet(nn.Module):
         if not isinstance(topology, Topology):
             raise TypeError(f"topology must be a meshprop.Topology, got {type(topology).__name__}")
         names = resolve_activations(
-            activation, topology.n_neurons, topology.n_clamped, topology.n_outputs,
+            activation,
+            topology.n_neurons,
+            topology.n_clamped,
+            topology.n_outputs,
             output_activation,
         )
         self.topology = topology

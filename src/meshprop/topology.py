@@ -218,7 +218,9 @@ class Topology:
             try:
                 i, j = (int(v) for v in edge)
             except (TypeError, ValueError):
-                raise ValueError(f"edge #{k} must be a pair of neuron indices, got {edge!r}") from None
+                raise ValueError(
+                    f"edge #{k} must be a pair of neuron indices, got {edge!r}"
+                ) from None
             if not (0 <= i < n and 0 <= j < n):
                 raise ValueError(
                     f"edge #{k} ({i}, {j}) is out of range: neuron indices run from 0 to {n - 1}"
@@ -269,7 +271,9 @@ class Topology:
             bias = bool(graph.graph["bias"])
         else:
             roles = [graph.nodes[k].get("role") for k in nodes]
-            unknown = [k for k, r in enumerate(roles) if r not in {"input", "bias", "hidden", "output"}]
+            unknown = [
+                k for k, r in enumerate(roles) if r not in {"input", "bias", "hidden", "output"}
+            ]
             if unknown:
                 raise ValueError(
                     f"node {unknown[0]} has role {roles[unknown[0]]!r}; expected one of "
@@ -278,7 +282,9 @@ class Topology:
             counts = (roles.count("input"), roles.count("hidden"), roles.count("output"))
             bias = "bias" in roles
             expected = (
-                ["input"] * counts[0] + ["bias"] * int(bias) + ["hidden"] * counts[1]
+                ["input"] * counts[0]
+                + ["bias"] * int(bias)
+                + ["hidden"] * counts[1]
                 + ["output"] * counts[2]
             )
             if roles != expected:
@@ -300,8 +306,11 @@ class Topology:
     @classmethod
     def from_dict(cls, data: dict) -> Topology:
         topo = cls.from_edges(
-            data["n_inputs"], data["n_hidden"], data["n_outputs"],
-            edges=[tuple(e) for e in data["edges"]], bias=bool(data["bias"]),
+            data["n_inputs"],
+            data["n_hidden"],
+            data["n_outputs"],
+            edges=[tuple(e) for e in data["edges"]],
+            bias=bool(data["bias"]),
         )
         sizes = data.get("layer_sizes")
         if sizes is not None:
@@ -311,11 +320,12 @@ class Topology:
     def __eq__(self, other: object) -> bool:
         if not isinstance(other, Topology):
             return NotImplemented
-        return (
-            (self.n_inputs, self.n_hidden, self.n_outputs, self.bias)
-            == (other.n_inputs, other.n_hidden, other.n_outputs, other.bias)
-            and torch.equal(self.mask, other.mask)
-        )
+        return (self.n_inputs, self.n_hidden, self.n_outputs, self.bias) == (
+            other.n_inputs,
+            other.n_hidden,
+            other.n_outputs,
+            other.bias,
+        ) and torch.equal(self.mask, other.mask)
 
     def __hash__(self) -> int:
         return hash((self.n_inputs, self.n_hidden, self.n_outputs, self.bias, self.n_edges))
