@@ -144,3 +144,36 @@ def test_draw_writes_png(tmp_path) -> None:
     assert fig is not None
     data = path.read_bytes()
     assert data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) > 10_000
+
+
+@pytest.mark.parametrize("grad", ["bptt", "autograd"])
+def test_meshnet_as_one_multivariate_block(grad: str) -> None:
+    """Rule 4 with a whole MNN as the block: NARX whose 𝒩 is a MeshNet."""
+    from meshprop.diagram import Concat, Delay, Diagram, Multivariate, TappedDelayLine
+
+    topo = mp.Topology.random(inputs=3, hidden=4, outputs=1, density=0.7, bias=True, seed=2)
+    net = mp.MeshNet(
+        topo,
+        ticks=3,
+        activation="tanh",
+        output_activation="identity",
+        dtype=torch.float64,
+        seed=0,
+        grad=grad,
+    )
+    d = Diagram()
+    xs = d.add(TappedDelayLine(1, 1), d.input("x", 1))
+    z = d.add(Delay(1), name="z")
+    y = d.add(Multivariate(net, [3], 1, name="MNN"), d.add(Concat([2, 1]), xs, z), name="N")
+    d.connect(y, "z")
+    d.output("y", y)
+    x = torch.randn(8, 3, 1, dtype=torch.float64)
+    t = torch.randn(8, 3, 1, dtype=torch.float64)
+    _, ga = d.gradient(x, t, method="autograd")
+    assert list(ga) == ["N.module.A"]
+    for method in ("reciprocal", "forward"):
+        _, gm = d.gradient(x, t, method=method)
+        assert max_rel(gm, ga) <= TOL
+    net.grad = "fop"
+    with pytest.raises(ValueError, match="computes dE/dA only"):
+        d.gradient(x, t, method="reciprocal")

@@ -422,7 +422,8 @@ class Multivariate(Block):
     the block's trainable parameters).  Rule 4: its reciprocal is the transposed Jacobian
     F′(k)ᵀ, applied as a vector–Jacobian product at the stored inputs.
 
-    F must treat the samples of a batch independently.
+    F must treat the samples of a batch independently.  A ``MeshNet`` block needs
+    ``grad="bptt"`` or ``"autograd"`` (the reciprocal needs ∂F/∂x, which "fop" does not give).
     """
 
     kind = "multivariate"
@@ -466,29 +467,41 @@ class Multivariate(Block):
             )
         return [y]
 
+    def local_jacobians(self, inputs: Sequence[torch.Tensor]):
+        """Rule 4's F′(k), sample by sample: ([(B, out, in_i)], {param: (B, out, numel)}).
+
+        One fresh forward per sample and output, then one backward: this works for blocks
+        whose backward may run only once (a MeshNet bridged to a meshprop engine)."""
+        params = self.trainable_parameters()
+        B, n_out = inputs[0].shape[0], self.out_widths[0]
+        J_x = [x.new_zeros(B, n_out, x.shape[1]) for x in inputs]
+        J_p = {n: inputs[0].new_zeros(B, n_out, p.numel()) for n, p in params.items()}
+        for b in range(B):
+            for j in range(n_out):
+                xs = [x[b : b + 1].detach().requires_grad_(True) for x in inputs]
+                with torch.enable_grad():
+                    y = self.call(xs)
+                    grads = torch.autograd.grad(
+                        y[0, j], xs + list(params.values()), allow_unused=True
+                    )
+                for i, g in enumerate(grads[: len(xs)]):
+                    if g is not None:
+                        J_x[i][b, j] = g[0]
+                for n, g in zip(params, grads[len(xs) :], strict=True):
+                    if g is not None:
+                        J_p[n][b, j] = g.reshape(-1)
+        return J_x, J_p
+
     def tangent_outputs(self, inputs, tangents, state, tstate, k, ctx):
-        """y′ = Σ_i F′_i(k) x_i′ + ∂F/∂θ: the block's local Jacobians (rule 4's F′(k))."""
-        B = inputs[0].shape[0]
-        x = tuple(t.detach() for t in inputs)
-        params = {n: p.detach() for n, p in self.trainable_parameters().items()}
-        names = list(params)
-
-        def f(*args):
-            xs, ps = args[: len(x)], args[len(x) :]
-            return self.call(xs, dict(zip(names, ps, strict=True)) if names else None)
-
-        with torch.enable_grad():
-            jac = torch.autograd.functional.jacobian(f, x + tuple(params.values()))
-        out = x[0].new_zeros(B, self.out_widths[0], ctx.size)
-        idx = torch.arange(B, device=x[0].device)
-        for i, t in enumerate(tangents):
-            J = jac[i][idx, :, idx, :]  # (B, out, in_i): per-sample block of (B,out,B,in)
+        """y′(k) = Σ_i F′_i(k) x_i′(k) + ∂F/∂θ(k): the block's local Jacobians (rule 4)."""
+        J_x, J_p = self.local_jacobians(inputs)
+        out = inputs[0].new_zeros(inputs[0].shape[0], self.out_widths[0], ctx.size)
+        for J, t in zip(J_x, tangents, strict=True):
             out = out + torch.bmm(J, t)
-        for j, name in enumerate(names):
-            slot = ctx.slot(self.trainable_parameters()[name])
+        for name, p in self.trainable_parameters().items():
+            slot = ctx.slot(p)
             if slot is not None:
-                Jp = jac[len(x) + j].reshape(B, self.out_widths[0], -1)
-                out[:, :, slot : slot + Jp.shape[2]] += Jp
+                out[:, :, slot : slot + p.numel()] += J_p[name]
         return [out]
 
     def reciprocal(self) -> Block:
