@@ -275,8 +275,10 @@ class Gain(Block):
         trainable: bool = True,
         mask: torch.Tensor | None = None,
         seed: int | None = None,
+        label: str | None = None,
     ) -> None:
         super().__init__([in_width], [out_width])
+        self.display = label
         shape = (self.in_widths[0], self.out_widths[0])
         if weight is None:
             g = None if seed is None else torch.Generator().manual_seed(int(seed))
@@ -330,6 +332,8 @@ class Gain(Block):
 
     @property
     def label(self) -> str:
+        if self.display:
+            return self.display
         if self.weight.numel() == 1:
             return f"w={float(self.weight):.2g}" if not self.trainable else "w"
         return "W" if self.trainable else "G"

@@ -220,7 +220,9 @@ def mnn(net: MeshNet, input_taps: int = 0) -> Diagram:
     state = d.add(Concat([*widths, F]), *parts, h_prev, name="S")
     A = net.A.detach()
     mask = topo.mask.to(A.dtype)[:, C:]
-    t = d.add(Gain(topo.n_neurons, F, weight=A[:, C:].clone(), mask=mask), state, name="A")
+    t = d.add(
+        Gain(topo.n_neurons, F, weight=A[:, C:].clone(), mask=mask, label="A"), state, name="A"
+    )
     h = d.add(Function(list(net.dynamics.activations.names), F), t, name="phi")
     h1, h2 = d.add(Branch(2, F), h, name="h")
     d.connect(h1, "z")
