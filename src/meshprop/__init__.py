@@ -7,6 +7,7 @@
     loss, dA = mp.gradient(net, x, labels, loss="cross_entropy", method="bptt")
 """
 
+from . import diagram
 from .activations import ACTIVATIONS
 from .engines import GRADIENT_METHODS, GradientEngine, get_engine, register_engine
 from .losses import LOSSES
@@ -20,6 +21,7 @@ __all__ = [
     "GradientEngine",
     "MeshNet",
     "Topology",
+    "diagram",
     "get_engine",
     "gradient",
     "register_engine",

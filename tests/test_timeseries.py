@@ -1,0 +1,144 @@
+"""``meshprop timeseries`` and the Mackey–Glass generator."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from meshprop import cli
+from meshprop.commands.timeseries import ar_baseline
+from meshprop.diagram.series import mackey_glass
+
+
+def test_mackey_glass_converges_with_the_step_and_stays_on_the_attractor() -> None:
+    coarse = mackey_glass(60, sample_every=1.0, dt=0.1, discard=0.0)
+    fine = mackey_glass(60, sample_every=1.0, dt=0.05, discard=0.0)
+    finer = mackey_glass(60, sample_every=1.0, dt=0.025, discard=0.0)
+    # RK4 with linearly interpolated delay terms converges at second order (the interpolation
+    # error O(dt²) dominates): halving dt divides the difference by 4
+    e1, e2 = np.max(np.abs(coarse - fine)), np.max(np.abs(fine - finer))
+    assert e1 < 1e-4
+    assert 3.5 < e1 / e2 < 4.5
+    assert coarse[0] == 1.2
+    long = mackey_glass(3000, sample_every=1.0)
+    assert 0.2 < long.min() < 0.6 and 1.1 < long.max() < 1.4  # the τ = 17 attractor's range
+    # the series obeys the delay equation: central differences ≈ right-hand side
+    x = mackey_glass(400, sample_every=0.1, dt=0.1, discard=100.0)
+    lag = 170
+    deriv = (x[lag + 2 :] - x[lag:-2]) / 0.2
+    xd = x[1 : len(x) - lag - 1]
+    rhs = 0.2 * xd / (1 + xd**10) - 0.1 * x[lag + 1 : -1]
+    assert np.max(np.abs(deriv - rhs)) < 1e-3
+    with pytest.raises(ValueError, match="multiples of dt"):
+        mackey_glass(10, sample_every=0.25)
+
+
+def test_ar_baseline_is_least_squares() -> None:
+    from sklearn.linear_model import LinearRegression
+
+    rng = np.random.default_rng(0)
+    s = np.zeros(5000)
+    for k in range(2, 5000):
+        s[k] = 0.6 * s[k - 1] - 0.3 * s[k - 2] + 0.1 + rng.standard_normal()
+    coef, pred = ar_baseline(s, 4000, 2)
+    assert np.allclose(coef, [0.6, -0.3, 0.1], atol=0.05)  # recovers the process
+    X = np.stack([s[1:3999], s[0:3998]], axis=1)
+    sk = LinearRegression().fit(X, s[2:4000])
+    assert np.allclose(coef, [*sk.coef_, sk.intercept_], rtol=1e-9, atol=1e-12)
+    assert np.isclose(pred[5], coef[0] * s[6] + coef[1] * s[5] + coef[2])
+
+
+def test_fir_network_beats_linear_ar_on_mackey_glass(tmp_path) -> None:
+    out = tmp_path / "fir"
+    rc = cli.main(
+        [
+            "timeseries",
+            "--dataset",
+            "mackey-glass",
+            "--samples",
+            "500",
+            "--model",
+            "fir",
+            "--taps",
+            "8",
+            "--hidden",
+            "6",
+            "--epochs",
+            "150",
+            "--out",
+            str(out),
+        ]
+    )
+    assert rc == 0
+    m = json.loads((out / "metrics.json").read_text())
+    assert m["test_nmse"] < m["ar_test_nmse"]
+    # the baseline in metrics.json is an honest least-squares AR on the same window
+    s = mackey_glass(500, sample_every=6.0)
+    n_train = int(0.7 * 500)
+    order = m["ar_order"]
+    assert order == 8 + 2 + 1
+    X = np.stack([s[order - 1 - j : -1 - j] for j in range(order)], axis=1)
+    X = np.concatenate([X, np.ones((len(X), 1))], axis=1)
+    c, *_ = np.linalg.lstsq(X[: n_train - order], s[order:n_train], rcond=None)
+    test = (X @ c)[n_train - order :]
+    nmse = np.mean((test - s[n_train:]) ** 2) / np.var(s[n_train:])
+    assert m["ar_test_nmse"] == pytest.approx(nmse, rel=1e-9)
+    assert (out / "prediction.png").read_bytes()[:4] == b"\x89PNG"
+    assert (out / "diagram.png").stat().st_size > 10_000
+
+
+@pytest.mark.parametrize("model", ["narx", "mesh"])
+def test_csv_series_with_feedback_models(tmp_path, model: str) -> None:
+    k = np.arange(240)
+    rng = np.random.default_rng(1)
+    values = np.sin(0.3 * k) + 0.5 * np.sin(0.11 * k) + 0.01 * rng.standard_normal(240)
+    path = tmp_path / "s.csv"
+    path.write_text("t,value\n" + "".join(f"{i},{v}\n" for i, v in zip(k, values, strict=True)))
+    out = tmp_path / model
+    rc = cli.main(
+        [
+            "timeseries",
+            "--data",
+            str(path),
+            "--column",
+            "value",
+            "--model",
+            model,
+            "--taps",
+            "3",
+            "--hidden",
+            "4",
+            "--epochs",
+            "40",
+            "--window",
+            "16",
+            "--out",
+            str(out),
+        ]
+    )
+    assert rc == 0
+    m = json.loads((out / "metrics.json").read_text())
+    assert m["model"] == model and m["n_train"] == 168 and m["n_test"] == 72
+    assert np.isfinite(m["test_nmse"]) and m["test_nmse"] < 1.0
+
+
+def test_bad_input_is_one_line_error(tmp_path, capsys) -> None:
+    path = tmp_path / "s.csv"
+    path.write_text("a,b\n1,2\n3,x\n")
+    assert (
+        cli.main(["timeseries", "--data", str(path), "--column", "c", "--out", str(tmp_path)]) == 2
+    )
+    assert "column 'c' not in" in capsys.readouterr().err
+    assert (
+        cli.main(["timeseries", "--data", str(path), "--column", "b", "--out", str(tmp_path)]) == 2
+    )
+    assert "line 3" in capsys.readouterr().err
+    assert cli.main(["timeseries", "--data", str(path), "--out", str(tmp_path)]) == 2
+    assert "--column" in capsys.readouterr().err
+    path.write_text("a\n" + "".join(f"{i}\n" for i in range(20)))
+    assert (
+        cli.main(["timeseries", "--data", str(path), "--column", "a", "--out", str(tmp_path)]) == 2
+    )
+    assert "too short" in capsys.readouterr().err
