@@ -10,6 +10,7 @@
 from .activations import ACTIVATIONS
 from .engines import GRADIENT_METHODS, GradientEngine, get_engine, register_engine
 from .losses import LOSSES
+from .memory import MemoryLimitError, get_memory_limit, memory_limit, set_memory_limit
 from .mesh import MeshNet, gradient
 from .topology import Topology
 
@@ -18,11 +19,15 @@ __all__ = [
     "GRADIENT_METHODS",
     "LOSSES",
     "GradientEngine",
+    "MemoryLimitError",
     "MeshNet",
     "Topology",
     "get_engine",
+    "get_memory_limit",
     "gradient",
+    "memory_limit",
     "register_engine",
+    "set_memory_limit",
 ]
 
 __version__ = "0.1.0"

@@ -6,6 +6,7 @@ in ``_BUILTIN`` below.
 
 from __future__ import annotations
 
+from .auto import AutoEngine
 from .autograd import AutogradEngine
 from .base import GradientEngine
 from .bptt import BPTTEngine
@@ -32,6 +33,7 @@ _BUILTIN = (
     AutogradEngine(),
     ReferenceEngine(),
     FactoredFOPEngine(),
+    AutoEngine(),
 )
 for _engine in _BUILTIN:
     register_engine(_engine)

@@ -57,3 +57,12 @@ class BPTTEngine(GradientEngine):
         dA = torch.zeros_like(A)
         dA[:, C:] = grad_free_cols
         return dA * dyn.mask_like(A), grad_x
+
+    def estimate_bytes(self, dyn, batch, itemsize):
+        # the trajectory: S_{n-1} (B, N) and φ′(T_n) (B, F) per tick, plus the working tensors
+        T, N, F = dyn.ticks, dyn.topology.n_neurons, dyn.n_free
+        return itemsize * (T * batch * (N + F) + 6 * batch * N + 4 * N * N)
+
+    def estimate_flops(self, dyn, batch):
+        T, N, F, I = dyn.ticks, dyn.topology.n_neurons, dyn.n_free, dyn.topology.n_inputs
+        return T * 2 * batch * (N * F + N * F + F * F + I * F)

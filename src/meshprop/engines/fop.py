@@ -132,7 +132,7 @@ class FOPEngine(GradientEngine):
             return h[:, F - dyn.n_outputs :], Z.view(B, P, -1)
 
         widths = [len(t.columns) for t in plan.ticks[1:-1]]
-        buffers = self._workspace(B * P * max(widths, default=0), A.dtype, dev)
+        buffers = self._workspace(B * P * max(widths, default=0), min(2, T - 2), A.dtype, dev)
         blocks: dict[tuple[int, int], torch.Tensor] = {}
         previous = plan.ticks[0]
         for n in range(2, T + 1):
@@ -144,7 +144,7 @@ class FOPEngine(GradientEngine):
             if n == T:  # the last tick writes the saved (B, P, O) outputs, fresh memory
                 Z_next = torch.empty(B, P, len(R), dtype=A.dtype, device=dev)
             else:  # earlier ticks use the two cached buffers in turn
-                Z_next = buffers[n % 2][: B * P * len(R)].view(B, P, len(R))
+                Z_next = buffers[n % len(buffers)][: B * P * len(R)].view(B, P, len(R))
             if n == 2:  # Z_1 A_f D_2: row j_p of A_f scaled by u_p, times φ′(T_2)
                 torch.mul(u.unsqueeze(2), A_f[dst][:, R], out=Z_next)
                 Z_next.mul_(D[:, R].unsqueeze(1))
@@ -161,9 +161,9 @@ class FOPEngine(GradientEngine):
         return h[:, F - dyn.n_outputs :], Z
 
     def _workspace(
-        self, size: int, dtype: torch.dtype, device: torch.device
-    ) -> tuple[torch.Tensor, torch.Tensor]:
-        """Two flat working buffers of ``size`` numbers, kept between calls.
+        self, size: int, count: int, dtype: torch.dtype, device: torch.device
+    ) -> list[torch.Tensor]:
+        """``count`` flat working buffers of ``size`` numbers each, kept between calls.
 
         Reusing them spares the operating system from zeroing fresh pages every step (profiled:
         on the paper config that page-faulting cost more than the arithmetic).  Call
@@ -171,11 +171,11 @@ class FOPEngine(GradientEngine):
         """
         key = (dtype, device)
         cached = self._buffers.get(key)
-        if cached is None or cached.numel() < 2 * size:
+        if cached is None or cached.numel() < count * size:
             self._buffers.pop(key, None)
-            cached = torch.empty(2 * size, dtype=dtype, device=device)
+            cached = torch.empty(count * size, dtype=dtype, device=device)
             self._buffers[key] = cached
-        return cached[:size], cached[size : 2 * size]
+        return [cached[k * size : (k + 1) * size] for k in range(count)]
 
     def release(self) -> None:
         """Free the cached working buffers."""
@@ -193,8 +193,8 @@ class FOPEngine(GradientEngine):
 
     def estimate_bytes(self, dyn, batch, itemsize):
         P, widths = _carried_widths(dyn)
-        wide = max(widths[1:-1], default=0)  # two cached buffers, used in turn
-        carried = 2 * wide + dyn.n_outputs + 4  # + the saved outputs and tick-1 vectors
+        wide = max(widths[1:-1], default=0)  # up to two cached buffers, used in turn
+        carried = min(2, dyn.ticks - 2) * wide + dyn.n_outputs + 4  # + saved outputs, tick 1
         return itemsize * batch * P * carried + itemsize * dyn.topology.n_neurons**2
 
     def estimate_flops(self, dyn, batch):
