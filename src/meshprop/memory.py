@@ -139,7 +139,7 @@ def get_memory_limit() -> int | None:
     return available_bytes() // 2
 
 
-def set_memory_limit(limit: int | float | str | None | object = _UNSET) -> None:
+def set_memory_limit(limit: int | float | str | object | None = _UNSET) -> None:
     """Set the limit (see :func:`parse_bytes`); without an argument, restore the default."""
     global _limit
     _limit = _UNSET if limit is _UNSET else parse_bytes(limit)  # type: ignore[arg-type]
