@@ -66,9 +66,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--max-predicted",
         type=float,
-        default=10.0,
+        default=2.0,
         metavar="SECONDS",
-        help="skip an engine whose predicted step time exceeds this (default 10)",
+        help="skip an engine whose predicted step time exceeds this (default 2)",
     )
     p.add_argument("--threads", type=int, default=2, help="torch threads (default 2)")
     p.add_argument("--json", action="store_true", help="print JSON rows instead of a table")

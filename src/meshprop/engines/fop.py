@@ -146,7 +146,7 @@ class FOPEngine(GradientEngine):
             else:  # earlier ticks use the two cached buffers in turn
                 Z_next = buffers[n % len(buffers)][: B * P * len(R)].view(B, P, len(R))
             if n == 2:  # Z_1 A_f D_2: row j_p of A_f scaled by u_p, times φ′(T_2)
-                torch.mul(u.unsqueeze(2), A_f[dst][:, R], out=Z_next)
+                torch.mul(u.unsqueeze(2), A_f[:, R][dst], out=Z_next)
                 Z_next.mul_(D[:, R].unsqueeze(1))
             else:  # Eq. 17 first term with D fused: Z_{n-1} (A_f[R_{n-1}, R_n] φ′(T_n))
                 key = (id(previous), id(tick))
