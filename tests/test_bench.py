@@ -99,3 +99,17 @@ def test_memory_probe_sees_the_reference_tensor():
 def test_bench_rejects_bad_numbers(bad, capsys):
     assert cli.main(["bench", "--workload", "tiny", *bad]) == 2
     assert "must be" in capsys.readouterr().err
+
+
+def test_update_rate_is_the_marginal_rate_of_ticks_3_to_10():
+    from meshprop.bench import Row, update_rate
+
+    def row(ticks, seconds, gflop):  # gflop = the step's modelled work
+        return Row(
+            "fop", "rate", ticks, 128, 8, seconds, seconds, seconds, None, gflop_s=gflop / seconds
+        )
+
+    step, update = update_rate([row(2, 0.01, 0.5), row(10, 0.11, 10.5)])
+    assert step == pytest.approx(10.5e9 / 0.11)
+    assert update == pytest.approx(10e9 / 0.10)
+    assert update_rate([row(10, 0.11, 10.5)]) is None
