@@ -12,6 +12,7 @@ import sys
 from pathlib import Path
 
 import matplotlib
+import matplotlib.ticker
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt
@@ -35,11 +36,15 @@ def _series(rows, workload, x_key, y_key):
 
 def _plot(rows, workload, x_key, y_key, scale, xlabel, ylabel, title, path, logy=True):
     fig, ax = plt.subplots(figsize=(4.6, 3.2), dpi=110)
-    for engine, points in _series(rows, workload, x_key, y_key).items():
+    series = _series(rows, workload, x_key, y_key)
+    for engine, points in series.items():
         color, marker = STYLE[engine]
         xs, ys = zip(*points, strict=True)
         ax.plot(xs, [y * scale for y in ys], marker=marker, color=color, label=engine)
     ax.set_xscale("log")
+    ticks = sorted({x for points in series.values() for x, _ in points})
+    ax.set_xticks(ticks, [str(t) for t in ticks])
+    ax.xaxis.set_minor_locator(matplotlib.ticker.NullLocator())
     if logy:
         ax.set_yscale("log")
     ax.set_xlabel(xlabel)
