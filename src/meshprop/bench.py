@@ -20,6 +20,7 @@ matrix-product rate so FOP's rate can be read as a fraction of it.
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import statistics
@@ -65,6 +66,8 @@ class Point:
     mesh: bool = False
     engines: tuple[str, ...] = ALL_ENGINES
     seed: int = 0
+    #: also time a 1024×1024 float32 product in the same rounds (engine "matmul")
+    matmul: bool = False
 
     @property
     def neurons(self) -> int:
@@ -191,6 +194,7 @@ WORKLOADS: dict[str, Callable[[], list[Point]]] = {
             mesh=True,
             output_feedback=True,
             engines=("fop",),
+            matmul=True,
         )
         for t in (2, 10)
     ],
@@ -280,19 +284,41 @@ def time_engines(
         repeats[name] = max(min_repeats, min(max_repeats, int(budget_s / max(first, 1e-6))))
         if name == "auto":
             row.note = f"chose {get_engine('auto').last_choice.engine}"
+    calls: dict[str, Callable[[], object]] = {
+        name: functools.partial(_step, name, net, x, labels) for name in repeats
+    }
+    flops = {name: get_engine(name).estimate_flops(dyn, point.batch) for name in repeats}
+    if point.matmul:  # the machine's rate, measured in the same rounds as the engines
+        a, b, c = torch.randn(1024, 1024), torch.randn(1024, 1024), torch.empty(1024, 1024)
+        calls["matmul"] = functools.partial(torch.mm, a, b, out=c)
+        calls["matmul"]()
+        flops["matmul"] = 2 * 1024**3
+        repeats["matmul"] = max(repeats.values(), default=min_repeats)
+        rows["matmul"] = Row(
+            "matmul",
+            point.workload,
+            point.ticks,
+            1024,
+            1,
+            None,
+            None,
+            None,
+            None,
+            note="1024x1024 float32 product",
+        )
     times: dict[str, list[float]] = {name: [] for name in repeats}
     for k in range(max(repeats.values(), default=0)):
         for name, count in repeats.items():
             if k < count:
                 t0 = time.perf_counter()
-                _step(name, net, x, labels)
+                calls[name]()
                 times[name].append(time.perf_counter() - t0)
     for name, samples in times.items():
         row = rows[name]
         row.median_s = statistics.median(samples)
         row.min_s, row.max_s, row.repeats = min(samples), max(samples), len(samples)
-        row.gflop_s = get_engine(name).estimate_flops(dyn, point.batch) / row.median_s / 1e9
-    return [rows[name] for name in engines]
+        row.gflop_s = flops[name] / row.median_s / 1e9
+    return [rows[name] for name in (*engines, *(["matmul"] if point.matmul else []))]
 
 
 # ----------------------------------------------------------------------------- memory
@@ -370,7 +396,7 @@ def run_workload(
         point_rows = time_engines(point, names, budget_s=budget_s, max_predicted_s=max_predicted_s)
         if memory:
             for row in point_rows:
-                if row.median_s is not None:
+                if row.median_s is not None and row.engine != "matmul":
                     row.peak_bytes = measure_peak_bytes(point, row.engine, threads=threads)
         rows.extend(point_rows)
     return rows
@@ -395,3 +421,10 @@ def update_rate(rows: Sequence[Row]) -> tuple[float, float] | None:
     if extra <= 0:
         return None
     return found[10].gflop_s * 1e9, (flops[10] - flops[2]) / extra
+
+
+def interleaved_matmul_rate(rows: Sequence[Row]) -> float | None:
+    """The matmul rate (FLOP/s) timed in the same rounds as the ``rate`` workload (the better
+    of its points), or None."""
+    rates = [r.gflop_s * 1e9 for r in rows if r.engine == "matmul" and r.gflop_s]
+    return max(rates) if rates else None

@@ -126,7 +126,7 @@ def format_table(rows) -> str:
 
 def summary(rows, machine_flops: float | None) -> list[str]:
     """The issue's target figures, computed from the rows (nothing hard-coded)."""
-    from ..bench import update_rate
+    from ..bench import interleaved_matmul_rate, update_rate
 
     lines = []
 
@@ -171,6 +171,7 @@ def summary(rows, machine_flops: float | None) -> list[str]:
                 + (" (target <= 1.1x)" if engine == "fop" else "")
             )
     rates = update_rate(rows)
+    machine_flops = interleaved_matmul_rate(rows) or machine_flops
     if rates and machine_flops:
         step, update = rates
         lines.append(
