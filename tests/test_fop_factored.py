@@ -185,3 +185,24 @@ def test_auto_rejects_bad_candidates():
         AutoEngine(candidates=("nope",)).choose(
             mp.MeshNet(mp.Topology.mesh(1, 1, 1), ticks=1).dynamics, 1, 8
         )
+
+
+@pytest.mark.parametrize(
+    "topo",
+    [
+        mp.Topology.mesh(inputs=2, hidden=28, outputs=3),  # F = 31 → padded to 32
+        mp.Topology.random(inputs=3, hidden=44, outputs=3, density=0.5, seed=4),  # F = 47 → 48
+        mp.Topology.layered([3, 31, 16, 2]),  # differing column sets, one padded
+    ],
+)
+def test_fop_padded_widths_match_autograd(topo):
+    from meshprop.engines.fop import padded_width
+
+    assert any(padded_width(len(R)) > len(R) for R in needed_columns(topo, 4)[:-1])
+    net = mp.MeshNet(topo, ticks=4, activation="tanh", dtype=torch.float64, seed=0)
+    x = torch.randn(3, topo.n_inputs, dtype=torch.float64)
+    labels = torch.tensor([0, 1, 1])
+    _, ref = mp.gradient(net, x, labels, method="autograd")
+    for _ in range(2):  # the second call reuses the cached buffers
+        _, dA = mp.gradient(net, x, labels, method="fop")
+        assert relative_error(dA, ref) <= 1e-10
