@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import os
 import sys
 from dataclasses import asdict
 
@@ -217,6 +218,7 @@ def run(args: argparse.Namespace) -> int:
         )
     rates.append(matmul_rate())
     rate = max(rates)  # the better of before/after: FOP's fraction is not flattered by load
+    wait_policy = os.environ.get("OMP_WAIT_POLICY", "unset")
     machine = {
         "engine": "matmul",
         "workload": "machine",
@@ -229,6 +231,7 @@ def run(args: argparse.Namespace) -> int:
         "peak_bytes": None,
         "gflop_s": rate / 1e9,
         "threads": args.threads,
+        "omp_wait_policy": wait_policy,
     }
     records = [machine] + [asdict(r) for r in rows]
     if args.output:
@@ -240,7 +243,8 @@ def run(args: argparse.Namespace) -> int:
         return 0
     print(
         f"float32 matmul rate (1024x1024, {args.threads} threads): {rate / 1e9:.1f} GFLOP/s "
-        f"(best of {rates[0] / 1e9:.1f} before and {rates[1] / 1e9:.1f} after the workloads)"
+        f"(best of {rates[0] / 1e9:.1f} before and {rates[1] / 1e9:.1f} after the workloads); "
+        f"OMP_WAIT_POLICY={wait_policy}"
     )
     print(format_table(rows))
     for line in summary(rows, rate if math.isfinite(rate) else None):
