@@ -206,3 +206,25 @@ def test_fop_padded_widths_match_autograd(topo):
     for _ in range(2):  # the second call reuses the cached buffers
         _, dA = mp.gradient(net, x, labels, method="fop")
         assert relative_error(dA, ref) <= 1e-10
+
+
+def test_fop_cached_buffers_are_per_thread():
+    import threading
+
+    topo = mp.Topology.random(inputs=4, hidden=20, outputs=3, density=0.6, seed=1)
+    net = mp.MeshNet(topo, ticks=5, activation="tanh", dtype=torch.float64, seed=0)
+    x, labels = torch.randn(8, 4, dtype=torch.float64), torch.randint(0, 3, (8,))
+    _, ref = mp.gradient(net, x, labels, method="autograd")
+    errors: list[float] = []
+
+    def work():
+        for _ in range(10):
+            _, dA = mp.gradient(net, x, labels, method="fop")
+            errors.append(relative_error(dA, ref))
+
+    threads = [threading.Thread(target=work) for _ in range(3)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert len(errors) == 30 and max(errors) <= 1e-10

@@ -34,6 +34,7 @@ dense: the mask's sparsity already shrinks P, the number of rows.
 
 from __future__ import annotations
 
+import threading
 from dataclasses import dataclass
 from functools import lru_cache
 
@@ -120,7 +121,7 @@ class FOPEngine(GradientEngine):
     name = "fop"
 
     def __init__(self) -> None:
-        self._buffers: dict[tuple[torch.dtype, torch.device], torch.Tensor] = {}
+        self._buffers: dict[tuple[torch.dtype, torch.device, int], torch.Tensor] = {}
 
     def forward(self, dyn: Dynamics, A: torch.Tensor, x: torch.Tensor):
         plan = _edge_plan(dyn.topology, dyn.ticks)
@@ -192,7 +193,7 @@ class FOPEngine(GradientEngine):
         on the paper config that page-faulting cost more than the arithmetic).  Call
         :meth:`release` to hand the memory back.
         """
-        key = (dtype, device)
+        key = (dtype, device, threading.get_ident())  # one workspace per thread
         cached = self._buffers.get(key)
         if cached is None or cached.numel() < count * size:
             self._buffers.pop(key, None)
@@ -201,7 +202,7 @@ class FOPEngine(GradientEngine):
         return [cached[k * size : (k + 1) * size] for k in range(count)]
 
     def release(self) -> None:
-        """Free the cached working buffers."""
+        """Free the cached working buffers (of every thread)."""
         self._buffers.clear()
 
     def backward(self, dyn, A, x, saved, grad_y):
