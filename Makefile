@@ -23,8 +23,10 @@ lint: setup
 	$(BIN)/ruff check src tests benchmarks
 	$(BIN)/ruff format --check src tests benchmarks
 
+# OpenMP threads that spin while waiting stall each other on a shared CPU: see docs/performance.md
 bench: setup
-	$(BIN)/meshprop bench
+	mkdir -p runs
+	OMP_WAIT_POLICY=$${OMP_WAIT_POLICY:-PASSIVE} $(BIN)/meshprop bench --output runs/bench.json
 
 clean:
 	rm -rf $(VENV) runs build *.egg-info src/*.egg-info .pytest_cache

@@ -11,6 +11,7 @@ from . import diagram
 from .activations import ACTIVATIONS
 from .engines import GRADIENT_METHODS, GradientEngine, get_engine, register_engine
 from .losses import LOSSES
+from .memory import MemoryLimitError, get_memory_limit, memory_limit, set_memory_limit
 from .mesh import MeshNet, gradient
 from .topology import Topology
 
@@ -19,12 +20,16 @@ __all__ = [
     "GRADIENT_METHODS",
     "LOSSES",
     "GradientEngine",
+    "MemoryLimitError",
     "MeshNet",
     "Topology",
     "diagram",
     "get_engine",
+    "get_memory_limit",
     "gradient",
+    "memory_limit",
     "register_engine",
+    "set_memory_limit",
 ]
 
 __version__ = "0.1.0"

@@ -20,6 +20,7 @@ from .dynamics import Dynamics
 from .engines import GradientEngine, get_engine
 from .engines.autograd import differentiable_output
 from .losses import LossFn, check_target, loss_and_grad
+from .memory import check_memory
 from .topology import Topology
 
 __all__ = ["MeshNet", "gradient"]
@@ -52,6 +53,7 @@ def engine_output(
             f"the {engine.name!r} engine computes dE/dA only, but x requires grad; use "
             "grad='bptt' or grad='autograd' for input gradients, or pass x.detach()"
         )
+    check_memory(engine, dyn, dyn.batch_size(x), A.element_size())  # before any allocation
     return _EngineFunction.apply(A, x, engine, dyn)
 
 
@@ -152,6 +154,7 @@ class MeshNet(nn.Module):
         if not torch.is_grad_enabled() or not (self.A.requires_grad or requires_x_grad):
             return self.dynamics.output(self.A, x)
         if self.grad == "autograd":
+            check_memory(get_engine("autograd"), self.dynamics, x.shape[-2], x.element_size())
             return differentiable_output(self.dynamics, self.A, x)
         return engine_output(get_engine(self.grad), self.dynamics, self.A, x)
 
@@ -177,13 +180,17 @@ def gradient(
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """The loss and dE/dA (N×N, zero outside the mask) of ``net`` on a batch, by ``method``.
 
-    ``method`` defaults to ``net.grad``.  ``net.A.grad`` is left untouched.
+    ``method`` defaults to ``net.grad``.  ``net.A.grad`` is left untouched.  The engine's memory
+    is checked against ``meshprop.memory``'s limit first (``MemoryLimitError`` when it does not
+    fit).  With ``method="auto"`` the engine used is logged and kept in
+    ``meshprop.get_engine("auto").last_choice``.
     """
     engine = get_engine(net.grad if method is None else method)
     x = net.prepare_input(x)
     check_target(loss, target, net.dynamics.batch_size(x), net.topology.n_outputs)
     target = target.to(net.A.device)
     A = net.A.detach()
+    check_memory(engine, net.dynamics, net.dynamics.batch_size(x), A.element_size())
     y, saved = engine.forward(net.dynamics, A, x)
     value, grad_y = loss_and_grad(loss, y, target)
     dA, _ = engine.backward(net.dynamics, A, x, saved, grad_y)

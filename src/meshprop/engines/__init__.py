@@ -6,10 +6,12 @@ in ``_BUILTIN`` below.
 
 from __future__ import annotations
 
+from .auto import AutoEngine
 from .autograd import AutogradEngine
 from .base import GradientEngine
 from .bptt import BPTTEngine
 from .fop import FOPEngine
+from .fop_factored import FactoredFOPEngine
 from .reference import ReferenceEngine
 
 __all__ = ["ENGINES", "GRADIENT_METHODS", "GradientEngine", "get_engine", "register_engine"]
@@ -25,7 +27,14 @@ def register_engine(engine: GradientEngine) -> GradientEngine:
     return engine
 
 
-_BUILTIN = (FOPEngine(), BPTTEngine(), AutogradEngine(), ReferenceEngine())
+_BUILTIN = (
+    FOPEngine(),
+    BPTTEngine(),
+    AutogradEngine(),
+    ReferenceEngine(),
+    FactoredFOPEngine(),
+    AutoEngine(),
+)
 for _engine in _BUILTIN:
     register_engine(_engine)
 

@@ -45,4 +45,8 @@ class AutogradEngine(GradientEngine):
     def estimate_bytes(self, dyn, batch, itemsize):
         # every tick keeps T_n, h_n and the masked blocks alive in the graph
         T, N = dyn.ticks, dyn.topology.n_neurons
-        return T * batch * N * itemsize * 6 + 2 * N * N * itemsize
+        return T * batch * N * itemsize * 6 + 4 * N * N * itemsize
+
+    def estimate_flops(self, dyn, batch):
+        T, N, F = dyn.ticks, dyn.topology.n_neurons, dyn.n_free
+        return T * 2 * batch * N * F * 3

@@ -51,5 +51,12 @@ class GradientEngine(ABC):
         T, N = dyn.ticks, dyn.topology.n_neurons
         return T * batch * N * itemsize * 3
 
+    def estimate_flops(self, dyn: Dynamics, batch: int) -> int:
+        """Floating-point operations of one step (forward + dE/dA), a model used by
+        ``method="auto"`` and the memory guard's suggestion.  Default: two dense products of
+        the state with A per tick, forward and backward."""
+        T, N, F = dyn.ticks, dyn.topology.n_neurons, dyn.n_free
+        return 3 * T * 2 * batch * N * F
+
     def __repr__(self) -> str:
         return f"<{type(self).__name__} {self.name!r}>"

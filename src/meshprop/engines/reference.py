@@ -59,5 +59,10 @@ class ReferenceEngine(GradientEngine):
         return dA * dyn.mask_like(A), None
 
     def estimate_bytes(self, dyn, batch, itemsize):
+        # ∂S/∂A, S̃, the product ∂S/∂A·A and the sum: four (B, N, N, N) arrays at once
         N = dyn.topology.n_neurons
-        return 4 * batch * N**3 * itemsize
+        return 5 * batch * N**3 * itemsize + 4 * N * N * itemsize
+
+    def estimate_flops(self, dyn, batch):
+        N = dyn.topology.n_neurons
+        return dyn.ticks * batch * (2 * N**4 + 4 * N**3) + 2 * batch * N**3

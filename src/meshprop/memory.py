@@ -1,0 +1,203 @@
+"""The memory guard: every engine states its bytes before it allocates, and a step that would not
+fit is refused with a clear error instead of letting the operating system kill the process.
+
+The limit is, in order of precedence:
+
+1. the value set with :func:`set_memory_limit` or inside a ``with memory_limit(...)`` block;
+2. the environment variable ``MESHPROP_MEMORY_LIMIT`` (bytes, optionally with a unit such as
+   ``512MiB`` or ``2GB``, or a percentage of the available RAM such as ``25%``);
+3. half of the RAM available when the step starts (``MemAvailable`` in ``/proc/meminfo``).
+
+``"none"`` (or ``0``) switches the guard off.  Estimates come from each engine's
+``estimate_bytes`` (a model of the tensors it allocates for one step, sensitivities included).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from .dynamics import Dynamics
+    from .engines.base import GradientEngine
+
+__all__ = [
+    "MEMORY_LIMIT_ENV",
+    "MemoryLimitError",
+    "available_bytes",
+    "check_memory",
+    "format_bytes",
+    "get_memory_limit",
+    "memory_limit",
+    "parse_bytes",
+    "set_memory_limit",
+]
+
+MEMORY_LIMIT_ENV = "MESHPROP_MEMORY_LIMIT"
+
+_UNITS = {
+    "": 1,
+    "b": 1,
+    "k": 10**3,
+    "kb": 10**3,
+    "m": 10**6,
+    "mb": 10**6,
+    "g": 10**9,
+    "gb": 10**9,
+    "t": 10**12,
+    "tb": 10**12,
+    "kib": 2**10,
+    "mib": 2**20,
+    "gib": 2**30,
+    "tib": 2**40,
+}
+_UNSET = object()
+_limit: object = _UNSET  # bytes (int), None for "no limit", or _UNSET for the default
+
+
+class MemoryLimitError(MemoryError):
+    """A step's estimated memory exceeds the limit; nothing was allocated.
+
+    Attributes: ``engine`` (name), ``estimate`` and ``limit`` (bytes), ``suggestion`` (the name of
+    a registered engine that fits, or None).
+    """
+
+    def __init__(
+        self, message: str, engine: str, estimate: int, limit: int, suggestion: str | None
+    ) -> None:
+        super().__init__(message)
+        self.engine, self.estimate, self.limit, self.suggestion = (
+            engine,
+            estimate,
+            limit,
+            suggestion,
+        )
+
+
+def format_bytes(n: float) -> str:
+    """``1536`` → ``'1.5 KiB'``."""
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
+        if abs(n) < 1024 or unit == "TiB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024
+    raise AssertionError("unreachable")
+
+
+def available_bytes() -> int:
+    """RAM available to new allocations without swapping (``MemAvailable``), in bytes."""
+    try:
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    pages, size = os.sysconf("SC_AVPHYS_PAGES"), os.sysconf("SC_PAGE_SIZE")
+    return int(pages * size)
+
+
+def parse_bytes(value: int | float | str | None, *, source: str = "memory limit") -> int | None:
+    """A limit in bytes from an int, ``'512MiB'``, ``'2GB'``, ``'25%'`` (of the available RAM),
+    or ``None``/``'none'``/``0`` (no limit)."""
+    if value is None:
+        return None
+    if isinstance(value, bool):
+        raise TypeError(f"{source} must be a number of bytes or a string, got a bool")
+    if isinstance(value, int | float):
+        if value != value or value < 0:
+            raise ValueError(f"{source} must be >= 0 bytes, got {value}")
+        return None if value == 0 else int(value)
+    if not isinstance(value, str):
+        raise TypeError(f"{source} must be bytes (int) or a string, got {type(value).__name__}")
+    text = value.strip().lower()
+    if text in ("none", "off", "0"):
+        return None
+    match = re.fullmatch(r"([0-9]*\.?[0-9]+)\s*(%|[a-z]*)", text)
+    if match is None or match.group(2) not in {*_UNITS, "%"}:
+        raise ValueError(
+            f"{source} {value!r} is not understood: expected bytes such as 2000000000, '512MiB', "
+            "'2GB', a percentage of the available RAM such as '25%', or 'none'"
+        )
+    number, unit = float(match.group(1)), match.group(2)
+    if unit == "%":
+        if not 0 < number <= 100:
+            raise ValueError(f"{source} percentage must be in (0, 100], got {value!r}")
+        return int(available_bytes() * number / 100)
+    return None if number == 0 else int(number * _UNITS[unit])
+
+
+def get_memory_limit() -> int | None:
+    """The limit in bytes that applies now (None: no limit)."""
+    if _limit is not _UNSET:
+        return _limit  # type: ignore[return-value]
+    env = os.environ.get(MEMORY_LIMIT_ENV)
+    if env is not None and env.strip():
+        return parse_bytes(env, source=f"${MEMORY_LIMIT_ENV}")
+    return available_bytes() // 2
+
+
+def set_memory_limit(limit: int | float | str | object | None = _UNSET) -> None:
+    """Set the limit (see :func:`parse_bytes`); without an argument, restore the default."""
+    global _limit
+    _limit = _UNSET if limit is _UNSET else parse_bytes(limit)  # type: ignore[arg-type]
+
+
+@contextmanager
+def memory_limit(limit: int | float | str | None) -> Iterator[int | None]:
+    """``with memory_limit('2GiB'): ...`` applies a limit inside the block only."""
+    global _limit
+    previous = _limit
+    _limit = parse_bytes(limit)
+    try:
+        yield _limit  # type: ignore[misc]
+    finally:
+        _limit = previous
+
+
+def _alternatives(dyn: Dynamics, batch: int, itemsize: int, limit: int, exclude: set[str]):
+    """Registered engines (best estimated time first) whose estimate fits under ``limit``."""
+    from .engines import ENGINES
+
+    fits = []
+    for name, engine in ENGINES.items():
+        if name in exclude or name == "auto":
+            continue
+        need = engine.estimate_bytes(dyn, batch, itemsize)
+        if need <= limit:
+            fits.append((engine.estimate_flops(dyn, batch), need, name))
+    return [name for _, _, name in sorted(fits)]
+
+
+def refuse(
+    engine: str, dyn: Dynamics, batch: int, itemsize: int, estimate: int, limit: int
+) -> MemoryLimitError:
+    """The error for a step of ``engine`` that needs ``estimate`` bytes above ``limit``."""
+    better = _alternatives(dyn, batch, itemsize, limit, {engine})
+    suggestion = better[0] if better else None
+    topo = dyn.topology
+    advice = (
+        f"use method={suggestion!r} instead (it fits), or a smaller batch"
+        if suggestion
+        else "no registered engine fits: use a smaller batch or fewer ticks"
+    )
+    message = (
+        f"the {engine!r} engine would need about {format_bytes(estimate)} for one step "
+        f"(batch {batch}, {dyn.ticks} ticks, {topo.n_neurons} neurons, {topo.n_edges} edges) "
+        f"but the memory limit is {format_bytes(limit)}; {advice}. The limit defaults to half "
+        f"of the available RAM; change it with meshprop.set_memory_limit(...) or "
+        f"${MEMORY_LIMIT_ENV}"
+    )
+    return MemoryLimitError(message, engine, estimate, limit, suggestion)
+
+
+def check_memory(engine: GradientEngine, dyn: Dynamics, batch: int, itemsize: int) -> int:
+    """Raise :class:`MemoryLimitError` when ``engine``'s step would exceed the limit; else
+    return its estimate in bytes.  Called before any sensitivity is allocated."""
+    estimate = int(engine.estimate_bytes(dyn, batch, itemsize))
+    limit = get_memory_limit()
+    if limit is not None and estimate > limit:
+        raise refuse(engine.name, dyn, batch, itemsize, estimate, limit)
+    return estimate

@@ -1,0 +1,115 @@
+"""The benchmark suite runs (tiny workload) and its memory probe sees real allocations."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from meshprop import cli
+from meshprop.bench import Point, measure_peak_bytes, time_engines
+from meshprop.commands.bench import format_table, summary
+
+KEYS = {
+    "engine",
+    "workload",
+    "ticks",
+    "neurons",
+    "batch",
+    "median_s",
+    "min_s",
+    "max_s",
+    "peak_bytes",
+}
+
+
+def test_bench_json_rows(capsys, tmp_path):
+    out = tmp_path / "rows.json"
+    code = cli.main(
+        [
+            "bench",
+            "--workload",
+            "tiny",
+            "--memory",
+            "none",
+            "--budget",
+            "0.01",
+            "--json",
+            "--output",
+            str(out),
+        ]
+    )
+    assert code == 0
+    rows = json.loads(capsys.readouterr().out)
+    assert rows == json.loads(out.read_text())
+    machine, *engines = rows
+    assert machine["engine"] == "matmul" and machine["gflop_s"] > 0
+    assert {r["engine"] for r in engines} == {"fop", "fop_factored", "auto", "bptt", "autograd"}
+    assert {r["ticks"] for r in engines} == {1, 3}
+    for r in engines:
+        assert r.keys() >= KEYS
+        assert r["workload"] == "tiny" and r["neurons"] == 10 and r["batch"] == 2
+        assert 0 < r["min_s"] <= r["median_s"] <= r["max_s"]
+        assert r["repeats"] >= 3 and r["peak_bytes"] is None
+
+
+def test_bench_table_and_summary():
+    point = Point(
+        "paper", inputs=3, hidden=4, outputs=2, density=0.8, ticks=2, batch=2, output_feedback=True
+    )
+    rows = time_engines(point, ["reference", "fop", "fop_factored", "autograd"], budget_s=0.01)
+    table = format_table(rows)
+    assert table.splitlines()[0].split()[:3] == ["workload", "engine", "ticks"]
+    assert len(table.splitlines()) == 2 + len(rows)
+    lines = summary(rows, machine_flops=None)
+    ratio = rows[0].median_s / rows[1].median_s
+    assert lines[0].startswith(f"paper: reference / fop = {ratio:.1f}x median")
+    assert any("best forward-only / autograd" in line for line in lines)
+
+
+def test_bench_rejects_unknown_names(capsys):
+    assert cli.main(["bench", "--workload", "huge"]) == 2
+    assert "unknown workload 'huge'" in capsys.readouterr().err
+    assert cli.main(["bench", "--workload", "tiny", "--engines", "magic"]) == 2
+    assert "unknown engine 'magic'" in capsys.readouterr().err
+
+
+def test_memory_probe_sees_the_reference_tensor():
+    """The subprocess probe must see at least the (B, N, N, N) tensor the reference keeps."""
+    point = Point(
+        "probe",
+        inputs=8,
+        hidden=28,
+        outputs=3,
+        density=1.0,
+        ticks=1,
+        batch=4,
+        output_feedback=True,
+        mesh=True,
+    )
+    n = point.neurons
+    needed = point.batch * n**3 * 4  # float32 ∂S/∂A of Eq. 14
+    peak = measure_peak_bytes(point, "reference", threads=1)
+    assert peak >= needed
+    small = measure_peak_bytes(point, "bptt", threads=1)
+    assert small < needed
+
+
+@pytest.mark.parametrize("bad", [["--threads", "0"], ["--budget", "0"]])
+def test_bench_rejects_bad_numbers(bad, capsys):
+    assert cli.main(["bench", "--workload", "tiny", *bad]) == 2
+    assert "must be" in capsys.readouterr().err
+
+
+def test_update_rate_is_the_marginal_rate_of_ticks_3_to_10():
+    from meshprop.bench import Row, update_rate
+
+    def row(ticks, seconds, gflop):  # gflop = the step's modelled work
+        return Row(
+            "fop", "rate", ticks, 128, 8, seconds, seconds, seconds, None, gflop_s=gflop / seconds
+        )
+
+    step, update = update_rate([row(2, 0.01, 0.5), row(10, 0.11, 10.5)])
+    assert step == pytest.approx(10.5e9 / 0.11)
+    assert update == pytest.approx(10e9 / 0.10)
+    assert update_rate([row(10, 0.11, 10.5)]) is None
