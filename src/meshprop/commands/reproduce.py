@@ -18,6 +18,7 @@ import torch
 from ..data import TOY_DATASETS
 from ..experiment import RunConfig, format_table, run
 from ..reporting import Reporter
+from .train import add_threads_option, apply_threads
 
 #: hidden neurons per toy set (the reference: 5 each, spirals 15).
 TOY_HIDDEN = {"moons": 5, "circles": 5, "blobs": 5, "blobs2": 5, "spirals": 15}
@@ -43,6 +44,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     toys.add_argument("--grad", default="fop", help="gradient engine")
     toys.add_argument("--seed", type=int, default=0)
     toys.add_argument("--out", default="runs/reproduce-toys", metavar="DIR")
+    add_threads_option(toys)
     toys.set_defaults(handler=handle_toys)
     iris = sub.add_parser(
         "iris", help="the Iris protocol over several seeds, FOP against a second engine",
@@ -57,6 +59,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     iris.add_argument("--compare", default="autograd",
                       help="second engine run on the same seeds ('none' to skip)")
     iris.add_argument("--out", default="runs/reproduce-iris", metavar="DIR")
+    add_threads_option(iris)
     iris.set_defaults(handler=handle_iris)
 
 
@@ -85,6 +88,7 @@ def _mean_std(values: list[float]) -> str:
 def handle_iris(args: argparse.Namespace) -> int:
     if args.seeds < 1:
         raise ValueError(f"--seeds must be >= 1, got {args.seeds}")
+    apply_threads(args)
     engines = [args.grad] + ([] if args.compare == "none" else [args.compare])
     reporter = Reporter()
     runs: dict[str, list[dict]] = {g: [] for g in engines}
@@ -140,6 +144,7 @@ def handle_toys(args: argparse.Namespace) -> int:
 
     if args.frames < 1:
         raise ValueError(f"--frames must be >= 1, got {args.frames}")
+    apply_threads(args)
     out = Path(args.out)
     reporter = Reporter()
     rows = [("dataset", "hidden | test acc | train acc | wall time")]

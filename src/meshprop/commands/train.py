@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 
+import torch
+
 from ..activations import ACTIVATIONS
 from ..data import DATASETS
 from ..engines import GRADIENT_METHODS
@@ -26,6 +28,21 @@ def add_data_options(parser: argparse.ArgumentParser, default_dataset: str | Non
                        help="your own CSV file (header row, numeric feature columns)")
     group.add_argument("--target", metavar="COLUMN",
                        help="the CSV column to predict (class labels or numbers)")
+
+
+def add_threads_option(parser: argparse.ArgumentParser | argparse._ArgumentGroup) -> None:
+    parser.add_argument(
+        "--threads", type=int, default=1,
+        help="torch intra-op threads (small meshes run fastest on one; 0 = torch's default)",
+    )
+
+
+def apply_threads(args: argparse.Namespace) -> None:
+    threads = getattr(args, "threads", 0)
+    if threads < 0:
+        raise ValueError(f"--threads must be >= 0, got {threads}")
+    if threads:
+        torch.set_num_threads(threads)
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -75,6 +92,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     out = p.add_argument_group("output")
     out.add_argument("--out", default="runs/train", metavar="DIR", help="output directory")
     out.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    add_threads_option(out)
     p.set_defaults(handler=handle)
 
 
@@ -98,6 +116,7 @@ def config_from_args(args: argparse.Namespace) -> RunConfig:
 
 
 def handle(args: argparse.Namespace) -> int:
+    apply_threads(args)
     config = config_from_args(args)
     reporter = Reporter(progress=not args.no_progress)
     result = run(config, reporter)
