@@ -32,8 +32,12 @@ def test_blobs2_classes_are_made_of_two_clusters():
 
 @pytest.mark.parametrize(
     ("name", "shape", "classes"),
-    [("iris", (150, 4), 3), ("wine", (178, 13), 3), ("breast_cancer", (569, 30), 2),
-     ("digits", (1797, 64), 10)],
+    [
+        ("iris", (150, 4), 3),
+        ("wine", (178, 13), 3),
+        ("breast_cancer", (569, 30), 2),
+        ("digits", (1797, 64), 10),
+    ],
 )
 def test_sklearn_sets(name, shape, classes):
     ds = load_dataset(name)
@@ -113,7 +117,7 @@ def test_csv_errors_name_file_column_and_row(tmp_path, text, message):
 
 
 def test_csv_missing_file_and_missing_column(tmp_path):
-    with pytest.raises(FileNotFoundError, match="nope.csv"):
+    with pytest.raises(FileNotFoundError, match=r"nope\.csv"):
         load_csv(tmp_path / "nope.csv", "t")
     with pytest.raises(ValueError, match=r"no column 'label'; the columns are a, b"):
         load_csv(write(tmp_path, "a,b\n1,2\n"), "label")

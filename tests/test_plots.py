@@ -13,8 +13,13 @@ from meshprop.training import History
 
 
 def net2d(outputs=2, seed=0):
-    return mp.MeshNet(mp.Topology.mesh(2, 3, outputs), ticks=2, output_activation="identity",
-                      dtype=torch.float64, seed=seed)
+    return mp.MeshNet(
+        mp.Topology.mesh(2, 3, outputs),
+        ticks=2,
+        output_activation="identity",
+        dtype=torch.float64,
+        seed=seed,
+    )
 
 
 def history(val=True):
@@ -68,8 +73,9 @@ def test_animation_writes_one_frame_per_snapshot_and_restores_weights(tmp_path):
     original = net.A.detach().clone()
     frames = [(e, net.A.detach() * (1 + 0.5 * e), 0.5) for e in range(3)]
     X = np.random.default_rng(1).normal(size=(20, 2))
-    path = plots.animate_decision_boundary(net, frames, X, np.arange(20) % 2, tmp_path / "a.gif",
-                                           steps=20)
+    path = plots.animate_decision_boundary(
+        net, frames, X, np.arange(20) % 2, tmp_path / "a.gif", steps=20
+    )
     with Image.open(path) as gif:
         assert gif.n_frames == 3
     assert torch.equal(net.A.detach(), original)

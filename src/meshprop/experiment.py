@@ -18,8 +18,17 @@ import numpy as np
 import torch
 
 from .checkpoint import save_checkpoint
-from .data import CLASSIFICATION, REGRESSION, Dataset, Split, Standardizer, load_csv
-from .data import load_dataset, split_dataset, split_indices
+from .data import (
+    CLASSIFICATION,
+    REGRESSION,
+    Dataset,
+    Split,
+    Standardizer,
+    load_csv,
+    load_dataset,
+    split_dataset,
+    split_indices,
+)
 from .mesh import MeshNet
 from .reporting import Reporter
 from .topology import Topology
@@ -98,7 +107,11 @@ def build_net(config: RunConfig, n_inputs: int, n_outputs: int) -> MeshNet:
         topo = Topology.mesh(n_inputs, config.hidden, n_outputs, bias=True)
     else:
         topo = Topology.random(
-            n_inputs, config.hidden, n_outputs, density=config.density, bias=True,
+            n_inputs,
+            config.hidden,
+            n_outputs,
+            density=config.density,
+            bias=True,
             seed=config.seed,
         )
     return MeshNet(
@@ -145,11 +158,20 @@ def run(
     net = build_net(config, dataset.n_features, dataset.n_outputs)
     stopping = None if config.patience is None else EarlyStopping(patience=config.patience)
     history = fit(
-        net, split.train, split.val,
-        loss=loss_for(dataset.task), optimizer=config.optimizer, lr=config.lr,
-        momentum=config.momentum, weight_decay=config.weight_decay, epochs=config.epochs,
-        batch_size=config.batch_size, seed=config.seed, early_stopping=stopping,
-        callback=callback, reporter=reporter,
+        net,
+        split.train,
+        split.val,
+        loss=loss_for(dataset.task),
+        optimizer=config.optimizer,
+        lr=config.lr,
+        momentum=config.momentum,
+        weight_decay=config.weight_decay,
+        epochs=config.epochs,
+        batch_size=config.batch_size,
+        seed=config.seed,
+        early_stopping=stopping,
+        callback=callback,
+        reporter=reporter,
     )
     test = test_metrics(net, *split.test, dataset.task, split.standardizer)
     return RunResult(config, net, split, history, test)
@@ -176,12 +198,18 @@ def write_run(result: RunResult, out: str | Path, reporter: Reporter) -> list[Pa
     document = {
         "config": result.config.to_dict(),
         "dataset": {
-            "name": ds.name, "task": ds.task, "samples": len(ds.y), "features": ds.n_features,
-            "classes": ds.n_classes, "train": len(split.indices["train"]),
-            "val": len(split.indices["val"]), "test": len(split.indices["test"]),
+            "name": ds.name,
+            "task": ds.task,
+            "samples": len(ds.y),
+            "features": ds.n_features,
+            "classes": ds.n_classes,
+            "train": len(split.indices["train"]),
+            "val": len(split.indices["val"]),
+            "test": len(split.indices["test"]),
         },
         "model": {
-            "neurons": result.net.topology.n_neurons, "edges": result.net.topology.n_edges,
+            "neurons": result.net.topology.n_neurons,
+            "edges": result.net.topology.n_edges,
         },
         "history": result.history.to_dict(),
         **result.test,
@@ -205,8 +233,9 @@ def write_run(result: RunResult, out: str | Path, reporter: Reporter) -> list[Pa
         y = torch.cat([split.train[1], split.test[1]]).numpy()
         accuracy = result.test["test_accuracy"]
         title = f"{ds.name}: test accuracy {accuracy:.3f}"
-        figures.append(("decision_boundary.png", plots.plot_decision_boundary(result.net, X, y,
-                                                                              title)))
+        figures.append(
+            ("decision_boundary.png", plots.plot_decision_boundary(result.net, X, y, title))
+        )
     for name, fig in figures:
         written.append(reporter.write_with(out / name, lambda p, f=fig: f.savefig(p, dpi=110)))
         plots.plt.close(fig)
@@ -219,16 +248,27 @@ def summary_rows(result: RunResult) -> list[tuple[str, str]]:
     last = history.last
     rows = [
         ("dataset", f"{ds.name} ({ds.task}, {len(ds.y)} samples, {ds.n_features} features)"),
-        ("split", "train {train} / val {val} / test {test}".format(
-            **{k: len(v) for k, v in result.split.indices.items()})),
-        ("network", f"{net.topology.n_neurons} neurons, {net.topology.n_edges} edges, "
-                    f"{net.ticks} ticks, {net.activation}"),
+        (
+            "split",
+            "train {train} / val {val} / test {test}".format(
+                **{k: len(v) for k, v in result.split.indices.items()}
+            ),
+        ),
+        (
+            "network",
+            f"{net.topology.n_neurons} neurons, {net.topology.n_edges} edges, "
+            f"{net.ticks} ticks, {net.activation}",
+        ),
         ("gradient", net.grad),
-        ("optimizer", f"{result.config.optimizer} lr={result.config.lr:g}, "
-                      f"batch {result.config.batch_size}"),
-        ("epochs", f"{len(history)}" + (" (stopped early, best "
-                                          f"{history.best_epoch})" if history.stopped_early
-                                          else "")),
+        (
+            "optimizer",
+            f"{result.config.optimizer} lr={result.config.lr:g}, batch {result.config.batch_size}",
+        ),
+        (
+            "epochs",
+            f"{len(history)}"
+            + (f" (stopped early, best {history.best_epoch})" if history.stopped_early else ""),
+        ),
         ("train loss", f"{last['train_loss']:.4f}"),
     ]
     if "val_loss" in last:
@@ -290,8 +330,9 @@ def prepare_eval_data(
     if split == "all":
         idx = np.arange(len(y))
     elif split in ("train", "val", "test"):
-        parts = split_indices(len(y), config.test_size, config.val_size, config.seed,
-                              ds.test_indices)
+        parts = split_indices(
+            len(y), config.test_size, config.val_size, config.seed, ds.test_indices
+        )
         idx = parts[split]
     else:
         raise ValueError(f"split must be 'train', 'val', 'test' or 'all', got {split!r}")
