@@ -159,7 +159,9 @@ def _check_2d(net: MeshNet, X: np.ndarray) -> None:
         )
 
 
-def _draw_boundary(ax, net, X, y, xx, yy, n_classes) -> None:
+def _draw_boundary(ax, net, X, y, xx, yy, n_classes, light: bool = False) -> None:
+    """Predicted classes as filled regions, samples on top.  ``light`` (for GIFs) draws at most
+    300 samples without antialiasing or outlines, which keeps the palette and the file small."""
     cmap = ListedColormap(_CLASS_COLOURS[:n_classes])
     ax.contourf(
         xx,
@@ -168,7 +170,11 @@ def _draw_boundary(ax, net, X, y, xx, yy, n_classes) -> None:
         levels=np.arange(n_classes + 1) - 0.5,
         cmap=cmap,
         alpha=0.35,
+        antialiased=not light,
     )
+    if light and len(X) > 300:
+        keep = np.random.default_rng(0).choice(len(X), 300, replace=False)
+        X, y = X[keep], y[keep]
     ax.scatter(
         X[:, 0],
         X[:, 1],
@@ -176,9 +182,10 @@ def _draw_boundary(ax, net, X, y, xx, yy, n_classes) -> None:
         cmap=cmap,
         vmin=-0.5,
         vmax=n_classes - 0.5,
-        s=9,
-        edgecolors="black",
+        s=6 if light else 9,
+        edgecolors="none" if light else "black",
         linewidths=0.3,
+        antialiased=not light,
     )
     ax.set_xticks([])
     ax.set_yticks([])
@@ -231,7 +238,7 @@ def animate_decision_boundary(
         with torch.no_grad():
             net.A.copy_(A)
         ax.clear()
-        _draw_boundary(ax, net, X, y, xx, yy, net.topology.n_outputs)
+        _draw_boundary(ax, net, X, y, xx, yy, net.topology.n_outputs, light=True)
         ax.set_title(f"{title} epoch {epoch}  acc {accuracy:.3f}".strip(), fontsize=9)
 
     path = Path(path)
