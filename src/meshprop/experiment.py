@@ -245,7 +245,8 @@ def write_run(result: RunResult, out: str | Path, reporter: Reporter) -> list[Pa
 def summary_rows(result: RunResult) -> list[tuple[str, str]]:
     """The final summary table of ``meshprop train`` as (name, value) rows."""
     ds, net, history = result.split.dataset, result.net, result.history
-    last = history.last
+    # the weights in use: those of the best epoch when early stopping restored them
+    last = history.records[history.best_epoch - 1] if history.best_epoch else history.last
     rows = [
         ("dataset", f"{ds.name} ({ds.task}, {len(ds.y)} samples, {ds.n_features} features)"),
         (
