@@ -17,7 +17,7 @@ from pathlib import Path
 
 import torch
 
-from ..data import TOY_DATASETS
+from ..data import TOY_DATASETS, bayes_correct
 from ..experiment import RunConfig, format_table, run
 from ..reporting import Reporter
 from .train import add_threads_option, apply_threads
@@ -194,7 +194,7 @@ def handle_toys(args: argparse.Namespace) -> int:
     apply_threads(args)
     out = Path(args.out)
     reporter = Reporter()
-    rows = [("dataset", "hidden | test acc | train acc | wall time")]
+    rows = [("dataset", "hidden | test acc | Bayes acc | train acc | wall time")]
     summary = {}
     for name in args.sets:
         config = toy_config(name, args.seed, args.grad, args.epochs)
@@ -221,9 +221,15 @@ def handle_toys(args: argparse.Namespace) -> int:
         )
         reporter.write_with(out / f"{name}.png", lambda p, f=fig: f.savefig(p, dpi=80))
         plots.plt.close(fig)
+        # the best accuracy possible on this draw's test split, where it is known
+        bayes = None
+        if name in ("blobs", "blobs2"):
+            correct = bayes_correct(name, config.n_samples, config.seed)
+            bayes = float(correct[split.indices["test"]].mean())
         summary[name] = {
             "config": config.to_dict(),
             **result.test,
+            "bayes_test_accuracy": bayes,
             "train_accuracy": result.history.last["train_accuracy"],
             "wall_time_s": result.history.wall_time_s,
         }
@@ -231,6 +237,8 @@ def handle_toys(args: argparse.Namespace) -> int:
             (
                 name,
                 f"{config.hidden:6d} | {acc:8.4f} | "
+                + (f"{bayes:9.4f}" if bayes is not None else f"{'-':>9}")
+                + " | "
                 f"{result.history.last['train_accuracy']:9.4f} | "
                 f"{result.history.wall_time_s:7.1f} s",
             )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 
 import torch
 
@@ -150,9 +151,11 @@ def config_from_args(args: argparse.Namespace) -> RunConfig:
         raise ValueError("give either --dataset or --data, not both")
     if args.data is None and args.target is not None:
         raise ValueError("--target applies to --data FILE.csv only")
+    # an absolute path, so that `meshprop evaluate` finds the file from any directory
+    data = None if args.data is None else str(Path(args.data).resolve())
     return RunConfig(
         dataset=dataset,
-        data=args.data,
+        data=data,
         target=args.target,
         task=args.task,
         n_samples=args.samples,
