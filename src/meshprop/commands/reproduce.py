@@ -196,6 +196,7 @@ def handle_toys(args: argparse.Namespace) -> int:
     reporter = Reporter()
     rows = [("dataset", "hidden | test acc | Bayes acc | train acc | wall time")]
     summary = {}
+    panels = []
     for name in args.sets:
         config = toy_config(name, args.seed, args.grad, args.epochs)
         every = max(1, args.epochs // args.frames)
@@ -221,6 +222,7 @@ def handle_toys(args: argparse.Namespace) -> int:
         )
         reporter.write_with(out / f"{name}.png", lambda p, f=fig: f.savefig(p, dpi=80))
         plots.plt.close(fig)
+        panels.append((result.net, X, y, f"{name} ({config.hidden} hidden): {acc:.3f}"))
         # the best accuracy possible on this draw's test split, where it is known
         bayes = None
         if name in ("blobs", "blobs2"):
@@ -244,6 +246,9 @@ def handle_toys(args: argparse.Namespace) -> int:
             )
         )
         reporter.print(f"{name}: test accuracy {acc:.4f} ({result.history.wall_time_s:.1f} s)")
+    fig = plots.plot_decision_boundaries(panels)
+    reporter.write_with(out / "toys.png", lambda p: fig.savefig(p, dpi=72))
+    plots.plt.close(fig)
     reporter.write_json(out / "summary.json", summary)
     table = format_table(rows)
     reporter.write_text(out / "summary.md", table + "\n")
