@@ -123,7 +123,8 @@ def _blobs2(n: int, seed: int) -> Dataset:
 
 
 def _spirals(n: int, seed: int) -> Dataset:
-    """Two interleaved spirals: r = θ, class 1 is class 0 rotated by π, Gaussian noise 0.2·…"""
+    """Two interleaved spirals: r = θ/3π for θ in [0, 3π] (θ = 3π√u, u uniform), class 1 is
+    class 0 rotated by π, plus Gaussian noise of std 0.02."""
     rng = np.random.default_rng(seed)
     per_class = [n // 2, n - n // 2]
     xs, ys = [], []
