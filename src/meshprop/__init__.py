@@ -7,28 +7,37 @@
     loss, dA = mp.gradient(net, x, labels, loss="cross_entropy", method="bptt")
 """
 
-from . import diagram
+from . import data, diagram
 from .activations import ACTIVATIONS
+from .checkpoint import load_checkpoint, save_checkpoint
 from .engines import GRADIENT_METHODS, GradientEngine, get_engine, register_engine
 from .losses import LOSSES
 from .memory import MemoryLimitError, get_memory_limit, memory_limit, set_memory_limit
 from .mesh import MeshNet, gradient
 from .topology import Topology
+from .training import EarlyStopping, History, evaluate, fit
 
 __all__ = [
     "ACTIVATIONS",
     "GRADIENT_METHODS",
     "LOSSES",
+    "EarlyStopping",
     "GradientEngine",
+    "History",
     "MemoryLimitError",
     "MeshNet",
     "Topology",
+    "data",
     "diagram",
+    "evaluate",
+    "fit",
     "get_engine",
     "get_memory_limit",
     "gradient",
+    "load_checkpoint",
     "memory_limit",
     "register_engine",
+    "save_checkpoint",
     "set_memory_limit",
 ]
 
