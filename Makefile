@@ -23,10 +23,10 @@ lint: setup
 	$(BIN)/ruff check src tests benchmarks
 	$(BIN)/ruff format --check src tests benchmarks
 
-# OpenMP threads that spin while waiting stall each other on a shared CPU: see docs/performance.md
+# On a shared, loaded CPU run `OMP_WAIT_POLICY=PASSIVE make bench` (see docs/performance.md)
 bench: setup
 	mkdir -p runs
-	OMP_WAIT_POLICY=$${OMP_WAIT_POLICY:-PASSIVE} $(BIN)/meshprop bench --output runs/bench.json
+	$(BIN)/meshprop bench --output runs/bench.json
 
 clean:
 	rm -rf $(VENV) runs build *.egg-info src/*.egg-info .pytest_cache

@@ -10,7 +10,6 @@ from __future__ import annotations
 from collections.abc import Callable
 
 import torch
-import torch.nn.functional as F
 
 __all__ = ["LOSSES", "LossFn", "check_target", "loss_and_grad"]
 
@@ -70,9 +69,11 @@ def loss_and_grad(
         return (diff * diff).mean(), 2.0 * diff / diff.numel()
     if loss == "cross_entropy":
         labels = target.long()
-        value = F.cross_entropy(y, labels)
-        grad = torch.softmax(y, dim=1)
-        grad[torch.arange(len(labels), device=y.device), labels] -= 1.0
+        rows = torch.arange(len(labels), device=y.device)
+        log_p = torch.log_softmax(y, dim=1)
+        value = -log_p[rows, labels].mean()
+        grad = log_p.exp_()  # softmax(y), from the same log-softmax
+        grad[rows, labels] -= 1.0
         return value, grad / len(labels)
     if callable(loss):
         leaf = y.clone().requires_grad_(True)

@@ -17,8 +17,10 @@ so, component-wise,
 
 The sensitivity tensor of Eq. 14 (P·F numbers per sample) factors into the state history
 S_0 … S_{n-1} (n·N numbers) and the n matrices J_{m→n} (n·F² numbers).  Both are carried
-*forward*: at tick n every J_{m→n-1} is multiplied on the right by A_f D_n (one batched GEMM over
-all m at once) and J_{n→n} = D_n is appended.  Nothing runs backward in time; the cost is
+*forward*: at tick n every J_{m→n-1} is multiplied on the right by A_f — one GEMM over all
+samples and all m at once; the per-sample D_n then scales its columns, since
+(J A_f) D_n = J (A_f D_n) — and J_{n→n} = D_n is appended, kept as a vector until the next tick
+turns it into the product D_n A_f D_{n+1}.  Nothing runs backward in time; the cost is
 O(n·F³) per tick and the memory O(n·(F² + N)) per sample — far below ``fop``'s O(P·F) per tick
 and O(P·F²) work when the number of ticks is small compared with the number of edges, and
 growing with the ticks where ``fop`` stays flat (``method="auto"`` weighs the two).
@@ -82,7 +84,9 @@ class FactoredFOPEngine(GradientEngine):
         B, T, N, F = dyn.batch_size(x), dyn.ticks, dyn.topology.n_neurons, dyn.n_free
         history = torch.empty(B, T, N, dtype=A.dtype, device=dev)  # S_0 … S_{T-1}
         h = torch.zeros(B, F, dtype=A.dtype, device=dev)
+        # J_{m→n} for m < n, stacked over m (rows), and J_{n→n} = D_n kept as its diagonal.
         J = torch.empty(B, 0, 0, dtype=A.dtype, device=dev)
+        D_R = torch.empty(B, 0, dtype=A.dtype, device=dev)
         blocks: dict[tuple[int, int], torch.Tensor] = {}
         R_prev = None
         for n in range(1, T + 1):
@@ -91,21 +95,36 @@ class FactoredFOPEngine(GradientEngine):
             history[:, n - 1, : c.shape[1]] = c
             history[:, n - 1, c.shape[1] :] = h
             h, D = dyn.activations(c @ A_c + h @ A_f)  # Eq. 3
-            D_R = D[:, R]
-            J_new = torch.diag_embed(D_R)  # J_{n→n} = D_n on the carried columns
-            if n > 1:  # J_{m→n} = J_{m→n-1} (A_f D_n), all m < n in one batched GEMM
+            if n > 1:  # J_{m→n} = J_{m→n-1} A_f D_n for every m < n
                 key = (id(columns[n - 2]), id(columns[n - 1]))
                 if key not in blocks:
                     blocks[key] = A_f[R_prev][:, R]
-                J_new = torch.cat([torch.bmm(J, blocks[key] * D_R.unsqueeze(1)), J_new], dim=1)
-            J, R_prev = J_new, R
-        return h[:, F - dyn.n_outputs :], (history, J)
+                block = blocks[key]
+                # m = n-1: J_{n-1→n-1} = D_{n-1} is diagonal, so the product is elementwise
+                newest = D_R.unsqueeze(2) * block
+                if J.shape[1]:  # m < n-1: one GEMM over all samples and ticks; D_n after it
+                    older = (J.reshape(-1, J.shape[2]) @ block).view(B, -1, len(R))
+                    J = torch.cat([older, newest.expand(B, -1, -1)], dim=1)
+                else:
+                    J = newest.expand(B, -1, -1)
+                J = J * D[:, R].unsqueeze(1)  # (J_{m→n-1} A_f) D_n, D_n per sample
+            D_R, R_prev = D[:, R], R
+        return h[:, F - dyn.n_outputs :], (history, J, D_R)
 
     def backward(self, dyn, A, x, saved, grad_y):
-        history, J = saved  # (B, T, N), (B, rows, O)
+        history, J, D_T = saved  # (B, T, N), (B, rows before tick T, O), (B, O)
         rows = _rows(dyn.topology, dyn.ticks)
-        B, T, N, F, C = J.shape[0], dyn.ticks, dyn.topology.n_neurons, dyn.n_free, dyn.n_clamped
-        e_rows = torch.bmm(J, grad_y.to(J.dtype).unsqueeze(2)).squeeze(2)  # e_m on R_m
+        B, T, N, F, C = (
+            history.shape[0],
+            dyn.ticks,
+            dyn.topology.n_neurons,
+            dyn.n_free,
+            dyn.n_clamped,
+        )
+        g = grad_y.to(history.dtype)
+        # e_m = J_{m→T}[:, out] · dE/dy on R_m; for m = T, J_{T→T} = D_T
+        older = (J * g.unsqueeze(1)).sum(dim=2) if J.shape[1] else g.new_zeros(B, 0)
+        e_rows = torch.cat([older, D_T * g], dim=1)
         e = torch.zeros(B, T * F, dtype=A.dtype, device=A.device)
         e.index_copy_(1, _on(rows.flat, A.device), e_rows)
         e = e.view(B * T, F)
