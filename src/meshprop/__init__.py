@@ -7,6 +7,7 @@
     loss, dA = mp.gradient(net, x, labels, loss="cross_entropy", method="bptt")
 """
 
+from . import layered
 from .activations import ACTIVATIONS
 from .engines import GRADIENT_METHODS, GradientEngine, get_engine, register_engine
 from .losses import LOSSES
@@ -22,6 +23,7 @@ __all__ = [
     "Topology",
     "get_engine",
     "gradient",
+    "layered",
     "register_engine",
 ]
 
