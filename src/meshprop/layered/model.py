@@ -120,6 +120,7 @@ class MLP(nn.Module):
         self.activation = activation if isinstance(activation, str) else tuple(activation)
         self.output_activation = output_activation
         self.bias = bias
+        self._topology = Topology.layered(list(self.sizes), bias=bias)
         self.grad = grad
         self.weights = nn.ParameterList(
             nn.Parameter(torch.empty(n_out, n_in + int(bias), dtype=dtype, device=device))
@@ -228,14 +229,16 @@ class MLP(nn.Module):
         return value, grads
 
     # ------------------------------------------------------------ two views
+    @property
     def topology(self) -> Topology:
-        """``Topology.layered(sizes, bias)``: this network as a mesh mask."""
-        return Topology.layered(list(self.sizes), bias=self.bias)
+        """``Topology.layered(sizes, bias)``: this network as a mesh mask (also gives
+        ``n_inputs`` / ``n_outputs`` the way a MeshNet's topology does)."""
+        return self._topology
 
     def to_mesh(self, grad: str = "fop") -> MeshNet:
         """The MeshNet computing the same outputs: ``Topology.layered``, ticks = L, the same
         activations, W_h in the blocks of A and the bias column on the bias neuron's row."""
-        topo = self.topology()
+        topo = self.topology
         clamped = ["identity"] * topo.n_clamped  # ignored: clamped neurons have no φ
         names = clamped + [
             name
