@@ -15,7 +15,7 @@ from collections.abc import Sequence
 __all__ = ["COMMAND_MODULES", "build_parser", "main"]
 
 #: modules of ``meshprop.commands`` that provide subcommands, in help order.
-COMMAND_MODULES: tuple[str, ...] = ()
+COMMAND_MODULES: tuple[str, ...] = ("train", "evaluate", "predict", "reproduce")
 
 
 class UsageError(Exception):

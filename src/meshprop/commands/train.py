@@ -1,0 +1,109 @@
+"""``meshprop train``: train a mesh neural network on a built-in dataset or a CSV file."""
+
+from __future__ import annotations
+
+import argparse
+
+from ..activations import ACTIVATIONS
+from ..data import DATASETS
+from ..engines import GRADIENT_METHODS
+from ..experiment import RunConfig, format_table, run, summary_rows, write_run
+from ..reporting import Reporter
+from ..training import OPTIMIZERS
+
+DEFAULTS = RunConfig()
+
+
+def add_data_options(parser: argparse.ArgumentParser, default_dataset: str | None) -> None:
+    """--dataset / --data / --target, shared with ``evaluate``."""
+    group = parser.add_argument_group("data")
+    group.add_argument(
+        "--dataset", default=default_dataset, metavar="NAME",
+        help=f"built-in dataset: {', '.join(DATASETS)}"
+        + (f" (default: {default_dataset})" if default_dataset else ""),
+    )
+    group.add_argument("--data", metavar="FILE.csv",
+                       help="your own CSV file (header row, numeric feature columns)")
+    group.add_argument("--target", metavar="COLUMN",
+                       help="the CSV column to predict (class labels or numbers)")
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    p = subparsers.add_parser(
+        "train",
+        help="train a mesh neural network and write metrics, checkpoint and plots",
+        description="Train a mesh neural network. Without options: the moons dataset, a full "
+        "mesh of 5 hidden neurons, 60 epochs (a few seconds). Writes metrics.json, "
+        "checkpoint/ (safetensors + JSON) and PNG plots into --out.",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    add_data_options(p, None)
+    p.add_argument("--task", choices=("auto", "classification", "regression"),
+                   default=DEFAULTS.task, help="for CSV targets: what the target column holds")
+    p.add_argument("--samples", type=int, default=DEFAULTS.n_samples,
+                   help="samples drawn for the generated 2-D sets")
+    net = p.add_argument_group("network")
+    net.add_argument("--hidden", type=int, default=DEFAULTS.hidden, help="hidden neurons")
+    net.add_argument("--ticks", type=int, default=DEFAULTS.ticks, help="state transitions T")
+    net.add_argument("--density", type=float, default=DEFAULTS.density,
+                     help="fraction of the allowed edges kept (1 = full mesh, <1 = random mesh)")
+    net.add_argument("--activation", default=DEFAULTS.activation,
+                     help=f"hidden activation: {', '.join(ACTIVATIONS)}")
+    net.add_argument("--output-activation", default=DEFAULTS.output_activation,
+                     help="output activation (identity = logits for cross-entropy)")
+    net.add_argument("--grad", default=DEFAULTS.grad,
+                     help=f"gradient engine: {', '.join(GRADIENT_METHODS)}")
+    net.add_argument("--dtype", choices=("float32", "float64"), default=DEFAULTS.dtype)
+    opt = p.add_argument_group("optimisation")
+    opt.add_argument("--optimizer", default=DEFAULTS.optimizer,
+                     help=f"torch.optim optimiser: {', '.join(OPTIMIZERS)}")
+    opt.add_argument("--lr", type=float, default=DEFAULTS.lr, help="learning rate")
+    opt.add_argument("--momentum", type=float, default=DEFAULTS.momentum,
+                     help="momentum (sgd, rmsprop)")
+    opt.add_argument("--weight-decay", type=float, default=DEFAULTS.weight_decay)
+    opt.add_argument("--epochs", type=int, default=DEFAULTS.epochs)
+    opt.add_argument("--batch-size", type=int, default=DEFAULTS.batch_size)
+    opt.add_argument("--seed", type=int, default=DEFAULTS.seed,
+                     help="seeds the data, the split, the topology, the weights, the batches")
+    opt.add_argument("--test-size", type=float, default=DEFAULTS.test_size,
+                     help="fraction of samples held out for testing")
+    opt.add_argument("--val-size", type=float, default=DEFAULTS.val_size,
+                     help="fraction of samples held out for validation")
+    opt.add_argument("--patience", type=int, default=None,
+                     help="early stopping: epochs without validation improvement (needs "
+                     "--val-size)")
+    out = p.add_argument_group("output")
+    out.add_argument("--out", default="runs/train", metavar="DIR", help="output directory")
+    out.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    p.set_defaults(handler=handle)
+
+
+def config_from_args(args: argparse.Namespace) -> RunConfig:
+    dataset = args.dataset
+    if args.data is None and dataset is None:
+        dataset = DEFAULTS.dataset
+    if args.data is not None and dataset is not None:
+        raise ValueError("give either --dataset or --data, not both")
+    if args.data is None and args.target is not None:
+        raise ValueError("--target applies to --data FILE.csv only")
+    return RunConfig(
+        dataset=dataset, data=args.data, target=args.target, task=args.task,
+        n_samples=args.samples, hidden=args.hidden, ticks=args.ticks, density=args.density,
+        activation=args.activation, output_activation=args.output_activation, grad=args.grad,
+        optimizer=args.optimizer, lr=args.lr, momentum=args.momentum,
+        weight_decay=args.weight_decay, epochs=args.epochs, batch_size=args.batch_size,
+        seed=args.seed, test_size=args.test_size, val_size=args.val_size,
+        patience=args.patience, dtype=args.dtype,
+    )
+
+
+def handle(args: argparse.Namespace) -> int:
+    config = config_from_args(args)
+    reporter = Reporter(progress=not args.no_progress)
+    result = run(config, reporter)
+    paths = write_run(result, args.out, reporter)
+    reporter.print(format_table(summary_rows(result)))
+    reporter.print(f"wrote {len(paths)} files to {args.out}: "
+                   + ", ".join(p.name if p.name != "model.json" else "checkpoint/"
+                               for p in paths))
+    return 0

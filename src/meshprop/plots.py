@@ -1,0 +1,213 @@
+"""Figures: training curves, the topology as a weighted graph, 2-D decision boundaries and
+their animation during training (matplotlib, Agg backend; GIFs with ``PillowWriter``).
+
+Every function returns a ``matplotlib.figure.Figure`` (or writes a file for animations); the
+caller saves it, so output stays behind the commands' single ``Reporter``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+from matplotlib import animation  # noqa: E402
+from matplotlib.colors import ListedColormap  # noqa: E402
+from matplotlib.figure import Figure  # noqa: E402
+
+from .mesh import MeshNet  # noqa: E402
+from .training import History  # noqa: E402
+
+__all__ = [
+    "animate_decision_boundary",
+    "plot_decision_boundary",
+    "plot_history",
+    "plot_topology",
+]
+
+_CLASS_COLOURS = ["#3b6fb6", "#d1495b", "#66a182", "#edae49", "#8d6cab", "#00798c"]
+
+
+def plot_history(history: History, title: str = "") -> Figure:
+    """Loss (left) and accuracy or R² (right) per epoch, training and validation."""
+    records = history.records
+    if not records:
+        raise ValueError("the history is empty: nothing to plot")
+    epochs = [r["epoch"] for r in records]
+    second = "accuracy" if "train_accuracy" in records[0] else "r2"
+    fig, axes = plt.subplots(1, 2, figsize=(10, 3.8), layout="constrained")
+    for ax, metric in zip(axes, ("loss", second), strict=True):
+        for part, style in (("train", "-"), ("val", "--")):
+            key = f"{part}_{metric}"
+            if key in records[0]:
+                ax.plot(epochs, [r[key] for r in records], style, label=part)
+        ax.set_xlabel("epoch")
+        ax.set_ylabel({"loss": "loss", "accuracy": "accuracy", "r2": "R²"}[metric])
+        ax.grid(alpha=0.3)
+        ax.legend()
+    axes[0].set_yscale("log")
+    if history.best_epoch is not None:
+        for ax in axes:
+            ax.axvline(history.best_epoch, color="grey", lw=0.8, ls=":")
+    if title:
+        fig.suptitle(title)
+    return fig
+
+
+def _positions(net: MeshNet) -> dict[int, tuple[float, float]]:
+    """Inputs and bias in a left column, outputs in a right column, hidden neurons on a circle
+    in between (a mesh has no layers to line them up by)."""
+    topo = net.topology
+    pos: dict[int, tuple[float, float]] = {}
+
+    def column(nodes: Sequence[int], x: float) -> None:
+        for k, node in enumerate(nodes):
+            pos[node] = (x, (len(nodes) - 1) / 2 - k)
+
+    column(list(range(topo.n_clamped)), 0.0)
+    hidden = list(range(topo.n_clamped, topo.n_clamped + topo.n_hidden))
+    radius = max(1.0, 0.28 * len(hidden))
+    for k, node in enumerate(hidden):
+        angle = np.pi / 2 - 2 * np.pi * k / max(1, len(hidden))
+        pos[node] = (2.0 + radius + radius * np.cos(angle), radius * np.sin(angle))
+    column(list(range(topo.n_neurons - topo.n_outputs, topo.n_neurons)), 4.0 + 2 * radius)
+    return pos
+
+
+def plot_topology(net: MeshNet, title: str = "") -> Figure:
+    """The network as a directed graph: edge colour = sign of the weight (red +, blue −),
+    width and opacity = |weight|; self-loops drawn as rings."""
+    import networkx as nx
+
+    topo = net.topology
+    graph = topo.to_networkx(net.A)
+    pos = _positions(net)
+    weights = np.array([abs(d["weight"]) for _, _, d in graph.edges(data=True)])
+    scale = weights.max() if len(weights) and weights.max() > 0 else 1.0
+    width = 0.3 + 2.7 * weights / scale
+    colours = ["#c0392b" if d["weight"] > 0 else "#2e5fa3" for _, _, d in graph.edges(data=True)]
+    alphas = (0.25 + 0.75 * weights / scale).tolist()
+    size = 6 + 0.25 * topo.n_hidden
+    fig, ax = plt.subplots(figsize=(size, 0.75 * size), layout="constrained")
+    nx.draw_networkx_edges(
+        graph, pos, ax=ax, width=width, edge_color=colours, alpha=alphas,
+        arrows=True, arrowsize=8, connectionstyle="arc3,rad=0.12", node_size=380,
+    )
+    role_colour = {"input": "#f4d35e", "bias": "#cfcfcf", "hidden": "#9ad1d4", "output": "#f95738"}
+    nx.draw_networkx_nodes(
+        graph, pos, ax=ax, node_size=380, edgecolors="black", linewidths=0.8,
+        node_color=[role_colour[graph.nodes[k]["role"]] for k in graph.nodes],
+    )
+    labels = {k: ("b" if graph.nodes[k]["role"] == "bias" else str(k)) for k in graph.nodes}
+    nx.draw_networkx_labels(graph, pos, labels, ax=ax, font_size=8)
+    handles = [
+        plt.Line2D([], [], marker="o", ls="", mfc=c, mec="black", ms=9, label=r)
+        for r, c in role_colour.items()
+        if any(graph.nodes[k]["role"] == r for k in graph.nodes)
+    ]
+    handles += [
+        plt.Line2D([], [], color="#c0392b", lw=2, label="weight > 0"),
+        plt.Line2D([], [], color="#2e5fa3", lw=2, label="weight < 0"),
+    ]
+    ax.legend(handles=handles, loc="upper left", fontsize=8, frameon=False,
+              bbox_to_anchor=(1.0, 1.0))
+    ax.set_title(title or f"{topo!r}, |w| max {scale:.2f}", fontsize=10)
+    ax.set_axis_off()
+    return fig
+
+
+def _grid(X: np.ndarray, steps: int) -> tuple[np.ndarray, np.ndarray]:
+    lo, hi = X.min(axis=0), X.max(axis=0)
+    pad = 0.1 * (hi - lo) + 1e-9
+    return np.meshgrid(
+        np.linspace(lo[0] - pad[0], hi[0] + pad[0], steps),
+        np.linspace(lo[1] - pad[1], hi[1] + pad[1], steps),
+    )
+
+
+@torch.no_grad()
+def _predict_grid(net: MeshNet, xx: np.ndarray, yy: np.ndarray) -> np.ndarray:
+    points = torch.as_tensor(np.c_[xx.ravel(), yy.ravel()], dtype=net.A.dtype)
+    return net(points).argmax(dim=1).reshape(xx.shape).cpu().numpy()
+
+
+def _check_2d(net: MeshNet, X: np.ndarray) -> None:
+    if X.ndim != 2 or X.shape[1] != 2 or net.topology.n_inputs != 2:
+        raise ValueError(
+            f"decision boundaries need 2-D data and a 2-input network; got data of shape "
+            f"{X.shape} and {net.topology.n_inputs} inputs"
+        )
+
+
+def _draw_boundary(ax, net, X, y, xx, yy, n_classes) -> None:
+    cmap = ListedColormap(_CLASS_COLOURS[:n_classes])
+    ax.contourf(xx, yy, _predict_grid(net, xx, yy), levels=np.arange(n_classes + 1) - 0.5,
+                cmap=cmap, alpha=0.35)
+    ax.scatter(X[:, 0], X[:, 1], c=y, cmap=cmap, vmin=-0.5, vmax=n_classes - 0.5, s=9,
+               edgecolors="black", linewidths=0.3)
+    ax.set_xticks([])
+    ax.set_yticks([])
+
+
+def plot_decision_boundary(
+    net: MeshNet, X: torch.Tensor | np.ndarray, y: torch.Tensor | np.ndarray, title: str = "",
+    steps: int = 200,
+) -> Figure:
+    """The class the network predicts over the (standardised) input plane, with the samples."""
+    X, y = np.asarray(X), np.asarray(y)
+    _check_2d(net, X)
+    xx, yy = _grid(X, steps)
+    fig, ax = plt.subplots(figsize=(4.5, 4.5), layout="constrained")
+    _draw_boundary(ax, net, X, y, xx, yy, net.topology.n_outputs)
+    if title:
+        ax.set_title(title, fontsize=10)
+    return fig
+
+
+def animate_decision_boundary(
+    net: MeshNet,
+    frames: Sequence[tuple[int, torch.Tensor, float]],
+    X: torch.Tensor | np.ndarray,
+    y: torch.Tensor | np.ndarray,
+    path: str | Path,
+    title: str = "",
+    fps: int = 8,
+    steps: int = 120,
+    size: float = 3.2,
+) -> Path:
+    """Write a GIF of the decision boundary during training.
+
+    ``frames`` are ``(epoch, A, accuracy)`` snapshots; ``net`` supplies topology and dynamics
+    (its weights are restored afterwards).
+    """
+    X, y = np.asarray(X), np.asarray(y)
+    _check_2d(net, X)
+    if not frames:
+        raise ValueError("no frames to animate")
+    xx, yy = _grid(X, steps)
+    saved = net.A.detach().clone()
+    fig, ax = plt.subplots(figsize=(size, size), dpi=80, layout="constrained")
+
+    def draw(k: int) -> None:
+        epoch, A, accuracy = frames[k]
+        with torch.no_grad():
+            net.A.copy_(A)
+        ax.clear()
+        _draw_boundary(ax, net, X, y, xx, yy, net.topology.n_outputs)
+        ax.set_title(f"{title} epoch {epoch}  acc {accuracy:.3f}".strip(), fontsize=9)
+
+    path = Path(path)
+    try:
+        movie = animation.FuncAnimation(fig, draw, frames=len(frames), interval=1000 // fps)
+        movie.save(str(path), writer=animation.PillowWriter(fps=fps))
+    finally:
+        with torch.no_grad():
+            net.A.copy_(saved)
+        plt.close(fig)
+    return path

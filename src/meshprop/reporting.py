@@ -1,0 +1,79 @@
+"""One place for everything training writes to the console or to files.
+
+``fit`` and the commands never print or write directly: they go through a :class:`Reporter`.
+``Reporter(enabled=False)`` silences all of it (e.g. every rank but 0 of a data-parallel run);
+``progress=False`` keeps messages and files but drops the progress bar.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, TextIO
+
+from tqdm import tqdm
+
+__all__ = ["NullBar", "Reporter"]
+
+
+class NullBar:
+    """A progress bar that shows nothing (same methods as the tqdm ones used here)."""
+
+    def update(self, n: int = 1) -> None:
+        pass
+
+    def set_postfix(self, **kwargs: Any) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
+
+
+class Reporter:
+    """Console messages, progress bars and output files, all silenced when ``enabled=False``.
+
+    The bar is tqdm's, shown only when its stream is a terminal (``disable=None``) and
+    ``progress`` is True.
+    """
+
+    def __init__(
+        self, enabled: bool = True, progress: bool = True, stream: TextIO | None = None
+    ) -> None:
+        self.enabled = enabled
+        self.progress = progress
+        self._stream = stream
+
+    @property
+    def stream(self) -> TextIO:
+        return sys.stdout if self._stream is None else self._stream
+
+    def print(self, *parts: Any) -> None:
+        if self.enabled:
+            print(*parts, file=self.stream, flush=True)
+
+    def bar(self, total: int, desc: str) -> tqdm | NullBar:
+        if not (self.enabled and self.progress):
+            return NullBar()
+        return tqdm(total=total, desc=desc, disable=None, file=sys.stderr, leave=False)
+
+    def write_text(self, path: str | Path, text: str) -> Path | None:
+        if not self.enabled:
+            return None
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text, encoding="utf-8")
+        return path
+
+    def write_json(self, path: str | Path, data: Any) -> Path | None:
+        return self.write_text(path, json.dumps(data, indent=2) + "\n")
+
+    def write_with(self, path: str | Path, writer: Callable[[Path], Any]) -> Path | None:
+        """Call ``writer(path)`` (a figure's savefig, a checkpoint saver) when enabled."""
+        if not self.enabled:
+            return None
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        writer(path)
+        return path
