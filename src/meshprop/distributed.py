@@ -86,14 +86,20 @@ class ShardedBatchSampler(Sampler[list[int]]):
         return len(self.batch_sampler)  # type: ignore[arg-type]
 
 
-@dataclass(frozen=True)
+@dataclass
 class DataParallel:
-    """This process's place in a data-parallel run: rank, world size and device."""
+    """This process's place in a data-parallel run: rank, world size and device.
+
+    ``last_batch_size`` is the size of the whole batch (all shards) of the latest
+    :meth:`all_reduce_gradients`, so that a loop can weight the batch losses as one process
+    would.
+    """
 
     rank: int
     world_size: int
     device: torch.device
     backend: str
+    last_batch_size: int = 0
 
     @property
     def is_main(self) -> bool:
@@ -141,6 +147,7 @@ class DataParallel:
         n = round(float(buffer[-1]))
         if n < 1:
             raise ValueError("the batch was empty on every process")
+        self.last_batch_size = n
         offset = 0
         for p in params:
             size = p.numel()
@@ -165,7 +172,8 @@ class DataParallel:
         optimizer.zero_grad(set_to_none=True)
         n_local, local = len(x), 0.0
         if n_local:  # a batch smaller than the world leaves some shards empty
-            value = loss_value(loss, net(x), target.to(x.device))
+            device = next(net.parameters()).device
+            value = loss_value(loss, net(x), target.to(device))
             if not torch.isfinite(value):
                 raise FloatingPointError(
                     f"the loss is {float(value)} on rank {self.rank}: training diverged"

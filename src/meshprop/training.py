@@ -27,6 +27,8 @@ import torch.nn.functional as F
 from torch.utils.data import BatchSampler, DataLoader, RandomSampler, SequentialSampler
 from torch.utils.data import TensorDataset
 
+from .distributed import DataParallel
+from .layered import MLP
 from .losses import LOSSES, LossFn, check_target
 from .mesh import MeshNet
 from .reporting import Reporter
@@ -158,6 +160,11 @@ def make_loader(
 
 
 # ------------------------------------------------------------------------------ one step
+def _weight(net: torch.nn.Module) -> torch.Tensor:
+    """A parameter of ``net``: its dtype and device are the model's (MeshNet or MLP)."""
+    return next(net.parameters())
+
+
 def loss_value(loss: str | LossFn, y: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     """E(y, target) as a differentiable tensor (same definitions as ``meshprop.losses``)."""
     if loss == "cross_entropy":
@@ -179,7 +186,7 @@ def train_step(
     """One optimiser step on a batch: forward, loss, backward through ``net.grad``'s engine,
     step.  Returns the batch loss."""
     optimizer.zero_grad(set_to_none=True)
-    value = loss_value(loss, net(x), target.to(net.A.device))
+    value = loss_value(loss, net(x), target.to(_weight(net).device))
     if not torch.isfinite(value):
         raise FloatingPointError(f"the loss is {float(value)}: training diverged (lower the lr)")
     value.backward()
@@ -229,7 +236,7 @@ def _check_data(name: str, data: Any, net: MeshNet, loss: str | LossFn) -> tuple
     if not torch.isfinite(X).all():
         raise ValueError(f"{name}: X contains NaN or inf")
     check_target(loss, y, len(X), net.topology.n_outputs)
-    return X.to(net.A.dtype), y
+    return X.to(_weight(net).dtype), y
 
 
 def fit(
@@ -249,6 +256,7 @@ def fit(
     progress: bool = True,
     callback: Callable[[int, MeshNet, dict[str, float]], Any] | None = None,
     reporter: Reporter | None = None,
+    parallel: DataParallel | None = None,
 ) -> History:
     """Train ``net`` in place on ``train_data = (X, y)`` and return the :class:`History`.
 
@@ -261,11 +269,15 @@ def fit(
         progress: show a tqdm bar with the running loss (only on a terminal).
         callback: ``callback(epoch, net, record)`` after every epoch (e.g. to save frames).
         reporter: where console output goes (default: ``Reporter(progress=progress)``).
+        parallel: a ``meshprop.distributed.DataParallel``: each process trains on its shard of
+            every batch and the gradients are all-reduced (see ``meshprop.distributed``).
 
     Gradients come from the net's own engine (``net.grad``): any of ``mp.GRADIENT_METHODS``.
     """
-    if not isinstance(net, MeshNet):
-        raise TypeError(f"net must be a meshprop.MeshNet, got {type(net).__name__}")
+    if not isinstance(net, (MeshNet, MLP)):
+        raise TypeError(
+            f"net must be a meshprop.MeshNet or meshprop.layered.MLP, got {type(net).__name__}"
+        )
     if isinstance(epochs, bool) or not isinstance(epochs, int) or epochs < 1:
         raise ValueError(f"epochs must be a positive integer, got {epochs!r}")
     if isinstance(early_stopping, int) and not isinstance(early_stopping, bool):
@@ -281,6 +293,10 @@ def fit(
     val = None if val_data is None else _check_data("val_data", val_data, net, loss)
     opt = build_optimizer(optimizer, net.parameters(), lr, momentum, weight_decay)
     loader = make_loader(X, y, batch_size, seed)
+    step = train_step
+    if parallel is not None:  # data-parallel: this process's shard of every batch
+        loader = parallel.shard_loader(loader)
+        step = parallel.train_step
     reporter = reporter if reporter is not None else Reporter(progress=progress)
 
     history = History()
@@ -292,8 +308,10 @@ def fit(
             net.train()
             total, count = 0.0, 0
             for xb, yb in loader:
-                total += train_step(net, opt, xb, yb, loss) * len(xb)
-                count += len(xb)
+                value = step(net, opt, xb, yb, loss)
+                n = len(xb) if parallel is None else parallel.last_batch_size
+                total += value * n
+                count += n
             net.eval()
             record: dict[str, float] = {"epoch": epoch, "batch_loss": total / count}
             record.update({f"train_{k}": v for k, v in evaluate(net, X, y, loss).items()})

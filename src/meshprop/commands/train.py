@@ -4,10 +4,20 @@ from __future__ import annotations
 
 import argparse
 
+from .. import distributed
 from ..activations import ACTIVATIONS
 from ..data import DATASETS
 from ..engines import GRADIENT_METHODS
-from ..experiment import RunConfig, format_table, run, summary_rows, write_run
+from ..experiment import (
+    ARCHITECTURES,
+    RunConfig,
+    describe_model,
+    format_table,
+    run,
+    summary_rows,
+    write_run,
+)
+from ..layered import RULES
 from ..reporting import Reporter
 from ..training import OPTIMIZERS
 
@@ -43,6 +53,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--samples", type=int, default=DEFAULTS.n_samples,
                    help="samples drawn for the generated 2-D sets")
     net = p.add_argument_group("network")
+    net.add_argument("--arch", choices=ARCHITECTURES, default=DEFAULTS.arch,
+                     help="mesh: an MNN of --hidden neurons (--ticks, --density); mlp: a "
+                     "layered network of --layers, run for L = len(layers)+1 ticks")
+    net.add_argument("--layers", type=parse_layers, default=None, metavar="N1,N2,...",
+                     help="hidden layer sizes of --arch mlp, e.g. 13,13")
     net.add_argument("--hidden", type=int, default=DEFAULTS.hidden, help="hidden neurons")
     net.add_argument("--ticks", type=int, default=DEFAULTS.ticks, help="state transitions T")
     net.add_argument("--density", type=float, default=DEFAULTS.density,
@@ -51,8 +66,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                      help=f"hidden activation: {', '.join(ACTIVATIONS)}")
     net.add_argument("--output-activation", default=DEFAULTS.output_activation,
                      help="output activation (identity = logits for cross-entropy)")
-    net.add_argument("--grad", default=DEFAULTS.grad,
-                     help=f"gradient engine: {', '.join(GRADIENT_METHODS)}")
+    net.add_argument("--grad", default=None,
+                     help=f"gradient engine: {', '.join(GRADIENT_METHODS)}; for --arch mlp also "
+                     f"the layered rules {', '.join(RULES)} (default: {DEFAULTS.grad} for a mesh, "
+                     "two_step for an mlp)")
     net.add_argument("--dtype", choices=("float32", "float64"), default=DEFAULTS.dtype)
     opt = p.add_argument_group("optimisation")
     opt.add_argument("--optimizer", default=DEFAULTS.optimizer,
@@ -89,7 +106,9 @@ def config_from_args(args: argparse.Namespace) -> RunConfig:
     return RunConfig(
         dataset=dataset, data=args.data, target=args.target, task=args.task,
         n_samples=args.samples, hidden=args.hidden, ticks=args.ticks, density=args.density,
-        activation=args.activation, output_activation=args.output_activation, grad=args.grad,
+        activation=args.activation, output_activation=args.output_activation,
+        grad=args.grad or ("two_step" if args.arch == "mlp" else DEFAULTS.grad),
+        arch=args.arch, layers=args.layers,
         optimizer=args.optimizer, lr=args.lr, momentum=args.momentum,
         weight_decay=args.weight_decay, epochs=args.epochs, batch_size=args.batch_size,
         seed=args.seed, test_size=args.test_size, val_size=args.val_size,
@@ -97,10 +116,34 @@ def config_from_args(args: argparse.Namespace) -> RunConfig:
     )
 
 
+def parse_layers(text: str) -> list[int]:
+    """``"13,13"`` → [13, 13] (argparse type of --layers)."""
+    try:
+        sizes = [int(part) for part in text.split(",")]
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"--layers takes comma-separated positive integers such as 13,13, got {text!r}"
+        ) from None
+    if not sizes or min(sizes) < 1:
+        raise argparse.ArgumentTypeError(f"--layers sizes must be >= 1, got {text!r}")
+    return sizes
+
+
 def handle(args: argparse.Namespace) -> int:
     config = config_from_args(args)
-    reporter = Reporter(progress=not args.no_progress)
-    result = run(config, reporter)
+    # under torchrun (WORLD_SIZE > 1): join the process group; only rank 0 prints and writes
+    parallel = distributed.from_environment()
+    try:
+        main = parallel is None or parallel.is_main
+        reporter = Reporter(enabled=main, progress=not args.no_progress)
+        if parallel is not None:
+            reporter.print(f"data-parallel: {parallel.world_size} processes ({parallel.backend}), "
+                           f"each on its shard of every batch of {config.batch_size}")
+        result = run(config, reporter, parallel=parallel)
+    finally:
+        if parallel is not None:
+            distributed.shutdown()
+    reporter.print(describe_model(config, result.net))
     paths = write_run(result, args.out, reporter)
     reporter.print(format_table(summary_rows(result)))
     reporter.print(f"wrote {len(paths)} files to {args.out}: "

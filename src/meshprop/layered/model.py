@@ -239,15 +239,26 @@ class MLP(nn.Module):
         """The MeshNet computing the same outputs: ``Topology.layered``, ticks = L, the same
         activations, W_h in the blocks of A and the bias column on the bias neuron's row."""
         topo = self.topology
-        clamped = ["identity"] * topo.n_clamped  # ignored: clamped neurons have no φ
-        names = clamped + [
-            name
-            for size, name in zip(self.sizes[1:], self.activations, strict=True)
-            for _ in range(size)
-        ]
+        hidden, last = set(self.activations[:-1]), self.activations[-1]
+        if len(hidden) <= 1:  # one hidden activation: store it as MeshNet's two names
+            activation: str | list[str] = hidden.pop() if hidden else last
+            output_activation = None if activation == last else last
+        else:  # one name per neuron; clamped neurons' entries are ignored by MeshNet
+            activation = ["identity"] * topo.n_clamped + [
+                name
+                for size, name in zip(self.sizes[1:], self.activations, strict=True)
+                for _ in range(size)
+            ]
+            output_activation = None
         W0 = self.weights[0]
         net = MeshNet(
-            topo, ticks=self.depth, activation=names, grad=grad, dtype=W0.dtype, device=W0.device
+            topo,
+            ticks=self.depth,
+            activation=activation,
+            output_activation=output_activation,
+            grad=grad,
+            dtype=W0.dtype,
+            device=W0.device,
         )
         with torch.no_grad():
             A = weights_to_adjacency([W.detach() for W in self.weights], self.sizes, self.bias)
