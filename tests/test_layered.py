@@ -3,6 +3,7 @@ the closed forms of paper 002 §4, and the MLP ⇄ MeshNet views."""
 
 from __future__ import annotations
 
+import json
 import math
 import random
 
@@ -338,3 +339,38 @@ def test_bad_input_is_refused_with_a_clear_message():
         mlp.gradient(torch.zeros(2, 3), torch.tensor([0, 2]))
     with pytest.raises(ValueError, match=r"mse expects a target of shape \(2, 2\)"):
         mlp.gradient(torch.zeros(2, 3), torch.zeros(2, 3), loss="mse")
+
+
+@pytest.mark.parametrize(
+    ("argv", "line"),
+    [
+        (["--arch", "mlp", "--layers", "13,13"], "MLP A[2, 13, 13, 2], 249 trainable parameters"),
+        (["--arch", "mlp", "--layers", "13,13", "--grad", "fop"], "249 trainable parameters"),
+        (["--hidden", "12"], "12 hidden, 2 outputs, 3 ticks, 238 trainable parameters"),
+    ],
+)
+def test_train_command_prints_the_parameter_count(argv, line, tmp_path, capsys):
+    from meshprop.cli import main
+
+    out = tmp_path / "run"
+    common = ["--epochs", "1", "--samples", "120", "--no-progress", "--out", str(out)]
+    assert main(["train", *argv, *common]) == 0
+    printed = capsys.readouterr().out
+    assert line in printed
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["model"]["parameters"] == int(line.split(" trainable")[0].split()[-1])
+    assert metrics["config"]["arch"] == ("mlp" if "mlp" in argv else "mesh")
+    # the checkpoint (an MLP is stored as its mesh view) reproduces the reported accuracy
+    assert main(["evaluate", str(out / "checkpoint"), "--json"]) == 0
+    evaluated = json.loads(capsys.readouterr().out)
+    assert evaluated["test_accuracy"] == metrics["test_accuracy"]
+
+
+def test_train_command_refuses_inconsistent_architecture_options(tmp_path, capsys):
+    from meshprop.cli import main
+
+    out = ["--epochs", "1", "--no-progress", "--out", str(tmp_path)]
+    assert main(["train", "--arch", "mlp", *out]) == 2
+    assert "needs its hidden layer sizes" in capsys.readouterr().err
+    assert main(["train", "--layers", "4", *out]) == 2
+    assert "layers applies to arch='mlp' only" in capsys.readouterr().err
