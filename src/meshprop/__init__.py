@@ -7,24 +7,33 @@
     loss, dA = mp.gradient(net, x, labels, loss="cross_entropy", method="bptt")
 """
 
-from . import layered
+from . import data, layered
 from .activations import ACTIVATIONS
+from .checkpoint import load_checkpoint, save_checkpoint
 from .engines import GRADIENT_METHODS, GradientEngine, get_engine, register_engine
 from .losses import LOSSES
 from .mesh import MeshNet, gradient
 from .topology import Topology
+from .training import EarlyStopping, History, evaluate, fit
 
 __all__ = [
     "ACTIVATIONS",
     "GRADIENT_METHODS",
     "LOSSES",
+    "EarlyStopping",
     "GradientEngine",
+    "History",
     "MeshNet",
     "Topology",
+    "data",
+    "evaluate",
+    "fit",
     "get_engine",
     "gradient",
     "layered",
+    "load_checkpoint",
     "register_engine",
+    "save_checkpoint",
 ]
 
 __version__ = "0.1.0"

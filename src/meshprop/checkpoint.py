@@ -44,7 +44,9 @@ def model_config(net: MeshNet) -> dict[str, Any]:
     }
 
 
-def save_checkpoint(directory: str | Path, net: MeshNet, extra: dict[str, Any] | None = None) -> Path:
+def save_checkpoint(
+    directory: str | Path, net: MeshNet, extra: dict[str, Any] | None = None
+) -> Path:
     """Write ``net`` (and JSON-serialisable ``extra``) into ``directory``; returns it."""
     if not isinstance(net, MeshNet):
         raise TypeError(f"net must be a meshprop.MeshNet, got {type(net).__name__}")

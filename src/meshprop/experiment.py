@@ -18,8 +18,17 @@ import numpy as np
 import torch
 
 from .checkpoint import save_checkpoint
-from .data import CLASSIFICATION, REGRESSION, Dataset, Split, Standardizer, load_csv
-from .data import load_dataset, split_dataset, split_indices
+from .data import (
+    CLASSIFICATION,
+    REGRESSION,
+    Dataset,
+    Split,
+    Standardizer,
+    load_csv,
+    load_dataset,
+    split_dataset,
+    split_indices,
+)
 from .distributed import DataParallel
 from .layered import MLP, RULES
 from .mesh import MeshNet
@@ -128,7 +137,11 @@ def build_net(config: RunConfig, n_inputs: int, n_outputs: int) -> MeshNet | MLP
         topo = Topology.mesh(n_inputs, config.hidden, n_outputs, bias=True)
     else:
         topo = Topology.random(
-            n_inputs, config.hidden, n_outputs, density=config.density, bias=True,
+            n_inputs,
+            config.hidden,
+            n_outputs,
+            density=config.density,
+            bias=True,
             seed=config.seed,
         )
     return MeshNet(
@@ -183,11 +196,21 @@ def run(
         net = net.to(parallel.device)
     stopping = None if config.patience is None else EarlyStopping(patience=config.patience)
     history = fit(
-        net, split.train, split.val,
-        loss=loss_for(dataset.task), optimizer=config.optimizer, lr=config.lr,
-        momentum=config.momentum, weight_decay=config.weight_decay, epochs=config.epochs,
-        batch_size=config.batch_size, seed=config.seed, early_stopping=stopping,
-        callback=callback, reporter=reporter, parallel=parallel,
+        net,
+        split.train,
+        split.val,
+        loss=loss_for(dataset.task),
+        optimizer=config.optimizer,
+        lr=config.lr,
+        momentum=config.momentum,
+        weight_decay=config.weight_decay,
+        epochs=config.epochs,
+        batch_size=config.batch_size,
+        seed=config.seed,
+        early_stopping=stopping,
+        callback=callback,
+        reporter=reporter,
+        parallel=parallel,
     )
     if isinstance(net, MLP):
         net = net.to_mesh(grad="bptt")
@@ -202,8 +225,10 @@ def describe_model(config: RunConfig, net: MeshNet | MLP) -> str:
         shape = "MLP A[" + ", ".join(str(n) for n in sizes) + "]"
     else:
         topo = net.topology
-        shape = (f"mesh of {topo.n_inputs} inputs, {topo.n_hidden} hidden, "
-                 f"{topo.n_outputs} outputs, {net.ticks} ticks")
+        shape = (
+            f"mesh of {topo.n_inputs} inputs, {topo.n_hidden} hidden, "
+            f"{topo.n_outputs} outputs, {net.ticks} ticks"
+        )
     return f"model: {shape}, {net.n_parameters} trainable parameters, gradient {config.grad}"
 
 
@@ -228,13 +253,20 @@ def write_run(result: RunResult, out: str | Path, reporter: Reporter) -> list[Pa
     document = {
         "config": result.config.to_dict(),
         "dataset": {
-            "name": ds.name, "task": ds.task, "samples": len(ds.y), "features": ds.n_features,
-            "classes": ds.n_classes, "train": len(split.indices["train"]),
-            "val": len(split.indices["val"]), "test": len(split.indices["test"]),
+            "name": ds.name,
+            "task": ds.task,
+            "samples": len(ds.y),
+            "features": ds.n_features,
+            "classes": ds.n_classes,
+            "train": len(split.indices["train"]),
+            "val": len(split.indices["val"]),
+            "test": len(split.indices["test"]),
         },
         "model": {
-            "neurons": result.net.topology.n_neurons, "edges": result.net.topology.n_edges,
-            "arch": result.config.arch, "parameters": result.net.n_parameters,
+            "neurons": result.net.topology.n_neurons,
+            "edges": result.net.topology.n_edges,
+            "arch": result.config.arch,
+            "parameters": result.net.n_parameters,
         },
         "history": result.history.to_dict(),
         **result.test,
@@ -258,8 +290,9 @@ def write_run(result: RunResult, out: str | Path, reporter: Reporter) -> list[Pa
         y = torch.cat([split.train[1], split.test[1]]).numpy()
         accuracy = result.test["test_accuracy"]
         title = f"{ds.name}: test accuracy {accuracy:.3f}"
-        figures.append(("decision_boundary.png", plots.plot_decision_boundary(result.net, X, y,
-                                                                              title)))
+        figures.append(
+            ("decision_boundary.png", plots.plot_decision_boundary(result.net, X, y, title))
+        )
     for name, fig in figures:
         written.append(reporter.write_with(out / name, lambda p, f=fig: f.savefig(p, dpi=110)))
         plots.plt.close(fig)
@@ -269,20 +302,32 @@ def write_run(result: RunResult, out: str | Path, reporter: Reporter) -> list[Pa
 def summary_rows(result: RunResult) -> list[tuple[str, str]]:
     """The final summary table of ``meshprop train`` as (name, value) rows."""
     ds, net, history = result.split.dataset, result.net, result.history
-    last = history.last
+    # the weights in use: those of the best epoch when early stopping restored them
+    last = history.records[history.best_epoch - 1] if history.best_epoch else history.last
     rows = [
         ("dataset", f"{ds.name} ({ds.task}, {len(ds.y)} samples, {ds.n_features} features)"),
-        ("split", "train {train} / val {val} / test {test}".format(
-            **{k: len(v) for k, v in result.split.indices.items()})),
-        ("network", f"{net.topology.n_neurons} neurons, {net.topology.n_edges} edges, "
-                    f"{net.ticks} ticks, {net.activation}"),
+        (
+            "split",
+            "train {train} / val {val} / test {test}".format(
+                **{k: len(v) for k, v in result.split.indices.items()}
+            ),
+        ),
+        (
+            "network",
+            f"{net.topology.n_neurons} neurons, {net.topology.n_edges} edges, "
+            f"{net.ticks} ticks, {net.activation}",
+        ),
         ("parameters", f"{net.n_parameters} trainable ({result.config.arch})"),
         ("gradient", result.config.grad),
-        ("optimizer", f"{result.config.optimizer} lr={result.config.lr:g}, "
-                      f"batch {result.config.batch_size}"),
-        ("epochs", f"{len(history)}" + (" (stopped early, best "
-                                          f"{history.best_epoch})" if history.stopped_early
-                                          else "")),
+        (
+            "optimizer",
+            f"{result.config.optimizer} lr={result.config.lr:g}, batch {result.config.batch_size}",
+        ),
+        (
+            "epochs",
+            f"{len(history)}"
+            + (f" (stopped early, best {history.best_epoch})" if history.stopped_early else ""),
+        ),
         ("train loss", f"{last['train_loss']:.4f}"),
     ]
     if "val_loss" in last:
@@ -344,8 +389,9 @@ def prepare_eval_data(
     if split == "all":
         idx = np.arange(len(y))
     elif split in ("train", "val", "test"):
-        parts = split_indices(len(y), config.test_size, config.val_size, config.seed,
-                              ds.test_indices)
+        parts = split_indices(
+            len(y), config.test_size, config.val_size, config.seed, ds.test_indices
+        )
         idx = parts[split]
     else:
         raise ValueError(f"split must be 'train', 'val', 'test' or 'all', got {split!r}")

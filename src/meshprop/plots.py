@@ -14,15 +14,15 @@ import matplotlib
 
 matplotlib.use("Agg")
 
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-import torch  # noqa: E402
-from matplotlib import animation  # noqa: E402
-from matplotlib.colors import ListedColormap  # noqa: E402
-from matplotlib.figure import Figure  # noqa: E402
+import matplotlib.pyplot as plt
+import numpy as np
+import torch
+from matplotlib import animation
+from matplotlib.colors import ListedColormap
+from matplotlib.figure import Figure
 
-from .mesh import MeshNet  # noqa: E402
-from .training import History  # noqa: E402
+from .mesh import MeshNet
+from .training import History
 
 __all__ = [
     "animate_decision_boundary",
@@ -96,12 +96,25 @@ def plot_topology(net: MeshNet, title: str = "") -> Figure:
     size = 6 + 0.25 * topo.n_hidden
     fig, ax = plt.subplots(figsize=(size, 0.75 * size), layout="constrained")
     nx.draw_networkx_edges(
-        graph, pos, ax=ax, width=width, edge_color=colours, alpha=alphas,
-        arrows=True, arrowsize=8, connectionstyle="arc3,rad=0.12", node_size=380,
+        graph,
+        pos,
+        ax=ax,
+        width=width,
+        edge_color=colours,
+        alpha=alphas,
+        arrows=True,
+        arrowsize=8,
+        connectionstyle="arc3,rad=0.12",
+        node_size=380,
     )
     role_colour = {"input": "#f4d35e", "bias": "#cfcfcf", "hidden": "#9ad1d4", "output": "#f95738"}
     nx.draw_networkx_nodes(
-        graph, pos, ax=ax, node_size=380, edgecolors="black", linewidths=0.8,
+        graph,
+        pos,
+        ax=ax,
+        node_size=380,
+        edgecolors="black",
+        linewidths=0.8,
         node_color=[role_colour[graph.nodes[k]["role"]] for k in graph.nodes],
     )
     labels = {k: ("b" if graph.nodes[k]["role"] == "bias" else str(k)) for k in graph.nodes}
@@ -115,8 +128,9 @@ def plot_topology(net: MeshNet, title: str = "") -> Figure:
         plt.Line2D([], [], color="#c0392b", lw=2, label="weight > 0"),
         plt.Line2D([], [], color="#2e5fa3", lw=2, label="weight < 0"),
     ]
-    ax.legend(handles=handles, loc="upper left", fontsize=8, frameon=False,
-              bbox_to_anchor=(1.0, 1.0))
+    ax.legend(
+        handles=handles, loc="upper left", fontsize=8, frameon=False, bbox_to_anchor=(1.0, 1.0)
+    )
     ax.set_title(title or f"{topo!r}, |w| max {scale:.2f}", fontsize=10)
     ax.set_axis_off()
     return fig
@@ -145,18 +159,43 @@ def _check_2d(net: MeshNet, X: np.ndarray) -> None:
         )
 
 
-def _draw_boundary(ax, net, X, y, xx, yy, n_classes) -> None:
+def _draw_boundary(ax, net, X, y, xx, yy, n_classes, light: bool = False) -> None:
+    """Predicted classes as filled regions, samples on top.  ``light`` (for GIFs) draws at most
+    300 samples without antialiasing or outlines, which keeps the palette and the file small."""
     cmap = ListedColormap(_CLASS_COLOURS[:n_classes])
-    ax.contourf(xx, yy, _predict_grid(net, xx, yy), levels=np.arange(n_classes + 1) - 0.5,
-                cmap=cmap, alpha=0.35)
-    ax.scatter(X[:, 0], X[:, 1], c=y, cmap=cmap, vmin=-0.5, vmax=n_classes - 0.5, s=9,
-               edgecolors="black", linewidths=0.3)
+    ax.contourf(
+        xx,
+        yy,
+        _predict_grid(net, xx, yy),
+        levels=np.arange(n_classes + 1) - 0.5,
+        cmap=cmap,
+        alpha=0.35,
+        antialiased=not light,
+    )
+    if light and len(X) > 300:
+        keep = np.random.default_rng(0).choice(len(X), 300, replace=False)
+        X, y = X[keep], y[keep]
+    ax.scatter(
+        X[:, 0],
+        X[:, 1],
+        c=y,
+        cmap=cmap,
+        vmin=-0.5,
+        vmax=n_classes - 0.5,
+        s=6 if light else 9,
+        edgecolors="none" if light else "black",
+        linewidths=0.3,
+        antialiased=not light,
+    )
     ax.set_xticks([])
     ax.set_yticks([])
 
 
 def plot_decision_boundary(
-    net: MeshNet, X: torch.Tensor | np.ndarray, y: torch.Tensor | np.ndarray, title: str = "",
+    net: MeshNet,
+    X: torch.Tensor | np.ndarray,
+    y: torch.Tensor | np.ndarray,
+    title: str = "",
     steps: int = 200,
 ) -> Figure:
     """The class the network predicts over the (standardised) input plane, with the samples."""
@@ -199,7 +238,7 @@ def animate_decision_boundary(
         with torch.no_grad():
             net.A.copy_(A)
         ax.clear()
-        _draw_boundary(ax, net, X, y, xx, yy, net.topology.n_outputs)
+        _draw_boundary(ax, net, X, y, xx, yy, net.topology.n_outputs, light=True)
         ax.set_title(f"{title} epoch {epoch}  acc {accuracy:.3f}".strip(), fontsize=9)
 
     path = Path(path)

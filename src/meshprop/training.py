@@ -23,9 +23,14 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import torch
-import torch.nn.functional as F
-from torch.utils.data import BatchSampler, DataLoader, RandomSampler, SequentialSampler
-from torch.utils.data import TensorDataset
+import torch.nn.functional as F  # noqa: N812
+from torch.utils.data import (
+    BatchSampler,
+    DataLoader,
+    RandomSampler,
+    SequentialSampler,
+    TensorDataset,
+)
 
 from .distributed import DataParallel
 from .layered import MLP
@@ -225,11 +230,13 @@ def _check_data(name: str, data: Any, net: MeshNet, loss: str | LossFn) -> tuple
         raise TypeError(f"{name} must be a pair (X, y) of tensors, got {type(data).__name__}")
     X, y = data
     if not isinstance(X, torch.Tensor) or not isinstance(y, torch.Tensor):
-        raise TypeError(f"{name} must hold torch tensors, got {type(X).__name__}, "
-                        f"{type(y).__name__}")
+        raise TypeError(
+            f"{name} must hold torch tensors, got {type(X).__name__}, {type(y).__name__}"
+        )
     if X.dim() != 2:
-        raise ValueError(f"{name}: X must have shape (samples, {net.topology.n_inputs}), "
-                         f"got {tuple(X.shape)}")
+        raise ValueError(
+            f"{name}: X must have shape (samples, {net.topology.n_inputs}), got {tuple(X.shape)}"
+        )
     if len(y) != len(X):
         raise ValueError(f"{name}: X has {len(X)} rows but y has {len(y)}")
     net.prepare_input(X[:1])  # feature count, dtype, finiteness of the first row

@@ -22,11 +22,18 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "is not the training file).",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
-    p.add_argument("checkpoint", metavar="CHECKPOINT",
-                   help="checkpoint directory (RUN/checkpoint) or its model.json")
+    p.add_argument(
+        "checkpoint",
+        metavar="CHECKPOINT",
+        help="checkpoint directory (RUN/checkpoint) or its model.json",
+    )
     add_data_options(p, None)
-    p.add_argument("--split", choices=("test", "val", "train", "all"), default="test",
-                   help="which samples to score (train/val/test: the run's seeded split)")
+    p.add_argument(
+        "--split",
+        choices=("test", "val", "train", "all"),
+        default="test",
+        help="which samples to score (train/val/test: the run's seeded split)",
+    )
     p.add_argument("--json", action="store_true", help="print the metrics as JSON")
     p.set_defaults(handler=handle)
 
@@ -35,8 +42,7 @@ def handle(args: argparse.Namespace) -> int:
     if args.data is not None and args.dataset is not None:
         raise ValueError("give either --dataset or --data, not both")
     net, document = load_checkpoint(args.checkpoint)
-    ds, X, y, scaler = prepare_eval_data(document, args.dataset, args.data, args.target,
-                                         args.split)
+    ds, X, y, scaler = prepare_eval_data(document, args.dataset, args.data, args.target, args.split)
     result = test_metrics(net, X, y, document["task"], scaler)
     reporter = Reporter()
     if args.json:

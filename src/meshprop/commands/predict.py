@@ -23,11 +23,18 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "row, prediction, and for classification one probability column per class.",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
-    p.add_argument("checkpoint", metavar="CHECKPOINT",
-                   help="checkpoint directory (RUN/checkpoint) or its model.json")
+    p.add_argument(
+        "checkpoint",
+        metavar="CHECKPOINT",
+        help="checkpoint directory (RUN/checkpoint) or its model.json",
+    )
     p.add_argument("--data", required=True, metavar="FILE.csv", help="the rows to predict")
-    p.add_argument("--out", default="-", metavar="FILE.csv",
-                   help="where to write the predictions (- = standard output)")
+    p.add_argument(
+        "--out",
+        default="-",
+        metavar="FILE.csv",
+        help="where to write the predictions (- = standard output)",
+    )
     p.set_defaults(handler=handle)
 
 
@@ -45,8 +52,10 @@ def handle(args: argparse.Namespace) -> int:
         probs = torch.softmax(out, dim=1).tolist()
         labels = [names[k] for k in out.argmax(dim=1).tolist()]
         header += [f"p_{name}" for name in names]
-        rows = [[i, label, *(f"{p:.6g}" for p in ps)]
-                for i, (label, ps) in enumerate(zip(labels, probs, strict=True), start=1)]
+        rows = [
+            [i, label, *(f"{p:.6g}" for p in ps)]
+            for i, (label, ps) in enumerate(zip(labels, probs, strict=True), start=1)
+        ]
     else:
         values = scaler.inverse_y(out[:, 0].cpu().numpy())
         rows = [[i, f"{v:.8g}"] for i, v in enumerate(values.tolist(), start=1)]

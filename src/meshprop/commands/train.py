@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import argparse
 
-from .. import distributed
+import torch
+
+from .. import distributed, engines
 from ..activations import ACTIVATIONS
 from ..data import DATASETS
-from ..engines import GRADIENT_METHODS
 from ..experiment import (
     ARCHITECTURES,
     RunConfig,
@@ -28,14 +29,35 @@ def add_data_options(parser: argparse.ArgumentParser, default_dataset: str | Non
     """--dataset / --data / --target, shared with ``evaluate``."""
     group = parser.add_argument_group("data")
     group.add_argument(
-        "--dataset", default=default_dataset, metavar="NAME",
+        "--dataset",
+        default=default_dataset,
+        metavar="NAME",
         help=f"built-in dataset: {', '.join(DATASETS)}"
         + (f" (default: {default_dataset})" if default_dataset else ""),
     )
-    group.add_argument("--data", metavar="FILE.csv",
-                       help="your own CSV file (header row, numeric feature columns)")
-    group.add_argument("--target", metavar="COLUMN",
-                       help="the CSV column to predict (class labels or numbers)")
+    group.add_argument(
+        "--data", metavar="FILE.csv", help="your own CSV file (header row, numeric feature columns)"
+    )
+    group.add_argument(
+        "--target", metavar="COLUMN", help="the CSV column to predict (class labels or numbers)"
+    )
+
+
+def add_threads_option(parser: argparse.ArgumentParser | argparse._ArgumentGroup) -> None:
+    parser.add_argument(
+        "--threads",
+        type=int,
+        default=1,
+        help="torch intra-op threads (small meshes run fastest on one; 0 = torch's default)",
+    )
+
+
+def apply_threads(args: argparse.Namespace) -> None:
+    threads = getattr(args, "threads", 0)
+    if threads < 0:
+        raise ValueError(f"--threads must be >= 0, got {threads}")
+    if threads:
+        torch.set_num_threads(threads)
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -48,50 +70,100 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
     add_data_options(p, None)
-    p.add_argument("--task", choices=("auto", "classification", "regression"),
-                   default=DEFAULTS.task, help="for CSV targets: what the target column holds")
-    p.add_argument("--samples", type=int, default=DEFAULTS.n_samples,
-                   help="samples drawn for the generated 2-D sets")
+    p.add_argument(
+        "--task",
+        choices=("auto", "classification", "regression"),
+        default=DEFAULTS.task,
+        help="for CSV targets: what the target column holds",
+    )
+    p.add_argument(
+        "--samples",
+        type=int,
+        default=DEFAULTS.n_samples,
+        help="samples drawn for the generated 2-D sets",
+    )
     net = p.add_argument_group("network")
-    net.add_argument("--arch", choices=ARCHITECTURES, default=DEFAULTS.arch,
-                     help="mesh: an MNN of --hidden neurons (--ticks, --density); mlp: a "
-                     "layered network of --layers, run for L = len(layers)+1 ticks")
-    net.add_argument("--layers", type=parse_layers, default=None, metavar="N1,N2,...",
-                     help="hidden layer sizes of --arch mlp, e.g. 13,13")
+    net.add_argument(
+        "--arch",
+        choices=ARCHITECTURES,
+        default=DEFAULTS.arch,
+        help="mesh: an MNN of --hidden neurons (--ticks, --density); mlp: a layered network of "
+        "--layers, run for L = len(layers)+1 ticks",
+    )
+    net.add_argument(
+        "--layers",
+        type=parse_layers,
+        default=None,
+        metavar="N1,N2,...",
+        help="hidden layer sizes of --arch mlp, e.g. 13,13",
+    )
     net.add_argument("--hidden", type=int, default=DEFAULTS.hidden, help="hidden neurons")
     net.add_argument("--ticks", type=int, default=DEFAULTS.ticks, help="state transitions T")
-    net.add_argument("--density", type=float, default=DEFAULTS.density,
-                     help="fraction of the allowed edges kept (1 = full mesh, <1 = random mesh)")
-    net.add_argument("--activation", default=DEFAULTS.activation,
-                     help=f"hidden activation: {', '.join(ACTIVATIONS)}")
-    net.add_argument("--output-activation", default=DEFAULTS.output_activation,
-                     help="output activation (identity = logits for cross-entropy)")
-    net.add_argument("--grad", default=None,
-                     help=f"gradient engine: {', '.join(GRADIENT_METHODS)}; for --arch mlp also "
-                     f"the layered rules {', '.join(RULES)} (default: {DEFAULTS.grad} for a mesh, "
-                     "two_step for an mlp)")
+    net.add_argument(
+        "--density",
+        type=float,
+        default=DEFAULTS.density,
+        help="fraction of the allowed edges kept (1 = full mesh, <1 = random mesh)",
+    )
+    net.add_argument(
+        "--activation",
+        default=DEFAULTS.activation,
+        help=f"hidden activation: {', '.join(ACTIVATIONS)}",
+    )
+    net.add_argument(
+        "--output-activation",
+        default=DEFAULTS.output_activation,
+        help="output activation (identity = logits for cross-entropy)",
+    )
+    net.add_argument(
+        "--grad",
+        default=None,
+        help=f"gradient engine: {', '.join(engines.GRADIENT_METHODS)}; for --arch mlp also the "
+        f"layered rules {', '.join(RULES)} (default: {DEFAULTS.grad} for a mesh, two_step for "
+        "an mlp)",
+    )
     net.add_argument("--dtype", choices=("float32", "float64"), default=DEFAULTS.dtype)
     opt = p.add_argument_group("optimisation")
-    opt.add_argument("--optimizer", default=DEFAULTS.optimizer,
-                     help=f"torch.optim optimiser: {', '.join(OPTIMIZERS)}")
+    opt.add_argument(
+        "--optimizer",
+        default=DEFAULTS.optimizer,
+        help=f"torch.optim optimiser: {', '.join(OPTIMIZERS)}",
+    )
     opt.add_argument("--lr", type=float, default=DEFAULTS.lr, help="learning rate")
-    opt.add_argument("--momentum", type=float, default=DEFAULTS.momentum,
-                     help="momentum (sgd, rmsprop)")
+    opt.add_argument(
+        "--momentum", type=float, default=DEFAULTS.momentum, help="momentum (sgd, rmsprop)"
+    )
     opt.add_argument("--weight-decay", type=float, default=DEFAULTS.weight_decay)
     opt.add_argument("--epochs", type=int, default=DEFAULTS.epochs)
     opt.add_argument("--batch-size", type=int, default=DEFAULTS.batch_size)
-    opt.add_argument("--seed", type=int, default=DEFAULTS.seed,
-                     help="seeds the data, the split, the topology, the weights, the batches")
-    opt.add_argument("--test-size", type=float, default=DEFAULTS.test_size,
-                     help="fraction of samples held out for testing")
-    opt.add_argument("--val-size", type=float, default=DEFAULTS.val_size,
-                     help="fraction of samples held out for validation")
-    opt.add_argument("--patience", type=int, default=None,
-                     help="early stopping: epochs without validation improvement (needs "
-                     "--val-size)")
+    opt.add_argument(
+        "--seed",
+        type=int,
+        default=DEFAULTS.seed,
+        help="seeds the data, the split, the topology, the weights, the batches",
+    )
+    opt.add_argument(
+        "--test-size",
+        type=float,
+        default=DEFAULTS.test_size,
+        help="fraction of samples held out for testing",
+    )
+    opt.add_argument(
+        "--val-size",
+        type=float,
+        default=DEFAULTS.val_size,
+        help="fraction of samples held out for validation",
+    )
+    opt.add_argument(
+        "--patience",
+        type=int,
+        default=None,
+        help="early stopping: epochs without validation improvement (needs --val-size)",
+    )
     out = p.add_argument_group("output")
     out.add_argument("--out", default="runs/train", metavar="DIR", help="output directory")
     out.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    add_threads_option(out)
     p.set_defaults(handler=handle)
 
 
@@ -104,15 +176,30 @@ def config_from_args(args: argparse.Namespace) -> RunConfig:
     if args.data is None and args.target is not None:
         raise ValueError("--target applies to --data FILE.csv only")
     return RunConfig(
-        dataset=dataset, data=args.data, target=args.target, task=args.task,
-        n_samples=args.samples, hidden=args.hidden, ticks=args.ticks, density=args.density,
-        activation=args.activation, output_activation=args.output_activation,
+        dataset=dataset,
+        data=args.data,
+        target=args.target,
+        task=args.task,
+        n_samples=args.samples,
+        hidden=args.hidden,
+        ticks=args.ticks,
+        density=args.density,
+        activation=args.activation,
+        output_activation=args.output_activation,
         grad=args.grad or ("two_step" if args.arch == "mlp" else DEFAULTS.grad),
-        arch=args.arch, layers=args.layers,
-        optimizer=args.optimizer, lr=args.lr, momentum=args.momentum,
-        weight_decay=args.weight_decay, epochs=args.epochs, batch_size=args.batch_size,
-        seed=args.seed, test_size=args.test_size, val_size=args.val_size,
-        patience=args.patience, dtype=args.dtype,
+        arch=args.arch,
+        layers=args.layers,
+        optimizer=args.optimizer,
+        lr=args.lr,
+        momentum=args.momentum,
+        weight_decay=args.weight_decay,
+        epochs=args.epochs,
+        batch_size=args.batch_size,
+        seed=args.seed,
+        test_size=args.test_size,
+        val_size=args.val_size,
+        patience=args.patience,
+        dtype=args.dtype,
     )
 
 
@@ -130,6 +217,7 @@ def parse_layers(text: str) -> list[int]:
 
 
 def handle(args: argparse.Namespace) -> int:
+    apply_threads(args)
     config = config_from_args(args)
     # under torchrun (WORLD_SIZE > 1): join the process group; only rank 0 prints and writes
     parallel = distributed.from_environment()
@@ -137,8 +225,10 @@ def handle(args: argparse.Namespace) -> int:
         main = parallel is None or parallel.is_main
         reporter = Reporter(enabled=main, progress=not args.no_progress)
         if parallel is not None:
-            reporter.print(f"data-parallel: {parallel.world_size} processes ({parallel.backend}), "
-                           f"each on its shard of every batch of {config.batch_size}")
+            reporter.print(
+                f"data-parallel: {parallel.world_size} processes ({parallel.backend}), "
+                f"each on its shard of every batch of {config.batch_size}"
+            )
         result = run(config, reporter, parallel=parallel)
     finally:
         if parallel is not None:
@@ -146,7 +236,8 @@ def handle(args: argparse.Namespace) -> int:
     reporter.print(describe_model(config, result.net))
     paths = write_run(result, args.out, reporter)
     reporter.print(format_table(summary_rows(result)))
-    reporter.print(f"wrote {len(paths)} files to {args.out}: "
-                   + ", ".join(p.name if p.name != "model.json" else "checkpoint/"
-                               for p in paths))
+    reporter.print(
+        f"wrote {len(paths)} files to {args.out}: "
+        + ", ".join(p.name if p.name != "model.json" else "checkpoint/" for p in paths)
+    )
     return 0

@@ -1,0 +1,139 @@
+"""Datasets: built-in loaders, CSV parsing and its error messages, splits and standardisation."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from meshprop.data import DATASETS, TOY_DATASETS, Dataset, load_csv, load_dataset, split_dataset
+
+
+@pytest.mark.parametrize("name", TOY_DATASETS)
+def test_toy_sets_are_2d_seeded_and_balanced(name):
+    a = load_dataset(name, n_samples=200, seed=3)
+    b = load_dataset(name, n_samples=200, seed=3)
+    c = load_dataset(name, n_samples=200, seed=4)
+    assert a.X.shape == (200, 2) and a.y.shape == (200,)
+    np.testing.assert_array_equal(a.X, b.X)
+    assert not np.array_equal(a.X, c.X)
+    counts = np.bincount(a.y)
+    assert len(counts) == a.n_classes == (3 if name.startswith("blobs") else 2)
+    assert counts.min() >= 200 // a.n_classes - 1
+
+
+def test_blobs2_classes_are_made_of_two_clusters():
+    ds = load_dataset("blobs2", n_samples=1000, seed=0)
+    # each class is the union of two independently placed blobs: its spread is far larger
+    # than one blob's (std 1 per axis)
+    for k in range(3):
+        assert ds.X[ds.y == k].std(axis=0).max() > 2.0
+
+
+@pytest.mark.parametrize(
+    ("name", "shape", "classes"),
+    [
+        ("iris", (150, 4), 3),
+        ("wine", (178, 13), 3),
+        ("breast_cancer", (569, 30), 2),
+        ("digits", (1797, 64), 10),
+    ],
+)
+def test_sklearn_sets(name, shape, classes):
+    ds = load_dataset(name)
+    assert ds.X.shape == shape and ds.n_classes == classes and ds.task == "classification"
+    assert set(np.unique(ds.y)) == set(range(classes))
+
+
+def test_mnist1d_uses_the_local_generator_and_its_test_split():
+    ds = load_dataset("mnist1d")
+    assert ds.X.shape == (5000, 40) and ds.n_classes == 10
+    split = split_dataset(ds, seed=0)
+    assert len(split.test[0]) == 1000
+    np.testing.assert_array_equal(split.indices["test"], np.arange(4000, 5000))
+
+
+def test_unknown_dataset_names_the_choices():
+    with pytest.raises(ValueError, match=r"unknown dataset 'mnist'.*moons"):
+        load_dataset("mnist")
+    assert "mnist1d" in DATASETS
+
+
+def test_split_is_seeded_disjoint_and_standardised_with_training_statistics_only():
+    ds = load_dataset("wine")
+    s = split_dataset(ds, test_size=0.3, val_size=0.2, seed=1)
+    parts = [set(s.indices[k].tolist()) for k in ("train", "val", "test")]
+    assert sum(map(len, parts)) == len(ds.y) and not (parts[0] & parts[1] or parts[0] & parts[2])
+    Xtr = s.train[0].numpy()
+    np.testing.assert_allclose(Xtr.mean(axis=0), 0.0, atol=1e-12)
+    np.testing.assert_allclose(Xtr.std(axis=0), 1.0, rtol=1e-12)
+    raw_train = ds.X[s.indices["train"]]
+    expected_test = (ds.X[s.indices["test"]] - raw_train.mean(0)) / raw_train.std(0)
+    np.testing.assert_allclose(s.test[0].numpy(), expected_test, rtol=1e-12)
+    # the test split's own statistics were not used
+    assert np.abs(s.test[0].numpy().mean(axis=0)).max() > 1e-3
+    again = split_dataset(ds, test_size=0.3, val_size=0.2, seed=1)
+    assert torch.equal(again.test[0], s.test[0])
+
+
+def write(tmp_path, text, name="data.csv"):
+    path = tmp_path / name
+    path.write_text(text)
+    return path
+
+
+def test_csv_classification_with_string_labels(tmp_path):
+    path = write(tmp_path, "a,b,kind\n1,2,cat\n3,4,dog\n5,6,cat\n7,8,emu\n")
+    ds = load_csv(path, "kind")
+    assert ds.task == "classification" and ds.class_names == ["cat", "dog", "emu"]
+    np.testing.assert_array_equal(ds.y, [0, 1, 0, 2])
+    np.testing.assert_array_equal(ds.X, [[1, 2], [3, 4], [5, 6], [7, 8]])
+    assert ds.feature_names == ["a", "b"]
+
+
+def test_csv_integer_target_is_classification_real_target_regression(tmp_path):
+    ds = load_csv(write(tmp_path, "x,y\n1,3\n2,5\n3,3\n"), "y")
+    assert ds.task == "classification" and ds.class_names == ["3", "5"]
+    ds = load_csv(write(tmp_path, "x,y\n1,0.5\n2,1.5\n3,2.25\n"), "y")
+    assert ds.task == "regression"
+    np.testing.assert_array_equal(ds.y, [0.5, 1.5, 2.25])
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("a,b,t\n1,2,0\n3,nan,1\n", r"data\.csv: column 'b', row 2 holds 'nan'"),
+        ("a,b,t\n1,2,0\n3,,1\n", r"data\.csv: column 'b', row 2 is empty"),
+        ("a,b,t\n1,2,0\n3,4,1\n5,six,0\n", r"data\.csv: column 'b', row 3 holds 'six', not a num"),
+        ("a,b,t\n1,2,1\n3,4,1\n", r"data\.csv: target column 't' holds a single class"),
+        ("a,b,t\n1,2,1\n3,4\n", r"data\.csv: row 2 has 2 cells but the header has 3"),
+        ("a,b,t\n", r"data\.csv: the file has a header but no data rows"),
+        ("a,b,t\n1,2,\n3,4,1\n", r"data\.csv: column 't', row 1 has no target value"),
+    ],
+)
+def test_csv_errors_name_file_column_and_row(tmp_path, text, message):
+    with pytest.raises(ValueError, match=message):
+        load_csv(write(tmp_path, text), "t")
+
+
+def test_csv_missing_file_and_missing_column(tmp_path):
+    with pytest.raises(FileNotFoundError, match=r"nope\.csv"):
+        load_csv(tmp_path / "nope.csv", "t")
+    with pytest.raises(ValueError, match=r"no column 'label'; the columns are a, b"):
+        load_csv(write(tmp_path, "a,b\n1,2\n"), "label")
+
+
+def test_regression_targets_are_standardised_with_training_statistics(tmp_path):
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(50, 2))
+    ds = Dataset("r", X, 10 + 3 * X[:, 0], task="regression")
+    s = split_dataset(ds, seed=0)
+    assert s.train[1].shape == (35, 1)
+    np.testing.assert_allclose(float(s.train[1].mean()), 0.0, atol=1e-12)
+    back = s.standardizer.inverse_y(s.test[1].numpy()[:, 0])
+    np.testing.assert_allclose(back, ds.y[s.indices["test"]], rtol=1e-12)
+
+
+def test_dataset_validates_shapes():
+    with pytest.raises(ValueError, match=r"y must have shape \(3,\)"):
+        Dataset("bad", np.zeros((3, 2)), np.zeros(4))
