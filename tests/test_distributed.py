@@ -50,16 +50,20 @@ def models() -> dict[str, torch.nn.Module]:
 
 
 def train_all(parallel: distributed.DataParallel | None) -> dict[str, dict]:
-    """One epoch = STEPS Adam steps of every model, in one process or as one of several."""
+    """One epoch = STEPS Adam steps of every model, in one process or as one of several; and
+    5 steps on batches of one sample, where every process but one has an empty shard."""
     X, y = problem()
+    cases = [(name, net, X, y, BATCH) for name, net in models().items()]
+    kw = {"activation": "tanh", "dtype": torch.float64, "seed": 1}
+    cases.append(("mlp-batch1", MLP([4, 3, 3], grad="two_step", **kw), X[:5], y[:5], 1))
     out = {}
-    for name, net in models().items():
+    for name, net, X_, y_, batch in cases:
         optimizer = torch.optim.Adam(net.parameters(), lr=0.02)
         history = fit(
             net,
-            (X, y),
+            (X_, y_),
             epochs=1,
-            batch_size=BATCH,
+            batch_size=batch,
             optimizer=optimizer,
             seed=3,
             progress=False,
@@ -127,6 +131,10 @@ def test_two_processes_train_like_one(tmp_path):
     single = train_all(None)
     ranks = [torch.load(tmp_path / f"rank{r}.pt") for r in range(2)]
     initial = {name: [p.detach() for p in net.parameters()] for name, net in models().items()}
+    initial["mlp-batch1"] = [
+        p.detach()
+        for p in MLP([4, 3, 3], activation="tanh", dtype=torch.float64, seed=1).parameters()
+    ]
     for name, reference in single.items():
         moved = max(
             float((a - b).abs().max())
@@ -137,7 +145,8 @@ def test_two_processes_train_like_one(tmp_path):
             for a, b in zip(result[name]["weights"], reference["weights"], strict=True):
                 assert float((a - b).abs().max()) <= 1e-6, f"{name} rank {rank}"
             assert result[name]["batch_loss"] == pytest.approx(reference["batch_loss"], abs=1e-9)
-        assert reference["steps"] == [STEPS] * len(reference["weights"])
+        steps = 5 if name == "mlp-batch1" else STEPS
+        assert reference["steps"] == [steps] * len(reference["weights"])
 
 
 def test_torchrun_cli_rank0_alone_writes(tmp_path):
