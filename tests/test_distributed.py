@@ -58,6 +58,10 @@ def train_all(parallel: distributed.DataParallel | None) -> dict[str, dict]:
     cases.append(("mlp-batch1", MLP([4, 3, 3], grad="two_step", **kw), X[:5], y[:5], 1))
     out = {}
     for name, net, X_, y_, batch in cases:
+        if parallel is not None and parallel.rank == 1:  # rank 0's weights are broadcast
+            with torch.no_grad():
+                for p in net.parameters():
+                    p.add_(0.1)
         optimizer = torch.optim.Adam(net.parameters(), lr=0.02)
         history = fit(
             net,

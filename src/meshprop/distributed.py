@@ -184,6 +184,13 @@ class DataParallel:
         optimizer.step()
         return batch_loss
 
+    @torch.no_grad()
+    def broadcast_parameters(self, module: nn.Module) -> None:
+        """Copy rank 0's parameters to every process, so that all start from the same weights
+        even when the model was built without a seed."""
+        for p in module.parameters():
+            dist.broadcast(p.data, src=0)
+
     def barrier(self) -> None:
         dist.barrier()
 

@@ -302,6 +302,7 @@ def fit(
     loader = make_loader(X, y, batch_size, seed)
     step = train_step
     if parallel is not None:  # data-parallel: this process's shard of every batch
+        parallel.broadcast_parameters(net)
         loader = parallel.shard_loader(loader)
         step = parallel.train_step
     reporter = reporter if reporter is not None else Reporter(progress=progress)
