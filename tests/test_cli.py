@@ -314,6 +314,7 @@ def test_reproduce_commands_write_their_results(capsys, in_tmp):
         "moons.png",
         "summary.json",
         "summary.md",
+        "toys.png",
     }
     from PIL import Image
 

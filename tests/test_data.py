@@ -137,3 +137,31 @@ def test_regression_targets_are_standardised_with_training_statistics(tmp_path):
 def test_dataset_validates_shapes():
     with pytest.raises(ValueError, match=r"y must have shape \(3,\)"):
         Dataset("bad", np.zeros((3, 2)), np.zeros(4))
+
+
+@pytest.mark.parametrize("name", ["blobs", "blobs2"])
+def test_bayes_accuracy_of_the_blob_sets_agrees_with_a_fitted_model(name):
+    """The Bayes rule from the true centres against class densities estimated from the sample
+    (QDA for one Gaussian per class; a two-component mixture per class for blobs2)."""
+    from sklearn.discriminant_analysis import QuadraticDiscriminantAnalysis
+    from sklearn.mixture import GaussianMixture
+
+    from meshprop.data import bayes_correct
+
+    ds = load_dataset(name, n_samples=1000, seed=0)
+    bayes = bayes_correct(name, 1000, 0).mean()
+    if name == "blobs":
+        fitted = QuadraticDiscriminantAnalysis().fit(ds.X, ds.y).score(ds.X, ds.y)
+    else:
+        scores = np.stack(
+            [
+                GaussianMixture(2, covariance_type="spherical", random_state=0)
+                .fit(ds.X[ds.y == k])
+                .score_samples(ds.X)
+                for k in range(3)
+            ],
+            axis=1,
+        )
+        fitted = (scores.argmax(axis=1) == ds.y).mean()
+    assert 0.8 < bayes < 1.0
+    assert abs(fitted - bayes) < 0.015

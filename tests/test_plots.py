@@ -79,3 +79,12 @@ def test_animation_writes_one_frame_per_snapshot_and_restores_weights(tmp_path):
     with Image.open(path) as gif:
         assert gif.n_frames == 3
     assert torch.equal(net.A.detach(), original)
+
+
+def test_boundary_panels_one_axis_per_run():
+    X = np.random.default_rng(2).normal(size=(30, 2))
+    panels = [(net2d(seed=s), X, np.arange(30) % 2, f"run {s}") for s in range(3)]
+    fig = plots.plot_decision_boundaries(panels, steps=20)
+    assert [ax.get_title() for ax in fig.axes] == ["run 0", "run 1", "run 2"]
+    with pytest.raises(ValueError, match="no panels"):
+        plots.plot_decision_boundaries([])

@@ -294,7 +294,7 @@ def write_run(result: RunResult, out: str | Path, reporter: Reporter) -> list[Pa
             ("decision_boundary.png", plots.plot_decision_boundary(result.net, X, y, title))
         )
     for name, fig in figures:
-        written.append(reporter.write_with(out / name, lambda p, f=fig: f.savefig(p, dpi=110)))
+        written.append(reporter.write_with(out / name, lambda p, f=fig: f.savefig(p, dpi=80)))
         plots.plt.close(fig)
     return [p for p in written if p is not None]
 

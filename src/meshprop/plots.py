@@ -26,6 +26,7 @@ from .training import History
 
 __all__ = [
     "animate_decision_boundary",
+    "plot_decision_boundaries",
     "plot_decision_boundary",
     "plot_history",
     "plot_topology",
@@ -206,6 +207,24 @@ def plot_decision_boundary(
     _draw_boundary(ax, net, X, y, xx, yy, net.topology.n_outputs)
     if title:
         ax.set_title(title, fontsize=10)
+    return fig
+
+
+def plot_decision_boundaries(
+    panels: Sequence[tuple[MeshNet, np.ndarray, np.ndarray, str]], steps: int = 150
+) -> Figure:
+    """One row of decision boundaries, one panel per ``(net, X, y, title)``."""
+    if not panels:
+        raise ValueError("no panels to draw")
+    fig, axes = plt.subplots(
+        1, len(panels), figsize=(2.6 * len(panels), 2.9), layout="constrained", squeeze=False
+    )
+    for ax, (net, X, y, title) in zip(axes[0], panels, strict=True):
+        X, y = np.asarray(X), np.asarray(y)
+        _check_2d(net, X)
+        xx, yy = _grid(X, steps)
+        _draw_boundary(ax, net, X, y, xx, yy, net.topology.n_outputs, light=True)
+        ax.set_title(title, fontsize=9)
     return fig
 
 

@@ -8,7 +8,7 @@ import json
 from ..checkpoint import load_checkpoint
 from ..experiment import format_table, prepare_eval_data, test_metrics
 from ..reporting import Reporter
-from .train import add_data_options
+from .train import add_data_options, data_options
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -27,7 +27,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         metavar="CHECKPOINT",
         help="checkpoint directory (RUN/checkpoint) or its model.json",
     )
-    add_data_options(p, None)
+    add_data_options(p, "the training run's own data")
     p.add_argument(
         "--split",
         choices=("test", "val", "train", "all"),
@@ -39,10 +39,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def handle(args: argparse.Namespace) -> int:
-    if args.data is not None and args.dataset is not None:
-        raise ValueError("give either --dataset or --data, not both")
+    dataset, data, target = data_options(args)
     net, document = load_checkpoint(args.checkpoint)
-    ds, X, y, scaler = prepare_eval_data(document, args.dataset, args.data, args.target, args.split)
+    ds, X, y, scaler = prepare_eval_data(document, dataset, data, target, args.split)
     result = test_metrics(net, X, y, document["task"], scaler)
     reporter = Reporter()
     if args.json:

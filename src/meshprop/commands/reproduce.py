@@ -17,7 +17,7 @@ from pathlib import Path
 
 import torch
 
-from ..data import TOY_DATASETS
+from ..data import TOY_DATASETS, bayes_correct
 from ..experiment import RunConfig, format_table, run
 from ..reporting import Reporter
 from .train import add_threads_option, apply_threads
@@ -194,8 +194,9 @@ def handle_toys(args: argparse.Namespace) -> int:
     apply_threads(args)
     out = Path(args.out)
     reporter = Reporter()
-    rows = [("dataset", "hidden | test acc | train acc | wall time")]
+    rows = [("dataset", "hidden | test acc | Bayes acc | train acc | wall time")]
     summary = {}
+    panels = []
     for name in args.sets:
         config = toy_config(name, args.seed, args.grad, args.epochs)
         every = max(1, args.epochs // args.frames)
@@ -221,9 +222,16 @@ def handle_toys(args: argparse.Namespace) -> int:
         )
         reporter.write_with(out / f"{name}.png", lambda p, f=fig: f.savefig(p, dpi=80))
         plots.plt.close(fig)
+        panels.append((result.net, X, y, f"{name} ({config.hidden} hidden): {acc:.3f}"))
+        # the best accuracy possible on this draw's test split, where it is known
+        bayes = None
+        if name in ("blobs", "blobs2"):
+            correct = bayes_correct(name, config.n_samples, config.seed)
+            bayes = float(correct[split.indices["test"]].mean())
         summary[name] = {
             "config": config.to_dict(),
             **result.test,
+            "bayes_test_accuracy": bayes,
             "train_accuracy": result.history.last["train_accuracy"],
             "wall_time_s": result.history.wall_time_s,
         }
@@ -231,11 +239,16 @@ def handle_toys(args: argparse.Namespace) -> int:
             (
                 name,
                 f"{config.hidden:6d} | {acc:8.4f} | "
+                + (f"{bayes:9.4f}" if bayes is not None else f"{'-':>9}")
+                + " | "
                 f"{result.history.last['train_accuracy']:9.4f} | "
                 f"{result.history.wall_time_s:7.1f} s",
             )
         )
         reporter.print(f"{name}: test accuracy {acc:.4f} ({result.history.wall_time_s:.1f} s)")
+    fig = plots.plot_decision_boundaries(panels)
+    reporter.write_with(out / "toys.png", lambda p: fig.savefig(p, dpi=72))
+    plots.plt.close(fig)
     reporter.write_json(out / "summary.json", summary)
     table = format_table(rows)
     reporter.write_text(out / "summary.md", table + "\n")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 
 import torch
 
@@ -25,22 +26,40 @@ from ..training import OPTIMIZERS
 DEFAULTS = RunConfig()
 
 
-def add_data_options(parser: argparse.ArgumentParser, default_dataset: str | None) -> None:
-    """--dataset / --data / --target, shared with ``evaluate``."""
-    group = parser.add_argument_group("data")
+def add_data_options(parser: argparse.ArgumentParser, when_absent: str) -> None:
+    """--dataset / --data / --target, shared with ``evaluate``.  Absent options stay absent
+    from the namespace (read them with ``getattr(args, name, None)``); ``when_absent`` says in
+    the help what happens then."""
+    group = parser.add_argument_group("data", f"without --dataset or --data: {when_absent}")
     group.add_argument(
         "--dataset",
-        default=default_dataset,
+        default=argparse.SUPPRESS,
         metavar="NAME",
-        help=f"built-in dataset: {', '.join(DATASETS)}"
-        + (f" (default: {default_dataset})" if default_dataset else ""),
+        help=f"built-in dataset: {', '.join(DATASETS)}",
     )
     group.add_argument(
-        "--data", metavar="FILE.csv", help="your own CSV file (header row, numeric feature columns)"
+        "--data",
+        default=argparse.SUPPRESS,
+        metavar="FILE.csv",
+        help="your own CSV file (header row, numeric feature columns)",
     )
     group.add_argument(
-        "--target", metavar="COLUMN", help="the CSV column to predict (class labels or numbers)"
+        "--target",
+        default=argparse.SUPPRESS,
+        metavar="COLUMN",
+        help="the CSV column to predict (class labels or numbers)",
     )
+
+
+def data_options(args: argparse.Namespace) -> tuple[str | None, str | None, str | None]:
+    """(dataset, data, target) as given, None where absent; both a dataset and a file is an
+    error."""
+    dataset, data, target = (getattr(args, k, None) for k in ("dataset", "data", "target"))
+    if dataset is not None and data is not None:
+        raise ValueError("give either --dataset or --data, not both")
+    if data is None and target is not None:
+        raise ValueError("--target applies to --data FILE.csv only")
+    return dataset, data, target
 
 
 def add_threads_option(parser: argparse.ArgumentParser | argparse._ArgumentGroup) -> None:
@@ -69,7 +88,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "checkpoint/ (safetensors + JSON) and PNG plots into --out.",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
-    add_data_options(p, None)
+    add_data_options(p, f"the {DEFAULTS.dataset} dataset")
     p.add_argument(
         "--task",
         choices=("auto", "classification", "regression"),
@@ -168,17 +187,15 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def config_from_args(args: argparse.Namespace) -> RunConfig:
-    dataset = args.dataset
-    if args.data is None and dataset is None:
+    dataset, data, target = data_options(args)
+    if data is None and dataset is None:
         dataset = DEFAULTS.dataset
-    if args.data is not None and dataset is not None:
-        raise ValueError("give either --dataset or --data, not both")
-    if args.data is None and args.target is not None:
-        raise ValueError("--target applies to --data FILE.csv only")
+    # an absolute path, so that `meshprop evaluate` finds the file from any directory
+    data = None if data is None else str(Path(data).resolve())
     return RunConfig(
         dataset=dataset,
-        data=args.data,
-        target=args.target,
+        data=data,
+        target=target,
         task=args.task,
         n_samples=args.samples,
         hidden=args.hidden,
