@@ -29,9 +29,22 @@ def run_cli(capsys, *argv):
 FAST = ["--epochs", "3", "--no-progress"]
 
 
-def test_train_writes_metrics_checkpoint_and_plots_and_evaluate_reproduces_them(capsys, in_tmp):
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+def test_train_writes_metrics_checkpoint_and_plots_and_evaluate_reproduces_them(
+    capsys, in_tmp, dtype
+):
     code, out, err = run_cli(
-        capsys, "train", "--dataset", "moons", "--samples", "200", *FAST, "--out", "run"
+        capsys,
+        "train",
+        "--dataset",
+        "moons",
+        "--samples",
+        "200",
+        "--dtype",
+        dtype,
+        *FAST,
+        "--out",
+        "run",
     )
     assert code == 0, err
     assert "test accuracy" in out and "moons" in out

@@ -237,3 +237,42 @@ def test_reporter_silenced_writes_and_prints_nothing(tmp_path, capsys):
     stream = io.StringIO()
     Reporter(stream=stream).print("shown")
     assert stream.getvalue() == "shown\n"
+
+
+def test_custom_loader_and_before_step_hook(moons):
+    """The hooks a data-parallel runner needs: its own loader and a call between backward and
+    step (here: halving the gradient, which must equal training with half the lr under SGD)."""
+    X, y = moons.train
+    batches = [(X[:10], y[:10]), (X[10:30], y[10:30])]
+    seen = []
+
+    def halve(net):
+        seen.append(net.A.grad.clone())
+        net.A.grad.mul_(0.5)
+
+    a = small_net()
+    fit(
+        a,
+        (X, y),
+        loader=batches,
+        before_step=halve,
+        optimizer="sgd",
+        lr=0.2,
+        epochs=2,
+        progress=False,
+    )
+    b = small_net()
+    fit(b, (X, y), loader=batches, optimizer="sgd", lr=0.1, epochs=2, progress=False)
+    assert len(seen) == 4 and all(g.abs().sum() > 0 for g in seen)
+    torch.testing.assert_close(a.A, b.A, rtol=1e-12, atol=1e-14)
+
+
+def test_divergence_is_reported_as_a_value_error(moons):
+    from meshprop.training import DivergenceError
+
+    def infinite(y, target):
+        return y.sum() * float("inf")
+
+    with pytest.raises(DivergenceError, match="training diverged") as info:
+        fit(small_net(), moons.train, loss=infinite, epochs=1, progress=False)
+    assert isinstance(info.value, ValueError)

@@ -20,8 +20,9 @@ from __future__ import annotations
 
 import datetime
 import os
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 import torch.distributed as dist
@@ -162,12 +163,13 @@ class DataParallel:
         x: torch.Tensor,
         target: torch.Tensor,
         loss: str | LossFn = "cross_entropy",
+        before_step: Callable[[nn.Module], Any] | None = None,
     ) -> float:
         """``meshprop.training.train_step`` for one shard: forward and ``loss.backward()`` through
-        the model's own engine on this process's samples, the weighted all-reduce, then the
-        optimiser step every process takes identically.  Returns the mean loss of the whole
-        batch (all shards)."""
-        from .training import loss_value  # the loss definitions the single-process loop uses
+        the model's own engine on this process's samples, the weighted all-reduce,
+        ``before_step(net)``, then the optimiser step every process takes identically.  Returns
+        the mean loss of the whole batch (all shards)."""
+        from .training import DivergenceError, loss_value  # the single-process definitions
 
         optimizer.zero_grad(set_to_none=True)
         n_local, local = len(x), 0.0
@@ -175,12 +177,15 @@ class DataParallel:
             device = next(net.parameters()).device
             value = loss_value(loss, net(x), target.to(device))
             if not torch.isfinite(value):
-                raise FloatingPointError(
-                    f"the loss is {float(value)} on rank {self.rank}: training diverged"
+                raise DivergenceError(
+                    f"the loss is {float(value.detach())} on rank {self.rank}: training "
+                    "diverged (lower the lr)"
                 )
             value.backward()
             local = float(value.detach())
         _, batch_loss = self.all_reduce_gradients(net.parameters(), n_local, local)
+        if before_step is not None:
+            before_step(net)
         optimizer.step()
         return batch_loss
 

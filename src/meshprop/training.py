@@ -18,7 +18,7 @@ from __future__ import annotations
 import copy
 import math
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -40,6 +40,7 @@ from .reporting import Reporter
 
 __all__ = [
     "OPTIMIZERS",
+    "DivergenceError",
     "EarlyStopping",
     "History",
     "build_optimizer",
@@ -181,20 +182,30 @@ def loss_value(loss: str | LossFn, y: torch.Tensor, target: torch.Tensor) -> tor
     raise ValueError(f"unknown loss {loss!r}; expected one of {LOSSES} or a callable")
 
 
+class DivergenceError(FloatingPointError, ValueError):
+    """The loss became NaN or infinite (a ValueError too, so the command reports one line)."""
+
+
 def train_step(
     net: MeshNet,
     optimizer: torch.optim.Optimizer,
     x: torch.Tensor,
     target: torch.Tensor,
     loss: str | LossFn = "cross_entropy",
+    before_step: Callable[[MeshNet], Any] | None = None,
 ) -> float:
     """One optimiser step on a batch: forward, loss, backward through ``net.grad``'s engine,
-    step.  Returns the batch loss."""
+    ``before_step(net)`` (e.g. an all-reduce of ``net.A.grad`` across workers), step.
+    Returns the batch loss."""
     optimizer.zero_grad(set_to_none=True)
     value = loss_value(loss, net(x), target.to(_weight(net).device))
     if not torch.isfinite(value):
-        raise FloatingPointError(f"the loss is {float(value)}: training diverged (lower the lr)")
+        raise DivergenceError(
+            f"the loss is {float(value.detach())}: training diverged (lower the lr)"
+        )
     value.backward()
+    if before_step is not None:
+        before_step(net)
     optimizer.step()
     return float(value.detach())
 
@@ -263,6 +274,8 @@ def fit(
     progress: bool = True,
     callback: Callable[[int, MeshNet, dict[str, float]], Any] | None = None,
     reporter: Reporter | None = None,
+    loader: Iterable[tuple[torch.Tensor, torch.Tensor]] | None = None,
+    before_step: Callable[[MeshNet], Any] | None = None,
     parallel: DataParallel | None = None,
 ) -> History:
     """Train ``net`` in place on ``train_data = (X, y)`` and return the :class:`History`.
@@ -276,8 +289,13 @@ def fit(
         progress: show a tqdm bar with the running loss (only on a terminal).
         callback: ``callback(epoch, net, record)`` after every epoch (e.g. to save frames).
         reporter: where console output goes (default: ``Reporter(progress=progress)``).
+        loader: the mini-batches of one epoch, iterated once per epoch (default:
+            :func:`make_loader` over ``train_data`` with ``batch_size`` and ``seed``), e.g. a
+            DataLoader with a ``DistributedSampler``; metrics still use all of ``train_data``.
+        before_step: called with the net after each backward pass, before the optimiser step.
         parallel: a ``meshprop.distributed.DataParallel``: each process trains on its shard of
-            every batch and the gradients are all-reduced (see ``meshprop.distributed``).
+            every batch of ``loader`` and the gradients are all-reduced (averaged, weighted by
+            shard size) before ``before_step`` and the step (see ``meshprop.distributed``).
 
     Gradients come from the net's own engine (``net.grad``): any of ``mp.GRADIENT_METHODS``.
     """
@@ -299,7 +317,8 @@ def fit(
     X, y = _check_data("train_data", train_data, net, loss)
     val = None if val_data is None else _check_data("val_data", val_data, net, loss)
     opt = build_optimizer(optimizer, net.parameters(), lr, momentum, weight_decay)
-    loader = make_loader(X, y, batch_size, seed)
+    if loader is None:
+        loader = make_loader(X, y, batch_size, seed)
     step = train_step
     if parallel is not None:  # data-parallel: this process's shard of every batch
         parallel.broadcast_parameters(net)
@@ -316,7 +335,7 @@ def fit(
             net.train()
             total, count = 0.0, 0
             for xb, yb in loader:
-                value = step(net, opt, xb, yb, loss)
+                value = step(net, opt, xb, yb, loss, before_step)
                 n = len(xb) if parallel is None else parallel.last_batch_size
                 total += value * n
                 count += n
