@@ -127,6 +127,24 @@ def test_union_of_shards_is_the_single_process_batch(world):
     assert not torch.equal(epochs[0], epochs[1])
 
 
+def test_any_iterable_of_batches_is_sliced_per_batch():
+    X, y = problem()
+    X, y = X[:30], y[:30]
+    batches = [(X[i : i + 7], y[i : i + 7]) for i in range(0, 30, 7)]  # 7, 7, 7, 7, 2
+    parts = [
+        list(distributed.DataParallel(r, 3, torch.device("cpu"), "gloo").shard_loader(batches))
+        for r in range(3)
+    ]
+    for step, (xb, yb) in enumerate(batches):
+        assert torch.equal(torch.cat([p[step][0] for p in parts]), xb)
+        assert torch.equal(torch.cat([p[step][1] for p in parts]), yb)
+    assert [len(p[4][0]) for p in parts] == [1, 1, 0]
+    # a per-sample DataLoader is not re-indexed as if its sampler drew batches
+    per_sample = torch.utils.data.DataLoader(torch.utils.data.TensorDataset(X, y), batch_size=10)
+    shard = distributed.DataParallel(1, 2, torch.device("cpu"), "gloo").shard_loader(per_sample)
+    assert torch.equal(next(iter(shard))[0], X[5:10])
+
+
 def test_two_processes_train_like_one(tmp_path):
     port = free_port()
     tmp.start_processes(

@@ -27,13 +27,14 @@ from typing import Any
 import torch
 import torch.distributed as dist
 from torch import nn
-from torch.utils.data import DataLoader, Sampler
+from torch.utils.data import BatchSampler, DataLoader, Sampler
 
 from .losses import LossFn
 
 __all__ = [
     "DataParallel",
     "ShardedBatchSampler",
+    "ShardedBatches",
     "default_backend",
     "from_environment",
     "init",
@@ -87,6 +88,29 @@ class ShardedBatchSampler(Sampler[list[int]]):
         return len(self.batch_sampler)  # type: ignore[arg-type]
 
 
+class ShardedBatches:
+    """Process ``rank``'s contiguous slice of every (x, y) batch of any iterable of batches
+    (each process iterates an identical sequence and keeps its part)."""
+
+    def __init__(
+        self, batches: Iterable[tuple[torch.Tensor, torch.Tensor]], rank: int, world_size: int
+    ):
+        shard_bounds(0, rank, world_size)  # validates rank
+        self.batches = batches
+        self.rank = rank
+        self.world_size = world_size
+
+    def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        for xb, yb in self.batches:
+            if len(xb) != len(yb):
+                raise ValueError(f"a batch holds {len(xb)} inputs but {len(yb)} targets")
+            start, stop = shard_bounds(len(xb), self.rank, self.world_size)
+            yield xb[start:stop], yb[start:stop]
+
+    def __len__(self) -> int:
+        return len(self.batches)  # type: ignore[arg-type]
+
+
 @dataclass
 class DataParallel:
     """This process's place in a data-parallel run: rank, world size and device.
@@ -107,19 +131,25 @@ class DataParallel:
         """Rank 0: the only process that prints, writes metrics and saves checkpoints."""
         return self.rank == 0
 
-    def shard_loader(self, loader: DataLoader) -> DataLoader:
+    def shard_loader(
+        self, loader: Iterable[tuple[torch.Tensor, torch.Tensor]]
+    ) -> Iterable[tuple[torch.Tensor, torch.Tensor]]:
         """The same loader, yielding this process's shard of each of its batches.
 
-        ``loader`` must draw whole batches through a batch sampler (as ``make_loader``'s do:
-        ``DataLoader(dataset, sampler=BatchSampler(...), batch_size=None)``) or through
-        ``batch_sampler=``.
+        A DataLoader that draws whole batches through a batch sampler (as ``make_loader``'s do:
+        ``DataLoader(dataset, sampler=BatchSampler(...), batch_size=None)``, or one built with
+        ``batch_sampler=``) is re-indexed so that each process loads only its own samples. Any
+        other iterable of (x, y) batches — identical in every process — is sliced batch by
+        batch (:class:`ShardedBatches`).
         """
-        if loader.batch_size is None:  # batches come from ``sampler`` itself
-            batches = loader.sampler
-        elif loader.batch_sampler is not None:
-            batches = loader.batch_sampler
-        else:
-            raise ValueError("shard_loader needs a DataLoader that draws whole batches")
+        batches = None
+        if isinstance(loader, DataLoader):
+            if loader.batch_size is None and isinstance(loader.sampler, BatchSampler):
+                batches = loader.sampler
+            elif loader.batch_size is not None and loader.batch_sampler is not None:
+                batches = loader.batch_sampler
+        if batches is None:
+            return ShardedBatches(loader, self.rank, self.world_size)
         return DataLoader(
             loader.dataset,
             sampler=ShardedBatchSampler(batches, self.rank, self.world_size),
