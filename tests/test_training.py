@@ -276,3 +276,25 @@ def test_divergence_is_reported_as_a_value_error(moons):
     with pytest.raises(DivergenceError, match="training diverged") as info:
         fit(small_net(), moons.train, loss=infinite, epochs=1, progress=False)
     assert isinstance(info.value, ValueError)
+
+
+class _Terminal(io.StringIO):
+    def isatty(self) -> bool:
+        return True
+
+
+def test_progress_bar_shows_the_running_loss_on_a_terminal_only(moons, monkeypatch):
+    terminal = _Terminal()
+    monkeypatch.setattr("sys.stderr", terminal)
+    fit(small_net(), moons.train, moons.val, epochs=3, progress=True)
+    shown = terminal.getvalue()
+    assert "training (fop)" in shown and "loss=" in shown and "val_loss=" in shown
+    piped = io.StringIO()  # not a terminal: tqdm's disable=None hides the bar
+    monkeypatch.setattr("sys.stderr", piped)
+    fit(small_net(), moons.train, epochs=2, progress=True)
+    assert piped.getvalue() == ""
+    monkeypatch.setattr("sys.stderr", terminal)
+    terminal.seek(0)
+    terminal.truncate()
+    fit(small_net(), moons.train, epochs=2, progress=False)
+    assert terminal.getvalue() == ""
