@@ -7,7 +7,7 @@
     loss, dA = mp.gradient(net, x, labels, loss="cross_entropy", method="bptt")
 """
 
-from . import data, diagram
+from . import data, diagram, layered
 from .activations import ACTIVATIONS
 from .checkpoint import load_checkpoint, save_checkpoint
 from .engines import GRADIENT_METHODS, GradientEngine, get_engine, register_engine
@@ -34,6 +34,7 @@ __all__ = [
     "get_engine",
     "get_memory_limit",
     "gradient",
+    "layered",
     "load_checkpoint",
     "memory_limit",
     "register_engine",

@@ -29,6 +29,8 @@ from .data import (
     split_dataset,
     split_indices,
 )
+from .distributed import DataParallel
+from .layered import MLP, RULES
 from .mesh import MeshNet
 from .reporting import Reporter
 from .topology import Topology
@@ -37,6 +39,7 @@ from .training import EarlyStopping, History, fit, metrics
 __all__ = ["RunConfig", "RunResult", "build_net", "load_data", "run", "test_metrics", "write_run"]
 
 _DTYPES = {"float32": torch.float32, "float64": torch.float64}
+ARCHITECTURES = ("mesh", "mlp")
 
 
 @dataclass
@@ -65,8 +68,22 @@ class RunConfig:
     val_size: float = 0.0
     patience: int | None = None
     dtype: str = "float64"
+    #: "mesh" (an MNN of ``hidden`` neurons) or "mlp" (a layered network of ``layers``).
+    arch: str = "mesh"
+    #: hidden layer sizes of an MLP (``arch="mlp"``), e.g. [13, 13].
+    layers: list[int] | None = None
 
     def __post_init__(self) -> None:
+        if self.arch not in ARCHITECTURES:
+            raise ValueError(f"arch must be one of {ARCHITECTURES}, got {self.arch!r}")
+        if self.arch == "mlp":
+            if self.layers is None:
+                raise ValueError(
+                    "an MLP needs its hidden layer sizes (layers, e.g. --layers 13,13)"
+                )
+            self.layers = [int(n) for n in self.layers]
+        elif self.layers is not None:
+            raise ValueError("layers applies to arch='mlp' only")
         if (self.dataset is None) == (self.data is None):
             raise ValueError("give exactly one of a built-in dataset or a CSV file (data)")
         if self.data is not None and self.target is None:
@@ -101,8 +118,21 @@ def load_data(config: RunConfig) -> Dataset:
     return load_dataset(config.dataset, n_samples=config.n_samples, seed=config.seed)
 
 
-def build_net(config: RunConfig, n_inputs: int, n_outputs: int) -> MeshNet:
-    """A full mesh (``density=1``) or a random mesh keeping ``density`` of the edges."""
+def build_net(config: RunConfig, n_inputs: int, n_outputs: int) -> MeshNet | MLP:
+    """A full mesh (``density=1``) or a random mesh keeping ``density`` of the edges; with
+    ``arch="mlp"`` the layered network [inputs, *layers, outputs] — an :class:`MLP` trained by
+    its layered rule (``grad`` two_step / tensor_batch) or, for a mesh engine, its mesh view
+    (``Topology.layered``, ticks = L)."""
+    if config.arch == "mlp":
+        mlp = MLP(
+            [n_inputs, *config.layers, n_outputs],
+            activation=config.activation,
+            output_activation=config.output_activation,
+            grad=config.grad if config.grad in RULES else "two_step",
+            dtype=_DTYPES[config.dtype],
+            seed=config.seed,
+        )
+        return mlp if config.grad in RULES else mlp.to_mesh(grad=config.grad)
     if config.density >= 1.0:
         topo = Topology.mesh(n_inputs, config.hidden, n_outputs, bias=True)
     else:
@@ -150,12 +180,20 @@ def run(
     reporter: Reporter | None = None,
     callback: Any = None,
     dataset: Dataset | None = None,
+    parallel: DataParallel | None = None,
 ) -> RunResult:
-    """Load, split (seeded by ``config.seed``), build, train and test."""
+    """Load, split (seeded by ``config.seed``), build, train and test.
+
+    With ``parallel`` (``meshprop.distributed``) every process runs this and trains on its
+    shard of each batch; the model lives on ``parallel.device``.  An MLP is tested and
+    returned as its mesh view (the same function, so checkpoints, plots and ``evaluate``
+    treat both architectures alike)."""
     reporter = reporter if reporter is not None else Reporter()
     dataset = load_data(config) if dataset is None else dataset
     split = split_dataset(dataset, config.test_size, config.val_size, config.seed)
     net = build_net(config, dataset.n_features, dataset.n_outputs)
+    if parallel is not None:
+        net = net.to(parallel.device)
     stopping = None if config.patience is None else EarlyStopping(patience=config.patience)
     history = fit(
         net,
@@ -172,9 +210,26 @@ def run(
         early_stopping=stopping,
         callback=callback,
         reporter=reporter,
+        parallel=parallel,
     )
+    if isinstance(net, MLP):
+        net = net.to_mesh(grad="bptt")
     test = test_metrics(net, *split.test, dataset.task, split.standardizer)
     return RunResult(config, net, split, history, test)
+
+
+def describe_model(config: RunConfig, net: MeshNet | MLP) -> str:
+    """One line naming the architecture and its trainable-parameter count."""
+    if config.arch == "mlp":
+        sizes = net.sizes if isinstance(net, MLP) else net.topology.layer_sizes
+        shape = "MLP A[" + ", ".join(str(n) for n in sizes) + "]"
+    else:
+        topo = net.topology
+        shape = (
+            f"mesh of {topo.n_inputs} inputs, {topo.n_hidden} hidden, "
+            f"{topo.n_outputs} outputs, {net.ticks} ticks"
+        )
+    return f"model: {shape}, {net.n_parameters} trainable parameters, gradient {config.grad}"
 
 
 def checkpoint_extra(result: RunResult) -> dict[str, Any]:
@@ -210,6 +265,8 @@ def write_run(result: RunResult, out: str | Path, reporter: Reporter) -> list[Pa
         "model": {
             "neurons": result.net.topology.n_neurons,
             "edges": result.net.topology.n_edges,
+            "arch": result.config.arch,
+            "parameters": result.net.n_parameters,
         },
         "history": result.history.to_dict(),
         **result.test,
@@ -260,7 +317,8 @@ def summary_rows(result: RunResult) -> list[tuple[str, str]]:
             f"{net.topology.n_neurons} neurons, {net.topology.n_edges} edges, "
             f"{net.ticks} ticks, {net.activation}",
         ),
-        ("gradient", net.grad),
+        ("parameters", f"{net.n_parameters} trainable ({result.config.arch})"),
+        ("gradient", result.config.grad),
         (
             "optimizer",
             f"{result.config.optimizer} lr={result.config.lr:g}, batch {result.config.batch_size}",

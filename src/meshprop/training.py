@@ -32,6 +32,8 @@ from torch.utils.data import (
     TensorDataset,
 )
 
+from .distributed import DataParallel
+from .layered import MLP
 from .losses import LOSSES, LossFn, check_target
 from .mesh import MeshNet
 from .reporting import Reporter
@@ -164,6 +166,11 @@ def make_loader(
 
 
 # ------------------------------------------------------------------------------ one step
+def _weight(net: torch.nn.Module) -> torch.Tensor:
+    """A parameter of ``net``: its dtype and device are the model's (MeshNet or MLP)."""
+    return next(net.parameters())
+
+
 def loss_value(loss: str | LossFn, y: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     """E(y, target) as a differentiable tensor (same definitions as ``meshprop.losses``)."""
     if loss == "cross_entropy":
@@ -191,7 +198,7 @@ def train_step(
     ``before_step(net)`` (e.g. an all-reduce of ``net.A.grad`` across workers), step.
     Returns the batch loss."""
     optimizer.zero_grad(set_to_none=True)
-    value = loss_value(loss, net(x), target.to(net.A.device))
+    value = loss_value(loss, net(x), target.to(_weight(net).device))
     if not torch.isfinite(value):
         raise DivergenceError(
             f"the loss is {float(value.detach())}: training diverged (lower the lr)"
@@ -247,7 +254,7 @@ def _check_data(name: str, data: Any, net: MeshNet, loss: str | LossFn) -> tuple
     if not torch.isfinite(X).all():
         raise ValueError(f"{name}: X contains NaN or inf")
     check_target(loss, y, len(X), net.topology.n_outputs)
-    return X.to(net.A.dtype), y
+    return X.to(_weight(net).dtype), y
 
 
 def fit(
@@ -269,6 +276,7 @@ def fit(
     reporter: Reporter | None = None,
     loader: Iterable[tuple[torch.Tensor, torch.Tensor]] | None = None,
     before_step: Callable[[MeshNet], Any] | None = None,
+    parallel: DataParallel | None = None,
 ) -> History:
     """Train ``net`` in place on ``train_data = (X, y)`` and return the :class:`History`.
 
@@ -285,11 +293,16 @@ def fit(
             :func:`make_loader` over ``train_data`` with ``batch_size`` and ``seed``), e.g. a
             DataLoader with a ``DistributedSampler``; metrics still use all of ``train_data``.
         before_step: called with the net after each backward pass, before the optimiser step.
+        parallel: a ``meshprop.distributed.DataParallel``: each process trains on its shard of
+            every batch of ``loader`` and the gradients are all-reduced (averaged, weighted by
+            shard size) before ``before_step`` and the step (see ``meshprop.distributed``).
 
     Gradients come from the net's own engine (``net.grad``): any of ``mp.GRADIENT_METHODS``.
     """
-    if not isinstance(net, MeshNet):
-        raise TypeError(f"net must be a meshprop.MeshNet, got {type(net).__name__}")
+    if not isinstance(net, (MeshNet, MLP)):
+        raise TypeError(
+            f"net must be a meshprop.MeshNet or meshprop.layered.MLP, got {type(net).__name__}"
+        )
     if isinstance(epochs, bool) or not isinstance(epochs, int) or epochs < 1:
         raise ValueError(f"epochs must be a positive integer, got {epochs!r}")
     if isinstance(early_stopping, int) and not isinstance(early_stopping, bool):
@@ -306,6 +319,11 @@ def fit(
     opt = build_optimizer(optimizer, net.parameters(), lr, momentum, weight_decay)
     if loader is None:
         loader = make_loader(X, y, batch_size, seed)
+    step = train_step
+    if parallel is not None:  # data-parallel: this process's shard of every batch
+        parallel.broadcast_parameters(net)
+        loader = parallel.shard_loader(loader)
+        step = parallel.train_step
     reporter = reporter if reporter is not None else Reporter(progress=progress)
 
     history = History()
@@ -317,8 +335,10 @@ def fit(
             net.train()
             total, count = 0.0, 0
             for xb, yb in loader:
-                total += train_step(net, opt, xb, yb, loss, before_step) * len(xb)
-                count += len(xb)
+                value = step(net, opt, xb, yb, loss, before_step)
+                n = len(xb) if parallel is None else parallel.last_batch_size
+                total += value * n
+                count += n
             net.eval()
             record: dict[str, float] = {"epoch": epoch, "batch_loss": total / count}
             record.update({f"train_{k}": v for k, v in evaluate(net, X, y, loss).items()})

@@ -7,10 +7,19 @@ from pathlib import Path
 
 import torch
 
-from .. import engines
+from .. import distributed, engines
 from ..activations import ACTIVATIONS
 from ..data import DATASETS
-from ..experiment import RunConfig, format_table, run, summary_rows, write_run
+from ..experiment import (
+    ARCHITECTURES,
+    RunConfig,
+    describe_model,
+    format_table,
+    run,
+    summary_rows,
+    write_run,
+)
+from ..layered import RULES
 from ..reporting import Reporter
 from ..training import OPTIMIZERS
 
@@ -93,6 +102,20 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="samples drawn for the generated 2-D sets",
     )
     net = p.add_argument_group("network")
+    net.add_argument(
+        "--arch",
+        choices=ARCHITECTURES,
+        default=DEFAULTS.arch,
+        help="mesh: an MNN of --hidden neurons (--ticks, --density); mlp: a layered network of "
+        "--layers, run for L = len(layers)+1 ticks",
+    )
+    net.add_argument(
+        "--layers",
+        type=parse_layers,
+        default=None,
+        metavar="N1,N2,...",
+        help="hidden layer sizes of --arch mlp, e.g. 13,13",
+    )
     net.add_argument("--hidden", type=int, default=DEFAULTS.hidden, help="hidden neurons")
     net.add_argument("--ticks", type=int, default=DEFAULTS.ticks, help="state transitions T")
     net.add_argument(
@@ -113,8 +136,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     net.add_argument(
         "--grad",
-        default=DEFAULTS.grad,
-        help=f"gradient engine: {', '.join(engines.GRADIENT_METHODS)}",
+        default=None,
+        help=f"gradient engine: {', '.join(engines.GRADIENT_METHODS)}; for --arch mlp also the "
+        f"layered rules {', '.join(RULES)} (default: {DEFAULTS.grad} for a mesh, two_step for "
+        "an mlp)",
     )
     net.add_argument("--dtype", choices=("float32", "float64"), default=DEFAULTS.dtype)
     opt = p.add_argument_group("optimisation")
@@ -178,7 +203,9 @@ def config_from_args(args: argparse.Namespace) -> RunConfig:
         density=args.density,
         activation=args.activation,
         output_activation=args.output_activation,
-        grad=args.grad,
+        grad=args.grad or ("two_step" if args.arch == "mlp" else DEFAULTS.grad),
+        arch=args.arch,
+        layers=args.layers,
         optimizer=args.optimizer,
         lr=args.lr,
         momentum=args.momentum,
@@ -193,11 +220,37 @@ def config_from_args(args: argparse.Namespace) -> RunConfig:
     )
 
 
+def parse_layers(text: str) -> list[int]:
+    """``"13,13"`` → [13, 13] (argparse type of --layers)."""
+    try:
+        sizes = [int(part) for part in text.split(",")]
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"--layers takes comma-separated positive integers such as 13,13, got {text!r}"
+        ) from None
+    if not sizes or min(sizes) < 1:
+        raise argparse.ArgumentTypeError(f"--layers sizes must be >= 1, got {text!r}")
+    return sizes
+
+
 def handle(args: argparse.Namespace) -> int:
     apply_threads(args)
     config = config_from_args(args)
-    reporter = Reporter(progress=not args.no_progress)
-    result = run(config, reporter)
+    # under torchrun (WORLD_SIZE > 1): join the process group; only rank 0 prints and writes
+    parallel = distributed.from_environment()
+    try:
+        main = parallel is None or parallel.is_main
+        reporter = Reporter(enabled=main, progress=not args.no_progress)
+        if parallel is not None:
+            reporter.print(
+                f"data-parallel: {parallel.world_size} processes ({parallel.backend}), "
+                f"each on its shard of every batch of {config.batch_size}"
+            )
+        result = run(config, reporter, parallel=parallel)
+    finally:
+        if parallel is not None:
+            distributed.shutdown()
+    reporter.print(describe_model(config, result.net))
     paths = write_run(result, args.out, reporter)
     reporter.print(format_table(summary_rows(result)))
     reporter.print(
