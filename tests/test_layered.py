@@ -219,6 +219,20 @@ def test_backward_through_module_matches_gradient(grad):
     torch.testing.assert_close(x.grad, x2.grad, rtol=1e-10, atol=1e-12)
 
 
+@pytest.mark.parametrize("grad", ["two_step", "tensor_batch"])
+def test_rule_functions_pass_gradcheck(grad):
+    """gradcheck calls the backward once per output: the rule's saved cache must survive it."""
+    mlp = MLP([3, 4, 2], activation="tanh", grad=grad, dtype=torch.float64, seed=1)
+    x = torch.randn(5, 3, dtype=torch.float64, requires_grad=True)
+    weights = list(mlp.weights)
+    assert torch.autograd.gradcheck(lambda x: mlp(x), (x,), eps=1e-6, atol=1e-8, rtol=1e-6)
+    y = mlp(x)
+    first = torch.autograd.grad(y.sum(), weights, retain_graph=True)
+    second = torch.autograd.grad(y.sum(), weights)
+    for a, b in zip(first, second, strict=True):
+        assert torch.equal(a, b)
+
+
 def test_parameter_layout_and_count():
     mlp = MLP([4, 13, 13, 3], activation="tanh", output_activation="identity")
     assert [tuple(W.shape) for W in mlp.weights] == [(13, 5), (13, 14), (3, 14)]

@@ -12,6 +12,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import statistics
 from pathlib import Path
 
@@ -90,22 +91,13 @@ def iris_config(seed: int, grad: str, epochs: int = 1000) -> RunConfig:
 
 
 def toy_config(name: str, seed: int, grad: str, epochs: int = 1000) -> RunConfig:
-    return RunConfig(
+    """The 2-D toy protocol: Iris's optimiser, batch and split on a full mesh of 1000 samples."""
+    return dataclasses.replace(
+        iris_config(seed, grad, epochs),
         dataset=name,
         n_samples=1000,
         hidden=TOY_HIDDEN[name],
-        ticks=3,
         density=1.0,
-        activation="relu",
-        output_activation="identity",
-        grad=grad,
-        optimizer="adam",
-        lr=1e-3,
-        epochs=epochs,
-        batch_size=10,
-        seed=seed,
-        test_size=0.3,
-        dtype="float64",
     )
 
 

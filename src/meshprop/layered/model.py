@@ -44,7 +44,6 @@ class _RuleFunction(torch.autograd.Function):
     def backward(ctx: Any, grad_y: torch.Tensor):
         weights = ctx.saved_tensors
         grads, dx = get_rule(ctx.rule).backward(weights, ctx.cache, grad_y.contiguous(), ctx.bias)
-        ctx.cache = None
         return (dx if ctx.needs_input_grad[0] else None), None, None, None, *grads
 
 
