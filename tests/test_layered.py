@@ -388,3 +388,6 @@ def test_train_command_refuses_inconsistent_architecture_options(tmp_path, capsy
     assert "needs its hidden layer sizes" in capsys.readouterr().err
     assert main(["train", "--layers", "4", *out]) == 2
     assert "layers applies to arch='mlp' only" in capsys.readouterr().err
+    for option, value in (("--hidden", "5"), ("--ticks", "2"), ("--density", "0.5")):
+        assert main(["train", "--arch", "mlp", "--layers", "4", option, value, *out]) == 2
+        assert f"{option} applies to --arch mesh only" in capsys.readouterr().err

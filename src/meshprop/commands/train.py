@@ -9,6 +9,7 @@ import torch
 
 from .. import distributed, engines
 from ..activations import ACTIVATIONS
+from ..cli import UsageError
 from ..data import DATASETS
 from ..experiment import (
     ARCHITECTURES,
@@ -116,13 +117,18 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         metavar="N1,N2,...",
         help="hidden layer sizes of --arch mlp, e.g. 13,13",
     )
-    net.add_argument("--hidden", type=int, default=DEFAULTS.hidden, help="hidden neurons")
-    net.add_argument("--ticks", type=int, default=DEFAULTS.ticks, help="state transitions T")
+    net.add_argument(
+        "--hidden", type=int, default=None, help=f"hidden neurons (default {DEFAULTS.hidden})"
+    )
+    net.add_argument(
+        "--ticks", type=int, default=None, help=f"state transitions T (default {DEFAULTS.ticks})"
+    )
     net.add_argument(
         "--density",
         type=float,
-        default=DEFAULTS.density,
-        help="fraction of the allowed edges kept (1 = full mesh, <1 = random mesh)",
+        default=None,
+        help="fraction of the allowed edges kept (1 = full mesh, <1 = random mesh; default "
+        f"{DEFAULTS.density})",
     )
     net.add_argument(
         "--activation",
@@ -186,8 +192,25 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.set_defaults(handler=handle)
 
 
+def mesh_options(args: argparse.Namespace) -> dict[str, float | int]:
+    """--hidden, --ticks and --density with their defaults; refused with --arch mlp, whose
+    shape --layers fixes (an MLP of L layers runs for L ticks on its block mask)."""
+    given = {name: getattr(args, name) for name in ("hidden", "ticks", "density")}
+    if args.arch == "mlp":
+        named = [f"--{name}" for name, value in given.items() if value is not None]
+        if named:
+            raise UsageError(
+                f"{', '.join(named)} applies to --arch mesh only; an MLP's shape comes from "
+                "--layers (e.g. --layers 13,13)"
+            )
+    return {
+        name: getattr(DEFAULTS, name) if value is None else value for name, value in given.items()
+    }
+
+
 def config_from_args(args: argparse.Namespace) -> RunConfig:
     dataset, data, target = data_options(args)
+    mesh = mesh_options(args)
     if data is None and dataset is None:
         dataset = DEFAULTS.dataset
     # an absolute path, so that `meshprop evaluate` finds the file from any directory
@@ -198,9 +221,9 @@ def config_from_args(args: argparse.Namespace) -> RunConfig:
         target=target,
         task=args.task,
         n_samples=args.samples,
-        hidden=args.hidden,
-        ticks=args.ticks,
-        density=args.density,
+        hidden=mesh["hidden"],
+        ticks=mesh["ticks"],
+        density=mesh["density"],
         activation=args.activation,
         output_activation=args.output_activation,
         grad=args.grad or ("two_step" if args.arch == "mlp" else DEFAULTS.grad),
