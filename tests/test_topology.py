@@ -84,7 +84,7 @@ def test_networkx_round_trip_with_weights():
     assert isinstance(graph, nx.DiGraph) and graph.number_of_edges() == topo.n_edges
     assert graph.nodes[3]["role"] == "bias" and graph.nodes[topo.n_neurons - 1]["role"] == "output"
     i, j = topo.edges[0]
-    assert graph.edges[i, j]["weight"] == pytest.approx(float(net.A[i, j]))
+    assert graph.edges[i, j]["weight"] == pytest.approx(float(net.A.detach()[i, j]))
     assert mp.Topology.from_networkx(graph) == topo
     bare = nx.DiGraph()  # roles only, no graph attributes
     for k in range(topo.n_neurons):
