@@ -78,8 +78,9 @@ def feedforward(
 
 def mlp_module(n_in: int, hidden: int, n_out: int, seed: int = 0) -> nn.Module:
     """A one-hidden-layer tanh MLP (float64) used as a multivariate block N."""
-    torch.manual_seed(seed)
-    return nn.Sequential(nn.Linear(n_in, hidden), nn.Tanh(), nn.Linear(hidden, n_out)).double()
+    with torch.random.fork_rng(devices=[]):  # seeded without touching the caller's generator
+        torch.manual_seed(seed)
+        return nn.Sequential(nn.Linear(n_in, hidden), nn.Tanh(), nn.Linear(hidden, n_out)).double()
 
 
 def narx(
