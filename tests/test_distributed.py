@@ -85,10 +85,9 @@ def worker(rank: int, world_size: int, port: int, directory: str) -> None:
     torch.set_num_threads(1)
     parallel = distributed.init(rank, world_size, f"tcp://127.0.0.1:{port}", backend="gloo")
     try:
-        result = train_all(parallel)
+        torch.save(train_all(parallel), Path(directory) / f"rank{rank}.pt")
     finally:
         distributed.shutdown()
-    torch.save(result, Path(directory) / f"rank{rank}.pt")
 
 
 def test_shards_partition_every_batch():

@@ -269,6 +269,15 @@ def from_environment(backend: str | None = None) -> DataParallel | None:
 
 
 def shutdown() -> None:
-    """Leave the process group (call once at the end of a data-parallel run)."""
+    """Leave the process group (call once at the end of a data-parallel run, on every rank).
+
+    The ranks first meet at a barrier, so that no rank tears down its connections while a peer
+    is still finishing its last exchange: gloo aborts a process ("terminate called without an
+    active exception") when its pairs are closed under it.  Teardown happens even if the
+    barrier fails (a peer already gone).
+    """
     if dist.is_initialized():
-        dist.destroy_process_group()
+        try:
+            dist.barrier()
+        finally:
+            dist.destroy_process_group()
