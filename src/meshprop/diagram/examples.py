@@ -8,7 +8,7 @@ gives the same numbers by all three methods (tests/test_diagram_examples.py).
 from __future__ import annotations
 
 import itertools
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import torch
 from torch import nn
@@ -51,19 +51,20 @@ def _neuron_layer(
     return d.add(Function(activation, width), s, name=f"{name}_phi")
 
 
-def feedforward(
-    sizes: Sequence[int] = (2, 4, 3),
-    activation: str = "tanh",
-    output_activation: str = "tanh",
-    seed: int = 0,
+def _layered(
+    sizes: Sequence[int],
+    synapse: Callable[[Diagram, Port, int, int, int, int], Port],
+    activation: str,
+    output_activation: str,
+    seed: int,
 ) -> Diagram:
-    """§3.1, Fig. 1: a multilayer perceptron of gains, summing junctions and activations.  Its
-    reciprocal is standard backpropagation, Eq. 2: δ^l = f′(s^l) Σ_j δ^{l+1}_j w^{l+1}_{ij}."""
+    """Layers of ``synapse(d, h, layer, n_in, n_out, seed)`` each followed by a neuron layer
+    (bias and φ); the last layer uses ``output_activation``."""
     d = Diagram()
     h = d.input("x", sizes[0])
     for layer, (n_in, n_out) in enumerate(itertools.pairwise(sizes)):
         last = layer == len(sizes) - 2
-        net = d.add(Gain(n_in, n_out, seed=seed + 2 * layer), h, name=f"W{layer + 1}")
+        net = synapse(d, h, layer, n_in, n_out, seed + 2 * layer)
         h = _neuron_layer(
             d,
             net,
@@ -74,6 +75,21 @@ def feedforward(
         )
     d.output("y", h)
     return d.to(torch.float64)
+
+
+def feedforward(
+    sizes: Sequence[int] = (2, 4, 3),
+    activation: str = "tanh",
+    output_activation: str = "tanh",
+    seed: int = 0,
+) -> Diagram:
+    """§3.1, Fig. 1: a multilayer perceptron of gains, summing junctions and activations.  Its
+    reciprocal is standard backpropagation, Eq. 2: δ^l = f′(s^l) Σ_j δ^{l+1}_j w^{l+1}_{ij}."""
+
+    def gain(d: Diagram, h: Port, layer: int, n_in: int, n_out: int, seed: int) -> Port:
+        return d.add(Gain(n_in, n_out, seed=seed), h, name=f"W{layer + 1}")
+
+    return _layered(sizes, gain, activation, output_activation, seed)
 
 
 def mlp_module(n_in: int, hidden: int, n_out: int, seed: int = 0) -> nn.Module:
@@ -151,21 +167,11 @@ def fir_network(
     temporal backpropagation, Eq. 13: δ^l(k) = f′(s^l(k)) Σ_j w^{l+1}_{ij}(q⁺¹) δ^{l+1}_j(k)."""
     if len(taps) != len(sizes) - 1:
         raise ValueError(f"need one tap count per layer ({len(sizes) - 1}), got {len(taps)}")
-    d = Diagram()
-    h = d.input("x", sizes[0])
-    for layer, (n_out, k) in enumerate(zip(sizes[1:], taps, strict=True)):
-        last = layer == len(sizes) - 2
-        net = fir_synapse(d, h, n_out, k, name=f"F{layer + 1}", seed=seed + 2 * layer)
-        h = _neuron_layer(
-            d,
-            net,
-            n_out,
-            output_activation if last else activation,
-            f"L{layer + 1}",
-            seed + 2 * layer + 1,
-        )
-    d.output("y", h)
-    return d.to(torch.float64)
+
+    def fir(d: Diagram, h: Port, layer: int, n_in: int, n_out: int, seed: int) -> Port:
+        return fir_synapse(d, h, n_out, taps[layer], name=f"F{layer + 1}", seed=seed)
+
+    return _layered(sizes, fir, activation, output_activation, seed)
 
 
 def iir_network(
