@@ -22,6 +22,8 @@ test: setup
 lint: setup
 	$(BIN)/ruff check src tests benchmarks
 	$(BIN)/ruff format --check src tests benchmarks
+	$(BIN)/lint-imports
+	$(BIN)/mypy
 
 # On a shared, loaded CPU run `OMP_WAIT_POLICY=PASSIVE make bench` (see docs/performance.md)
 bench: setup

@@ -13,8 +13,8 @@ import torch
 
 import meshprop as mp
 from helpers import random_case, relative_error
-from meshprop.engines import get_engine
-from meshprop.mesh import _EngineFunction
+from meshprop import protocol
+from meshprop.engines import bind, get_engine
 
 N_CASES = 120
 ENGINES = [m for m in mp.GRADIENT_METHODS if m != "autograd"]
@@ -111,8 +111,8 @@ def test_gradcheck_of_the_engine_function(method):
         engine = get_engine(method)
         A = net.A.detach().clone().requires_grad_(True)
         assert torch.autograd.gradcheck(
-            lambda A, x=x, net=net, engine=engine: _EngineFunction.apply(
-                A, x, engine, net.dynamics
+            lambda A, x=x, net=net, engine=engine: protocol.apply(
+                bind(engine, net.dynamics), {"A": A}, x
             ),
             (A,),
             eps=1e-6,

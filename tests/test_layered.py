@@ -277,7 +277,7 @@ def test_from_mesh_round_trip_and_without_stored_sizes():
 
 def layered_plus(edge: tuple[int, int]) -> mp.MeshNet:
     base = mp.Topology.layered([3, 4, 4, 2])  # neurons: 0-2 in, 3 bias, 4-7, 8-11, 12-13 out
-    topo = mp.Topology.from_edges(3, 8, 2, edges=[*base.edges, edge])
+    topo = mp.Topology.from_edges(3, 8, 2, edges=[*base.edge_list(), edge])
     return mp.MeshNet(topo, ticks=3)
 
 
@@ -310,7 +310,7 @@ def test_from_mesh_refuses_meshes_that_are_not_layered():
         assert "missing" in str(info.value) or net.topology.mask[i, j]
     # a layered mask with one edge removed: the missing edge is named
     base = mp.Topology.layered([2, 3, 1])
-    edges = [e for e in base.edges if e != (0, 4)]
+    edges = [e for e in base.edge_list() if e != (0, 4)]
     with pytest.raises(ValueError, match=r"edge \(0, 4\).*missing"):
         MLP.from_mesh(mp.MeshNet(mp.Topology.from_edges(2, 3, 1, edges=edges), ticks=2))
 

@@ -53,7 +53,8 @@ def test_layered_is_the_block_matrix_of_paper_000_fig_1():
 
 def test_from_edges_and_its_errors():
     topo = mp.Topology.from_edges(inputs=2, hidden=3, outputs=1, edges=[(0, 2), (2, 2)], bias=False)
-    assert topo.edges == [(0, 2), (2, 2)]
+    assert topo.edge_list() == [(0, 2), (2, 2)]
+    assert topo.edges.tolist() == [[0, 2], [2, 2]]
     with pytest.raises(ValueError, match=r"invalid edge \(3, 1\): neuron 1 is the input"):
         mp.Topology.from_edges(2, 3, 1, edges=[(3, 1)], bias=False)
     with pytest.raises(ValueError, match=r"invalid edge \(3, 2\): neuron 2 is the bias"):
@@ -83,13 +84,13 @@ def test_networkx_round_trip_with_weights():
     graph = topo.to_networkx(net.A)
     assert isinstance(graph, nx.DiGraph) and graph.number_of_edges() == topo.n_edges
     assert graph.nodes[3]["role"] == "bias" and graph.nodes[topo.n_neurons - 1]["role"] == "output"
-    i, j = topo.edges[0]
+    i, j = topo.edge_list()[0]
     assert graph.edges[i, j]["weight"] == pytest.approx(float(net.A.detach()[i, j]))
     assert mp.Topology.from_networkx(graph) == topo
     bare = nx.DiGraph()  # roles only, no graph attributes
     for k in range(topo.n_neurons):
         bare.add_node(k, role=topo.role(k))
-    bare.add_edges_from(topo.edges)
+    bare.add_edges_from(topo.edge_list())
     assert mp.Topology.from_networkx(bare) == topo
 
 

@@ -102,7 +102,7 @@ class Dynamics:
     # ------------------------------------------------------------------ masks
     def mask_like(self, A: torch.Tensor) -> torch.Tensor:
         """The topology mask as a tensor of A's dtype and device."""
-        return self.topology.mask.to(device=A.device, dtype=A.dtype)
+        return self.topology.dense_mask().to(device=A.device, dtype=A.dtype)
 
     def split(self, A: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """(A_c, A_f) of the *masked* A: the blocks feeding the free neurons."""

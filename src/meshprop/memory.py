@@ -9,7 +9,8 @@ The limit is, in order of precedence:
 3. half of the RAM available when the step starts (``MemAvailable`` in ``/proc/meminfo``).
 
 ``"none"`` (or ``0``) switches the guard off.  Estimates come from each engine's
-``estimate_bytes`` (a model of the tensors it allocates for one step, sensitivities included).
+``estimate_bytes`` (a model of the tensors it allocates for one step, sensitivities included);
+the check itself, which knows the engines, is :mod:`meshprop.engines.guard`.
 """
 
 from __future__ import annotations
@@ -18,17 +19,11 @@ import os
 import re
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import TYPE_CHECKING
-
-if TYPE_CHECKING:
-    from .dynamics import Dynamics
-    from .engines.base import GradientEngine
 
 __all__ = [
     "MEMORY_LIMIT_ENV",
     "MemoryLimitError",
     "available_bytes",
-    "check_memory",
     "format_bytes",
     "get_memory_limit",
     "memory_limit",
@@ -155,49 +150,3 @@ def memory_limit(limit: int | float | str | None) -> Iterator[int | None]:
         yield _limit  # type: ignore[misc]
     finally:
         _limit = previous
-
-
-def _alternatives(dyn: Dynamics, batch: int, itemsize: int, limit: int, exclude: set[str]):
-    """Registered engines (best estimated time first) whose estimate fits under ``limit``."""
-    from .engines import ENGINES
-
-    fits = []
-    for name, engine in ENGINES.items():
-        if name in exclude or name == "auto":
-            continue
-        need = engine.estimate_bytes(dyn, batch, itemsize)
-        if need <= limit:
-            fits.append((engine.estimate_flops(dyn, batch), need, name))
-    return [name for _, _, name in sorted(fits)]
-
-
-def refuse(
-    engine: str, dyn: Dynamics, batch: int, itemsize: int, estimate: int, limit: int
-) -> MemoryLimitError:
-    """The error for a step of ``engine`` that needs ``estimate`` bytes above ``limit``."""
-    better = _alternatives(dyn, batch, itemsize, limit, {engine})
-    suggestion = better[0] if better else None
-    topo = dyn.topology
-    advice = (
-        f"use method={suggestion!r} instead (it fits), or a smaller batch"
-        if suggestion
-        else "no registered engine fits: use a smaller batch or fewer ticks"
-    )
-    message = (
-        f"the {engine!r} engine would need about {format_bytes(estimate)} for one step "
-        f"(batch {batch}, {dyn.ticks} ticks, {topo.n_neurons} neurons, {topo.n_edges} edges) "
-        f"but the memory limit is {format_bytes(limit)}; {advice}. The limit defaults to half "
-        f"of the available RAM; change it with meshprop.set_memory_limit(...) or "
-        f"${MEMORY_LIMIT_ENV}"
-    )
-    return MemoryLimitError(message, engine, estimate, limit, suggestion)
-
-
-def check_memory(engine: GradientEngine, dyn: Dynamics, batch: int, itemsize: int) -> int:
-    """Raise :class:`MemoryLimitError` when ``engine``'s step would exceed the limit; else
-    return its estimate in bytes.  Called before any sensitivity is allocated."""
-    estimate = int(engine.estimate_bytes(dyn, batch, itemsize))
-    limit = get_memory_limit()
-    if limit is not None and estimate > limit:
-        raise refuse(engine.name, dyn, batch, itemsize, estimate, limit)
-    return estimate

@@ -2,59 +2,41 @@
 
 ``net(x)`` runs the ticks and returns the outputs.  Which engine computes dE/dA when the user calls
 ``loss.backward()`` is chosen by ``grad``: ``"autograd"`` records an ordinary graph, every other
-engine is bridged by one ``torch.autograd.Function`` whose backward is the engine's own gradient
-(for FOP: only the contraction of dE/dy with the sensitivities carried forward).
+engine is bound to the dynamics as a :class:`meshprop.protocol.VJPFunction` and bridged by the
+protocol's one ``torch.autograd.Function``, whose backward is the engine's own gradient (for FOP:
+only the contraction of dE/dy with the sensitivities carried forward).
 """
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
-from typing import Any
 
 import torch
 from torch import nn
 
+from . import protocol
 from .activations import NeuronActivations, resolve_activations
 from .dynamics import Dynamics
-from .engines import GradientEngine, get_engine
+from .engines import GradientEngine, bind, check_memory, get_engine
 from .engines.autograd import differentiable_output
-from .losses import LossFn, check_target, loss_and_grad
-from .memory import check_memory
+from .losses import LossFn, check_target
 from .topology import Topology
 
 __all__ = ["MeshNet", "gradient"]
-
-
-class _EngineFunction(torch.autograd.Function):
-    """y = MNN(A, x) whose backward is a meshprop engine's gradient."""
-
-    @staticmethod
-    def forward(ctx: Any, A: torch.Tensor, x: torch.Tensor, engine: GradientEngine, dyn: Dynamics):
-        y, saved = engine.forward(dyn, A, x)
-        ctx.engine, ctx.dyn, ctx.saved = engine, dyn, saved
-        ctx.save_for_backward(A, x)
-        return y
-
-    @staticmethod
-    @torch.autograd.function.once_differentiable
-    def backward(ctx: Any, grad_y: torch.Tensor):
-        A, x = ctx.saved_tensors
-        dA, dx = ctx.engine.backward(ctx.dyn, A, x, ctx.saved, grad_y.contiguous())
-        return dA, (dx if ctx.needs_input_grad[1] else None), None, None
 
 
 def engine_output(
     engine: GradientEngine, dyn: Dynamics, A: torch.Tensor, x: torch.Tensor
 ) -> torch.Tensor:
     """y through ``engine`` as a differentiable function of A (and of x where the engine can)."""
-    if x.requires_grad and not engine.provides_input_grad:
+    function = bind(engine, dyn)
+    if x.requires_grad and not function.provides_input_grad:
         raise ValueError(
             f"the {engine.name!r} engine computes dE/dA only, but x requires grad; use "
             "grad='bptt' or grad='autograd' for input gradients, or pass x.detach()"
         )
     check_memory(engine, dyn, dyn.batch_size(x), A.element_size())  # before any allocation
-    return _EngineFunction.apply(A, x, engine, dyn)
+    return protocol.apply(function, {"A": A}, x)
 
 
 class MeshNet(nn.Module):
@@ -101,7 +83,7 @@ class MeshNet(nn.Module):
         self.output_activation = output_activation
         self.dynamics = Dynamics(topology, ticks, NeuronActivations(names))
         self.grad = grad
-        self.register_buffer("mask", topology.mask.clone(), persistent=False)
+        self.register_buffer("mask", topology.mask, persistent=False)
         A = torch.zeros(topology.n_neurons, topology.n_neurons, dtype=dtype, device=device)
         self.A = nn.Parameter(A)
         self.reset_parameters(seed)
@@ -125,6 +107,37 @@ class MeshNet(nn.Module):
         get_engine(method)  # validates the name
         self._grad = method
 
+    def with_topology(self, topology: Topology) -> MeshNet:
+        """A new MeshNet on ``topology`` (same neuron counts) with the same ticks, activations,
+        engine, dtype and device, whose ``A`` keeps the weights of the edges both topologies
+        share; edges only in ``topology`` start at exactly 0 (so the function the network
+        computes is unchanged until they are trained), edges only in ``self.topology`` are
+        dropped."""
+        if not isinstance(topology, Topology):
+            raise TypeError(f"topology must be a meshprop.Topology, got {type(topology).__name__}")
+        old = self.topology
+        if (topology.n_inputs, topology.n_hidden, topology.n_outputs, topology.bias) != (
+            old.n_inputs,
+            old.n_hidden,
+            old.n_outputs,
+            old.bias,
+        ):
+            raise ValueError(
+                f"with_topology keeps the neurons: expected counts of {old!r}, got {topology!r}"
+            )
+        new = MeshNet(
+            topology,
+            ticks=self.ticks,
+            activation=self.activation,
+            output_activation=self.output_activation,
+            grad=self.grad,
+            dtype=self.A.dtype,
+            device=self.A.device,
+        )
+        with torch.no_grad():
+            new.A.copy_(self.A.detach() * new.mask.to(self.A.dtype))
+        return new
+
     @property
     def n_parameters(self) -> int:
         """Trainable weights: the edges of the topology."""
@@ -132,10 +145,10 @@ class MeshNet(nn.Module):
 
     def reset_parameters(self, seed: int | None = None) -> None:
         generator = None if seed is None else torch.Generator().manual_seed(int(seed))
-        fan_in = self.topology.mask.sum(dim=0).clamp(min=1).to(torch.float64)
+        fan_in = self.mask.sum(dim=0).cpu().clamp(min=1).to(torch.float64)
         bound = (1.0 / fan_in.sqrt()).expand(self.topology.n_neurons, -1)
         uniform = torch.rand(self.A.shape, generator=generator, dtype=torch.float64)
-        weights = (2 * uniform - 1) * bound * self.topology.mask
+        weights = (2 * uniform - 1) * bound * self.mask.cpu()
         with torch.no_grad():
             self.A.copy_(weights.to(self.A.dtype))
 
@@ -189,11 +202,8 @@ def gradient(
     x = net.prepare_input(x)
     check_target(loss, target, net.dynamics.batch_size(x), net.topology.n_outputs)
     target = target.to(net.A.device)
-    A = net.A.detach()
-    check_memory(engine, net.dynamics, net.dynamics.batch_size(x), A.element_size())
-    y, saved = engine.forward(net.dynamics, A, x)
-    value, grad_y = loss_and_grad(loss, y, target)
-    dA, _ = engine.backward(net.dynamics, A, x, saved, grad_y)
-    if not math.isfinite(float(value)):
-        raise FloatingPointError(f"the loss is {float(value)}: the network diverged")
-    return value, dA
+    check_memory(engine, net.dynamics, net.dynamics.batch_size(x), net.A.element_size())
+    value, grads = protocol.value_and_grad(
+        bind(engine, net.dynamics), {"A": net.A}, x, target, loss
+    )
+    return value, grads["A"]

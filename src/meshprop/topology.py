@@ -13,7 +13,6 @@ output neurons may be connected in any way, cycles and self-loops included.
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
 
 import networkx as nx
 import numpy as np
@@ -30,40 +29,80 @@ def _check_count(name: str, value: int, minimum: int) -> int:
     return int(value)
 
 
-@dataclass(frozen=True, eq=False)
+def _row_major(edges: torch.Tensor, n: int) -> torch.Tensor:
+    """Edges sorted row-major (by source, then target)."""
+    if len(edges) == 0:
+        return edges
+    order = torch.argsort(edges[:, 0] * n + edges[:, 1])
+    return edges[order]
+
+
 class Topology:
-    """An immutable mesh topology: neuron counts and the boolean mask of allowed edges.
+    """An immutable mesh topology: neuron counts and the set of allowed edges (a value).
 
     Build one with :meth:`mesh`, :meth:`random`, :meth:`layered`, :meth:`from_edges` or
-    :meth:`from_networkx`; the constructor validates any mask it is given.
+    :meth:`from_networkx`; the constructor validates the N×N boolean ``mask`` it is given (or,
+    with ``edges=``, a (P, 2) tensor of (source, target) pairs).  A topology cannot change after
+    it is built: :attr:`mask` and :attr:`edges` hand out copies, equality and hash follow the
+    counts and the edge set, and edits make a new one (:meth:`with_edges`).  So every cache keyed
+    on a topology (the FOP plans) stays valid.
     """
+
+    __slots__ = (
+        "_dense",
+        "_edges",
+        "_hash",
+        "bias",
+        "layer_sizes",
+        "n_hidden",
+        "n_inputs",
+        "n_outputs",
+    )
 
     n_inputs: int
     n_hidden: int
     n_outputs: int
     bias: bool
-    mask: torch.Tensor = field(repr=False)
-    #: for topologies built by :meth:`layered`: the layer sizes, else None.
-    layer_sizes: tuple[int, ...] | None = None
+    #: for topologies built by :meth:`layered`: the layer sizes, else None (a hint, not part of
+    #: the value: equality ignores it).
+    layer_sizes: tuple[int, ...] | None
 
-    def __post_init__(self) -> None:
-        _check_count("n_inputs", self.n_inputs, 0)
-        _check_count("n_hidden", self.n_hidden, 0)
-        _check_count("n_outputs", self.n_outputs, 1)
-        if not isinstance(self.bias, bool):
-            raise TypeError(f"bias must be a bool, got {type(self.bias).__name__}")
-        mask = torch.as_tensor(self.mask)
+    def __init__(
+        self,
+        n_inputs: int,
+        n_hidden: int,
+        n_outputs: int,
+        bias: bool,
+        mask: torch.Tensor | None = None,
+        layer_sizes: tuple[int, ...] | None = None,
+        *,
+        edges: torch.Tensor | None = None,
+    ) -> None:
+        _set = object.__setattr__
+        _set(self, "n_inputs", _check_count("n_inputs", n_inputs, 0))
+        _set(self, "n_hidden", _check_count("n_hidden", n_hidden, 0))
+        _set(self, "n_outputs", _check_count("n_outputs", n_outputs, 1))
+        if not isinstance(bias, bool):
+            raise TypeError(f"bias must be a bool, got {type(bias).__name__}")
+        _set(self, "bias", bias)
+        _set(self, "layer_sizes", None if layer_sizes is None else tuple(layer_sizes))
         n = self.n_neurons
-        if mask.shape != (n, n):
-            raise ValueError(
-                f"mask must have shape ({n}, {n}) for {self.n_inputs} inputs, "
-                f"{int(self.bias)} bias, {self.n_hidden} hidden and {self.n_outputs} outputs; "
-                f"got {tuple(mask.shape)}"
-            )
-        if mask.dtype != torch.bool:
-            raise TypeError(f"mask must be a boolean tensor, got dtype {mask.dtype}")
-        mask = mask.detach().to("cpu").clone()
-        into_clamped = mask[:, : self.n_clamped].nonzero()
+        if (mask is None) == (edges is None):
+            raise TypeError("give exactly one of mask (N×N bool) or edges ((P, 2) pairs)")
+        if mask is not None:
+            mask = torch.as_tensor(mask)
+            if mask.shape != (n, n):
+                raise ValueError(
+                    f"mask must have shape ({n}, {n}) for {self.n_inputs} inputs, "
+                    f"{int(self.bias)} bias, {self.n_hidden} hidden and {self.n_outputs} "
+                    f"outputs; got {tuple(mask.shape)}"
+                )
+            if mask.dtype != torch.bool:
+                raise TypeError(f"mask must be a boolean tensor, got dtype {mask.dtype}")
+            pairs = mask.detach().to("cpu").nonzero()  # row-major already
+        else:
+            pairs = self._check_edge_tensor(edges, n)
+        into_clamped = pairs[pairs[:, 1] < self.n_clamped] if len(pairs) else pairs
         if len(into_clamped):
             i, j = (int(v) for v in into_clamped[0])
             kind = "bias" if self.bias and j == self.n_inputs else "input"
@@ -72,7 +111,121 @@ class Topology:
                 f"edges may only enter hidden and output neurons (indices {self.n_clamped}.."
                 f"{n - 1})"
             )
-        object.__setattr__(self, "mask", mask)
+        pairs = pairs.to(torch.long).contiguous()
+        _set(self, "_edges", pairs)
+        _set(self, "_dense", None)
+        key = (self.n_inputs, self.n_hidden, self.n_outputs, self.bias)
+        _set(self, "_hash", hash((key, pairs.numpy().tobytes())))
+
+    @staticmethod
+    def _check_edge_tensor(edges: object, n: int) -> torch.Tensor:
+        """(P, 2) long pairs in range, without duplicates, sorted row-major."""
+        pairs = torch.as_tensor(edges)
+        if pairs.numel() == 0:
+            return torch.zeros(0, 2, dtype=torch.long)
+        if pairs.dim() != 2 or pairs.shape[1] != 2:
+            raise ValueError(f"edges must have shape (P, 2), got {tuple(pairs.shape)}")
+        if pairs.dtype.is_floating_point or pairs.dtype == torch.bool:
+            raise TypeError(f"edges must hold integer neuron indices, got dtype {pairs.dtype}")
+        pairs = pairs.detach().to("cpu", torch.long)
+        bad = ((pairs < 0) | (pairs >= n)).any(dim=1).nonzero()
+        if len(bad):
+            k = int(bad[0])
+            i, j = (int(v) for v in pairs[k])
+            raise ValueError(
+                f"edge #{k} ({i}, {j}) is out of range: neuron indices run from 0 to {n - 1}"
+            )
+        keys = pairs[:, 0] * n + pairs[:, 1]
+        order = torch.argsort(keys, stable=True)
+        repeated = (keys[order][1:] == keys[order][:-1]).nonzero()
+        if len(repeated):
+            k = int(order[int(repeated[0]) + 1])
+            i, j = (int(v) for v in pairs[k])
+            raise ValueError(f"duplicate edge ({i}, {j}) at position {k}")
+        return pairs[order]
+
+    def __setattr__(self, name: str, value: object) -> None:
+        raise AttributeError(
+            f"Topology is immutable: cannot set {name!r}; build a new one (e.g. with_edges)"
+        )
+
+    def __delattr__(self, name: str) -> None:
+        raise AttributeError(f"Topology is immutable: cannot delete {name!r}")
+
+    def __reduce__(self):  # pickling (multiprocessing, deepcopy) rebuilds through __init__
+        return (
+            _rebuild,
+            (
+                self.n_inputs,
+                self.n_hidden,
+                self.n_outputs,
+                self.bias,
+                self._edges,
+                self.layer_sizes,
+            ),
+        )
+
+    # ------------------------------------------------------------------ edges
+    @property
+    def mask(self) -> torch.Tensor:
+        """The N×N boolean mask of allowed edges: a fresh copy (editing it changes nothing)."""
+        return self.dense_mask().clone()
+
+    def dense_mask(self) -> torch.Tensor:
+        """The N×N mask as a read-only shared tensor (do not modify): built once, on demand."""
+        if self._dense is None:
+            n = self.n_neurons
+            dense = torch.zeros(n, n, dtype=torch.bool)
+            if len(self._edges):
+                dense[self._edges[:, 0], self._edges[:, 1]] = True
+            object.__setattr__(self, "_dense", dense)
+        return self._dense  # type: ignore[return-value]
+
+    @property
+    def edges(self) -> torch.Tensor:
+        """(P, 2) LongTensor of (source, target) pairs in row-major order: the order in which
+        engines enumerate parameters (a copy)."""
+        return self._edges.clone()
+
+    def edge_list(self) -> list[tuple[int, int]]:
+        """The edges as a list of (source, target) int pairs, row-major."""
+        return [(int(i), int(j)) for i, j in self._edges.tolist()]
+
+    def with_edges(
+        self,
+        add: Iterable[tuple[int, int]] | torch.Tensor = (),
+        remove: Iterable[tuple[int, int]] | torch.Tensor = (),
+    ) -> Topology:
+        """A new topology with the edges ``add`` added and ``remove`` removed (same counts).
+
+        Adding an edge that exists, or removing one that does not, is an error naming it.
+        """
+        n = self.n_neurons
+        add_t = self._check_edge_tensor(_as_pairs(add), n)
+        remove_t = self._check_edge_tensor(_as_pairs(remove), n)
+        keys = self._edges[:, 0] * n + self._edges[:, 1]
+        add_keys = add_t[:, 0] * n + add_t[:, 1]
+        remove_keys = remove_t[:, 0] * n + remove_t[:, 1]
+        present = torch.isin(add_keys, keys)
+        if present.any():
+            i, j = (int(v) for v in add_t[int(present.nonzero()[0])])
+            raise ValueError(f"cannot add edge ({i}, {j}): it is already in the topology")
+        missing = ~torch.isin(remove_keys, keys)
+        if missing.any():
+            i, j = (int(v) for v in remove_t[int(missing.nonzero()[0])])
+            raise ValueError(f"cannot remove edge ({i}, {j}): it is not in the topology")
+        both = torch.isin(add_keys, remove_keys)
+        if both.any():
+            i, j = (int(v) for v in add_t[int(both.nonzero()[0])])
+            raise ValueError(f"edge ({i}, {j}) is both added and removed")
+        kept = self._edges[~torch.isin(keys, remove_keys)]
+        return Topology(
+            self.n_inputs,
+            self.n_hidden,
+            self.n_outputs,
+            self.bias,
+            edges=torch.cat([kept, add_t]),
+        )
 
     # ------------------------------------------------------------------ sizes
     @property
@@ -100,12 +253,8 @@ class Topology:
 
     @property
     def n_edges(self) -> int:
-        return int(self.mask.sum())
-
-    @property
-    def edges(self) -> list[tuple[int, int]]:
-        """Edges (i, j) in row-major order: the order in which engines enumerate parameters."""
-        return [(int(i), int(j)) for i, j in self.mask.nonzero()]
+        """P: the number of edges (trainable weights)."""
+        return len(self._edges)
 
     def allowed_mask(self, output_feedback: bool = True) -> torch.Tensor:
         """Every edge a topology of these sizes may have (see :meth:`mesh`)."""
@@ -208,27 +357,25 @@ class Topology:
         edges: Iterable[tuple[int, int]],
         bias: bool = True,
     ) -> Topology:
-        """A topology with exactly the given edges (i, j): from neuron i into neuron j."""
+        """A topology with exactly the given edges (i, j): from neuron i into neuron j.
+
+        ``edges`` is any iterable of pairs or a (P, 2) integer tensor; nothing of size N×N is
+        allocated."""
         _check_count("inputs", inputs, 0)
         _check_count("hidden", hidden, 0)
         _check_count("outputs", outputs, 1)
-        n = inputs + int(bias) + hidden + outputs
-        mask = torch.zeros(n, n, dtype=torch.bool)
-        for k, edge in enumerate(edges):
-            try:
-                i, j = (int(v) for v in edge)
-            except (TypeError, ValueError):
-                raise ValueError(
-                    f"edge #{k} must be a pair of neuron indices, got {edge!r}"
-                ) from None
-            if not (0 <= i < n and 0 <= j < n):
-                raise ValueError(
-                    f"edge #{k} ({i}, {j}) is out of range: neuron indices run from 0 to {n - 1}"
-                )
-            if mask[i, j]:
-                raise ValueError(f"duplicate edge ({i}, {j}) at position {k}")
-            mask[i, j] = True
-        return cls(inputs, hidden, outputs, bias, mask)
+        if not isinstance(edges, torch.Tensor):
+            pairs = []
+            for k, edge in enumerate(edges):
+                try:
+                    i, j = (int(v) for v in edge)
+                except (TypeError, ValueError):
+                    raise ValueError(
+                        f"edge #{k} must be a pair of neuron indices, got {edge!r}"
+                    ) from None
+                pairs.append((i, j))
+            edges = torch.tensor(pairs, dtype=torch.long).reshape(-1, 2)
+        return cls(inputs, hidden, outputs, bias, edges=edges)
 
     # --------------------------------------------------------------- networkx
     def role(self, neuron: int) -> str:
@@ -250,7 +397,7 @@ class Topology:
         for k in range(self.n_neurons):
             graph.add_node(k, role=self.role(k))
         w = None if weights is None else weights.detach().to("cpu", torch.float64).numpy()
-        for i, j in self.edges:
+        for i, j in self.edge_list():
             if w is None:
                 graph.add_edge(i, j)
             else:
@@ -299,23 +446,21 @@ class Topology:
             "n_hidden": self.n_hidden,
             "n_outputs": self.n_outputs,
             "bias": self.bias,
-            "edges": self.edges,
+            "edges": self.edge_list(),
             "layer_sizes": None if self.layer_sizes is None else list(self.layer_sizes),
         }
 
     @classmethod
     def from_dict(cls, data: dict) -> Topology:
-        topo = cls.from_edges(
+        sizes = data.get("layer_sizes")
+        return cls(
             data["n_inputs"],
             data["n_hidden"],
             data["n_outputs"],
-            edges=[tuple(e) for e in data["edges"]],
-            bias=bool(data["bias"]),
+            bool(data["bias"]),
+            layer_sizes=None if sizes is None else tuple(sizes),
+            edges=torch.tensor([list(e) for e in data["edges"]], dtype=torch.long).reshape(-1, 2),
         )
-        sizes = data.get("layer_sizes")
-        if sizes is not None:
-            object.__setattr__(topo, "layer_sizes", tuple(sizes))
-        return topo
 
     def __eq__(self, other: object) -> bool:
         if not isinstance(other, Topology):
@@ -325,13 +470,33 @@ class Topology:
             other.n_hidden,
             other.n_outputs,
             other.bias,
-        ) and torch.equal(self.mask, other.mask)
+        ) and torch.equal(self._edges, other._edges)
 
     def __hash__(self) -> int:
-        return hash((self.n_inputs, self.n_hidden, self.n_outputs, self.bias, self.n_edges))
+        return self._hash
 
     def __repr__(self) -> str:
         return (
             f"Topology(inputs={self.n_inputs}, bias={self.bias}, hidden={self.n_hidden}, "
             f"outputs={self.n_outputs}, edges={self.n_edges})"
         )
+
+
+def _as_pairs(edges: Iterable[tuple[int, int]] | torch.Tensor) -> torch.Tensor:
+    if isinstance(edges, torch.Tensor):
+        return edges
+    pairs = [tuple(e) for e in edges]
+    if any(len(p) != 2 for p in pairs):
+        raise ValueError(f"edges must be (source, target) pairs, got {pairs!r}")
+    return torch.tensor(pairs, dtype=torch.long).reshape(-1, 2)
+
+
+def _rebuild(
+    n_inputs: int,
+    n_hidden: int,
+    n_outputs: int,
+    bias: bool,
+    edges: torch.Tensor,
+    layer_sizes: tuple[int, ...] | None,
+) -> Topology:
+    return Topology(n_inputs, n_hidden, n_outputs, bias, layer_sizes=layer_sizes, edges=edges)

@@ -1,31 +1,32 @@
 """Gradient engines, one module each, behind one interface and one registry.
 
 Adding an engine means adding one module with a :class:`GradientEngine` subclass and one line
-in ``_BUILTIN`` below.
+in ``_BUILTIN`` below.  ``bind(engine, dynamics)`` turns an engine into a
+:class:`meshprop.protocol.VJPFunction` of the parameter ``A``.
 """
 
 from __future__ import annotations
 
 from .auto import AutoEngine
 from .autograd import AutogradEngine
-from .base import GradientEngine
+from .base import BoundEngine, GradientEngine, bind
 from .bptt import BPTTEngine
 from .fop import FOPEngine
 from .fop_factored import FactoredFOPEngine
+from .guard import check_memory
 from .reference import ReferenceEngine
+from .registry import ENGINES, get_engine, register_engine
 
-__all__ = ["ENGINES", "GRADIENT_METHODS", "GradientEngine", "get_engine", "register_engine"]
-
-ENGINES: dict[str, GradientEngine] = {}
-
-
-def register_engine(engine: GradientEngine) -> GradientEngine:
-    """Add an engine instance to the registry under ``engine.name``."""
-    if not isinstance(engine, GradientEngine):
-        raise TypeError(f"expected a GradientEngine instance, got {type(engine).__name__}")
-    ENGINES[engine.name] = engine
-    return engine
-
+__all__ = [
+    "ENGINES",
+    "GRADIENT_METHODS",
+    "BoundEngine",
+    "GradientEngine",
+    "bind",
+    "check_memory",
+    "get_engine",
+    "register_engine",
+]
 
 _BUILTIN = (
     FOPEngine(),
@@ -40,12 +41,3 @@ for _engine in _BUILTIN:
 
 #: names of every built-in gradient engine.
 GRADIENT_METHODS: tuple[str, ...] = tuple(ENGINES)
-
-
-def get_engine(method: str | GradientEngine) -> GradientEngine:
-    """The engine registered as ``method`` (an engine instance passes through)."""
-    if isinstance(method, GradientEngine):
-        return method
-    if not isinstance(method, str) or method not in ENGINES:
-        raise ValueError(f"unknown gradient method {method!r}; expected one of {tuple(ENGINES)}")
-    return ENGINES[method]

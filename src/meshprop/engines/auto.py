@@ -28,7 +28,10 @@ from dataclasses import dataclass
 import torch
 
 from ..dynamics import Dynamics
+from ..memory import get_memory_limit
 from .base import GradientEngine
+from .guard import refuse
+from .registry import get_engine
 
 __all__ = ["AutoEngine", "Choice"]
 
@@ -72,9 +75,6 @@ class AutoEngine(GradientEngine):
 
     def choose(self, dyn: Dynamics, batch: int, itemsize: int) -> Choice:
         """The fastest candidate whose memory fits the limit (raises MemoryLimitError if none)."""
-        from ..memory import get_memory_limit, refuse
-        from . import get_engine
-
         limit = get_memory_limit()
         costs = {
             name: self.predict(get_engine(name), dyn, batch, itemsize) for name in self.candidates
@@ -91,13 +91,9 @@ class AutoEngine(GradientEngine):
         return choice.costs[choice.engine][1]
 
     def estimate_flops(self, dyn, batch):
-        from . import get_engine
-
         return min(get_engine(name).estimate_flops(dyn, batch) for name in self.candidates)
 
     def forward(self, dyn: Dynamics, A: torch.Tensor, x: torch.Tensor):
-        from . import get_engine
-
         choice = self.choose(dyn, dyn.batch_size(x), A.element_size())
         if self.last_choice is None or self.last_choice.engine != choice.engine:
             log.info("%s", choice)

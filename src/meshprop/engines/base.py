@@ -8,20 +8,23 @@ An engine computes the same two things for the same forward semantics (``meshpro
 - ``backward(dyn, A, x, saved, grad_y)`` → ``(dE/dA, dE/dx or None)``: dE/dA is (N, N) and exactly
   zero outside the mask.
 
-The split lets one ``torch.autograd.Function`` (``meshprop.mesh``) bridge every engine into an
-ordinary ``loss.backward()``, and lets ``meshprop.gradient`` call any engine directly.
+:func:`bind` fixes the dynamics and turns an engine into a :class:`meshprop.protocol.VJPFunction`
+of the one parameter ``"A"``: the protocol's single ``torch.autograd.Function`` bridges it into an
+ordinary ``loss.backward()``, and ``meshprop.gradient`` calls it directly.
 """
 
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any, ClassVar
 
 import torch
 
 from ..dynamics import Dynamics
 
-__all__ = ["GradientEngine"]
+__all__ = ["BoundEngine", "GradientEngine", "bind"]
 
 
 class GradientEngine(ABC):
@@ -60,3 +63,35 @@ class GradientEngine(ABC):
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} {self.name!r}>"
+
+
+@dataclass(frozen=True)
+class BoundEngine:
+    """A gradient engine with its dynamics fixed: the :class:`~meshprop.protocol.VJPFunction`
+    y = MNN(A, x) whose parameters are ``{"A": A}``."""
+
+    engine: GradientEngine
+    dynamics: Dynamics
+
+    @property
+    def provides_input_grad(self) -> bool:
+        return self.engine.provides_input_grad
+
+    def forward(
+        self, params: Mapping[str, torch.Tensor], x: torch.Tensor
+    ) -> tuple[torch.Tensor, Any]:
+        return self.engine.forward(self.dynamics, params["A"], x)
+
+    def backward(
+        self, params: Mapping[str, torch.Tensor], x: torch.Tensor, saved: Any, grad_y: torch.Tensor
+    ) -> tuple[dict[str, torch.Tensor], torch.Tensor | None]:
+        dA, dx = self.engine.backward(self.dynamics, params["A"], x, saved, grad_y)
+        return {"A": dA}, dx
+
+    def __repr__(self) -> str:
+        return f"<{self.engine.name!r} engine>"
+
+
+def bind(engine: GradientEngine, dynamics: Dynamics) -> BoundEngine:
+    """``engine`` as a VJP function of ``{"A": A}`` over ``dynamics``."""
+    return BoundEngine(engine, dynamics)

@@ -51,7 +51,7 @@ __all__ = ["FOPEngine", "edge_index"]
 
 def edge_index(dyn: Dynamics, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
     """(source neuron i_p, free-neuron index j_p − C) of every trainable edge, row-major."""
-    edges = dyn.topology.mask.nonzero()
+    edges = dyn.topology.edges
     src = edges[:, 0].to(device)
     dst = (edges[:, 1] - dyn.n_clamped).to(device)
     return src, dst
@@ -78,7 +78,7 @@ class _EdgePlan:
 @lru_cache(maxsize=32)
 def _edge_plan(topology: Topology, ticks: int) -> _EdgePlan:
     C, F = topology.n_clamped, topology.n_free
-    edges = topology.mask.nonzero()
+    edges = topology.edges
     src_all, dst_all = edges[:, 0], edges[:, 1] - C
     columns = needed_columns(topology, ticks)
     useful = torch.zeros(F, dtype=torch.bool)

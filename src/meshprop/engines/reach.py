@@ -28,7 +28,7 @@ __all__ = ["needed_columns"]
 def needed_columns(topology: Topology, ticks: int) -> tuple[torch.Tensor, ...]:
     """(R_1, ..., R_T): sorted free-neuron indices (0..F-1) whose tick-n sensitivities matter."""
     C, F, O = topology.n_clamped, topology.n_free, topology.n_outputs
-    edge_f = topology.mask[C:, C:]
+    edge_f = topology.dense_mask()[C:, C:]
     current = torch.zeros(F, dtype=torch.bool)
     current[F - O :] = True
     sets: list[torch.Tensor] = [current]

@@ -11,40 +11,22 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from typing import Any
 
 import torch
 from torch import nn
 
+from .. import protocol
 from ..activations import ACTIVATIONS, NeuronActivations
-from ..losses import LossFn, check_target, loss_and_grad
+from ..losses import LossFn, check_target
 from ..mesh import MeshNet
 from ..topology import Topology
 from .conversion import adjacency_to_weights, check_layered, infer_layer_sizes, weights_to_adjacency
-from .rules import RULES, get_rule
+from .rules import RULES, bind, get_rule, weight_names
 
 __all__ = ["GRAD_MODES", "MLP"]
 
 #: what ``MLP(grad=...)`` accepts: every layered rule, or PyTorch autograd.
 GRAD_MODES: tuple[str, ...] = (*RULES, "autograd")
-
-
-class _RuleFunction(torch.autograd.Function):
-    """y = MLP(W_1..W_L, x) whose backward is a layered rule (two_step or tensor_batch)."""
-
-    @staticmethod
-    def forward(ctx: Any, x: torch.Tensor, rule: str, bias: bool, activations, *weights):
-        y, cache = get_rule(rule).forward(weights, x, activations, bias)
-        ctx.rule, ctx.bias, ctx.cache = rule, bias, cache
-        ctx.save_for_backward(*weights)
-        return y
-
-    @staticmethod
-    @torch.autograd.function.once_differentiable
-    def backward(ctx: Any, grad_y: torch.Tensor):
-        weights = ctx.saved_tensors
-        grads, dx = get_rule(ctx.rule).backward(weights, ctx.cache, grad_y.contiguous(), ctx.bias)
-        return (dx if ctx.needs_input_grad[0] else None), None, None, None, *grads
 
 
 def _layer_activations(
@@ -188,7 +170,8 @@ class MLP(nn.Module):
             return RULES["two_step"].forward(weights, x, self.activations, self.bias)[0]
         if self.grad == "autograd":
             return self._autograd_forward(x)
-        return _RuleFunction.apply(x, self.grad, self.bias, self.activations, *weights)
+        function = bind(self.grad, self.activations, self.bias)
+        return protocol.apply(function, dict(self.named_parameters()), x)
 
     def _autograd_forward(self, x: torch.Tensor) -> torch.Tensor:
         """The same forward from plain differentiable torch operations (the autograd oracle)."""
@@ -219,13 +202,11 @@ class MLP(nn.Module):
         x = self.prepare_input(x)
         check_target(loss, target, x.shape[0], self.sizes[-1])
         target = target.to(self.weights[0].device)
-        weights = [W.detach() for W in self.weights]
-        y, cache = chosen.forward(weights, x, self.activations, self.bias)
-        value, grad_y = loss_and_grad(loss, y, target)
-        if not math.isfinite(float(value)):
-            raise FloatingPointError(f"the loss is {float(value)}: the network diverged")
-        grads, _ = chosen.backward(weights, cache, grad_y, self.bias)
-        return value, grads
+        function = bind(chosen.name, self.activations, self.bias)
+        value, grads = protocol.value_and_grad(
+            function, dict(self.named_parameters()), x, target, loss
+        )
+        return value, [grads[name] for name in weight_names(self.depth)]
 
     # ------------------------------------------------------------ two views
     @property
