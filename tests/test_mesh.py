@@ -99,6 +99,28 @@ def test_masked_entries_stay_exactly_zero_after_100_steps(optimizer):
     assert not torch.equal(net.A.detach()[topo.mask], start[topo.mask])
 
 
+@pytest.mark.parametrize("grad", ["fop", "bptt", "autograd"])
+def test_mask_hook_zeroes_gradients_that_a_loss_puts_outside_the_mask(grad):
+    """A penalty on A itself, (A − 1)², has gradient −2 at every masked (zero) entry: the
+    gradient hook must remove exactly those and leave every edge's gradient untouched."""
+    topo = mp.Topology.random(3, 6, 2, density=0.4, seed=2)
+    net = mp.MeshNet(topo, ticks=3, activation="tanh", grad=grad, dtype=torch.float64, seed=0)
+    x = torch.randn(8, 3, dtype=torch.float64)
+    labels = torch.randint(0, 2, (8,))
+    penalty = ((net.A - 1.0) ** 2).sum()
+    loss = F.cross_entropy(net(x), labels) + penalty
+    loss.backward()
+    # the oracle: the same loss by plain autograd, without any hook
+    A = net.A.detach().clone().requires_grad_(True)
+    oracle = mp.MeshNet(topo, ticks=3, activation="tanh", grad="autograd", dtype=torch.float64)
+    y = oracle.dynamics.output(A * topo.mask.to(A.dtype), x)
+    (raw,) = torch.autograd.grad(F.cross_entropy(y, labels) + ((A - 1.0) ** 2).sum(), A)
+    outside = ~topo.mask
+    assert torch.all(raw[outside] == -2.0)  # what the hook must remove
+    assert torch.count_nonzero(net.A.grad[outside]) == 0
+    assert torch.allclose(net.A.grad[topo.mask], raw[topo.mask], rtol=1e-12, atol=1e-14)
+
+
 def test_xor_reaches_full_accuracy_with_fop():
     torch.manual_seed(0)
     x = torch.tensor([[0.0, 0.0], [0.0, 1.0], [1.0, 0.0], [1.0, 1.0]])

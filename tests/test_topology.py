@@ -115,3 +115,88 @@ def test_dict_round_trip_keeps_layer_sizes():
     topo = mp.Topology.layered([2, 3, 1])
     again = mp.Topology.from_dict(topo.to_dict())
     assert again == topo and again.layer_sizes == (2, 3, 1)
+
+
+# ------------------------------------------------------------------ a topology is a value
+def test_a_topology_cannot_be_edited_in_place():
+    topo = mp.Topology.random(3, 5, 2, density=0.5, seed=1)
+    before = topo.mask
+    handed_out = topo.mask
+    handed_out[0, topo.n_clamped] = not bool(handed_out[0, topo.n_clamped])
+    topo.edges[0] = torch.tensor([1, topo.n_neurons - 1])
+    assert torch.equal(topo.mask, before)
+    with pytest.raises(AttributeError, match="immutable"):
+        topo.n_hidden = 7
+    with pytest.raises(AttributeError, match="immutable"):
+        del topo.bias
+
+
+def test_equality_and_hash_follow_the_counts_and_the_edge_set():
+    a = mp.Topology.random(3, 5, 2, density=0.5, seed=1)
+    b = mp.Topology.from_edges(3, 5, 2, edges=list(reversed(a.edge_list())))
+    assert a == b and hash(a) == hash(b)
+    assert a.edges.dtype == torch.long and a.edges.shape == (a.n_edges, 2)
+    keys = a.edges[:, 0] * a.n_neurons + a.edges[:, 1]
+    assert torch.all(keys[1:] > keys[:-1])  # row-major
+    edge = a.edge_list()[0]
+    c = a.with_edges(remove=[edge])
+    assert c != a and c.n_edges == a.n_edges - 1 and edge not in c.edge_list()
+    assert c.with_edges(add=[edge]) == a
+    assert mp.Topology.random(3, 5, 2, density=0.5, seed=1, bias=False) != mp.Topology.random(
+        3, 5, 2, density=0.5, seed=1, bias=True
+    )
+
+
+def test_with_edges_names_the_edge_it_cannot_add_or_remove():
+    topo = mp.Topology.from_edges(2, 2, 1, edges=[(0, 3), (3, 5)], bias=True)
+    with pytest.raises(ValueError, match=r"cannot add edge \(0, 3\)"):
+        topo.with_edges(add=[(0, 3)])
+    with pytest.raises(ValueError, match=r"cannot remove edge \(4, 5\)"):
+        topo.with_edges(remove=[(4, 5)])
+    with pytest.raises(ValueError, match=r"invalid edge \(3, 2\).*bias"):
+        topo.with_edges(add=[(3, 2)])
+    with pytest.raises(ValueError, match="out of range"):
+        topo.with_edges(add=[(0, 99)])
+    with pytest.raises(ValueError, match=r"duplicate edge \(4, 4\)"):
+        topo.with_edges(add=[(4, 4), (4, 4)])
+
+
+@pytest.mark.parametrize("method", ["fop", "fop_factored", "bptt", "reference", "auto"])
+def test_gradients_stay_exact_after_an_edit(method):
+    """Caches keyed on a topology (FOP plans, reachable columns) cannot go stale: swapping one
+    edge gives a new topology whose gradient equals autograd's (a mutable mask once made fop
+    differ from autograd by 0.13 here)."""
+    topo = mp.Topology.random(3, 6, 2, density=0.5, seed=3)
+    x = torch.randn(8, 3, dtype=torch.float64)
+    labels = torch.randint(0, 2, (8,))
+    net = mp.MeshNet(topo, ticks=3, activation="tanh", dtype=torch.float64, seed=0)
+    mp.gradient(net, x, labels, method=method)  # fills the caches for `topo`
+    missing = (topo.allowed_mask() & ~topo.mask).nonzero()[0].tolist()
+    edited = topo.with_edges(add=[tuple(missing)], remove=[topo.edge_list()[0]])
+    moved = net.with_topology(edited)
+    with torch.no_grad():
+        moved.A[tuple(missing)] = 0.3  # the new edge carries weight
+    _, expected = mp.gradient(moved, x, labels, method="autograd")
+    _, got = mp.gradient(moved, x, labels, method=method)
+    scale = expected.abs().max()
+    assert float((got - expected).abs().max() / scale) <= 1e-10
+
+
+def test_with_topology_keeps_shared_weights_and_starts_new_edges_at_zero():
+    topo = mp.Topology.random(3, 6, 2, density=0.5, seed=3)
+    net = mp.MeshNet(topo, ticks=4, activation="relu", output_activation="identity", grad="bptt")
+    removed = topo.edge_list()[:3]
+    added = [tuple(e) for e in (topo.allowed_mask() & ~topo.mask).nonzero()[:2].tolist()]
+    new = net.with_topology(topo.with_edges(add=added, remove=removed))
+    shared = topo.mask & new.topology.mask
+    assert torch.equal(new.A.detach()[shared], net.A.detach()[shared])
+    assert all(float(new.A.detach()[e]) == 0.0 for e in added + removed)
+    assert (new.ticks, new.grad, new.activation, new.output_activation) == (
+        4,
+        "bptt",
+        "relu",
+        "identity",
+    )
+    assert new.A.dtype == net.A.dtype
+    with pytest.raises(ValueError, match="keeps the neurons"):
+        net.with_topology(mp.Topology.random(3, 7, 2, density=0.5, seed=3))

@@ -214,10 +214,6 @@ class Topology:
         if missing.any():
             i, j = (int(v) for v in remove_t[int(missing.nonzero()[0])])
             raise ValueError(f"cannot remove edge ({i}, {j}): it is not in the topology")
-        both = torch.isin(add_keys, remove_keys)
-        if both.any():
-            i, j = (int(v) for v in add_t[int(both.nonzero()[0])])
-            raise ValueError(f"edge ({i}, {j}) is both added and removed")
         kept = self._edges[~torch.isin(keys, remove_keys)]
         return Topology(
             self.n_inputs,

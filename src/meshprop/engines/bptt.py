@@ -63,7 +63,7 @@ class BPTTEngine(GradientEngine):
         # 2 KiB per tick covers the two small tensors' allocator and bookkeeping overhead
         # (measured with ``meshprop bench``: 4.6 MiB at 1000 ticks, batch 16, N = 37)
         T, N, F = dyn.ticks, dyn.topology.n_neurons, dyn.n_free
-        return itemsize * (T * batch * (N + F) + 6 * batch * N + 4 * N * N) + 2048 * T
+        return itemsize * (T * batch * (N + F) + 6 * batch * N + 6 * N * N) + 2048 * T
 
     def estimate_flops(self, dyn, batch):
         T, N, F, I = dyn.ticks, dyn.topology.n_neurons, dyn.n_free, dyn.topology.n_inputs

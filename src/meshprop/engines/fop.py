@@ -219,7 +219,8 @@ class FOPEngine(GradientEngine):
         P, widths = _carried_widths(dyn)
         wide = max((padded_width(w) for w in widths[1:-1]), default=0)  # two cached buffers
         carried = min(2, dyn.ticks - 2) * wide + dyn.n_outputs + 4  # + saved outputs, tick 1
-        return itemsize * batch * P * carried + itemsize * dyn.topology.n_neurons**2
+        # + the masked A and its blocks (Dynamics.split) and dE/dA: three N×N tensors
+        return itemsize * batch * P * carried + 3 * itemsize * dyn.topology.n_neurons**2
 
     def estimate_flops(self, dyn, batch):
         P, widths = _carried_widths(dyn)

@@ -141,7 +141,7 @@ class FactoredFOPEngine(GradientEngine):
         widths = [len(R) for R in needed_columns(dyn.topology, dyn.ticks)]
         N, F, T = dyn.topology.n_neurons, dyn.n_free, dyn.ticks
         J_peak = max(3 * rows[n] * widths[n] for n in range(T))  # J_{n-1}, its product, J_n
-        return itemsize * batch * (J_peak + T * (N + 2 * F)) + itemsize * 3 * N * N
+        return itemsize * batch * (J_peak + T * (N + 2 * F)) + itemsize * 5 * N * N
 
     def estimate_flops(self, dyn, batch):
         rows = _rows(dyn.topology, dyn.ticks).counts
