@@ -10,7 +10,7 @@ of the maths.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import torch
@@ -139,6 +139,7 @@ class NeuronActivations:
     """φ̂ restricted to the free neurons: groups of neurons sharing one φ."""
 
     names: tuple[str, ...]
+    _groups: dict[str, list[int]] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         groups: dict[str, list[int]] = {}
@@ -168,7 +169,7 @@ class NeuronActivations:
         """φ(t) alone, differentiable by autograd (used by the autograd engine)."""
         if len(self._groups) == 1:
             return _AUTOGRAD[next(iter(self._groups))](t)
-        parts = [None] * len(self.names)
+        parts: list[torch.Tensor] = [t] * len(self.names)  # every entry is replaced below
         for name, index in self._groups.items():
             idx = torch.as_tensor(index, device=t.device)
             values = _AUTOGRAD[name](t.index_select(-1, idx))

@@ -147,6 +147,6 @@ def memory_limit(limit: int | float | str | None) -> Iterator[int | None]:
     previous = _limit
     _limit = parse_bytes(limit)
     try:
-        yield _limit  # type: ignore[misc]
+        yield _limit
     finally:
         _limit = previous

@@ -57,6 +57,8 @@ class MeshNet(nn.Module):
     through the mask and a gradient hook zeroes their gradient.
     """
 
+    mask: torch.Tensor  # the topology's mask on A's device (a non-persistent buffer)
+
     def __init__(
         self,
         topology: Topology,

@@ -34,8 +34,10 @@ Params = Mapping[str, torch.Tensor]
 class VJPFunction(Protocol):
     """y = f(θ, x) with its own reverse pass (see the module docstring)."""
 
-    #: True when ``backward`` also returns dE/dx.
-    provides_input_grad: bool
+    @property
+    def provides_input_grad(self) -> bool:
+        """True when ``backward`` also returns dE/dx."""
+        ...
 
     def forward(self, params: Params, x: torch.Tensor) -> tuple[torch.Tensor, Any]:
         """y and what ``backward`` needs."""

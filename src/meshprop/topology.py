@@ -66,6 +66,9 @@ class Topology:
     #: for topologies built by :meth:`layered`: the layer sizes, else None (a hint, not part of
     #: the value: equality ignores it).
     layer_sizes: tuple[int, ...] | None
+    _edges: torch.Tensor
+    _dense: torch.Tensor | None
+    _hash: int
 
     def __init__(
         self,
@@ -179,7 +182,8 @@ class Topology:
             if len(self._edges):
                 dense[self._edges[:, 0], self._edges[:, 1]] = True
             object.__setattr__(self, "_dense", dense)
-        return self._dense  # type: ignore[return-value]
+        assert self._dense is not None
+        return self._dense
 
     @property
     def edges(self) -> torch.Tensor:

@@ -119,9 +119,9 @@ def closest_layer_sizes(topology: Topology) -> list[int]:
     M = topology.mask.clone().to(torch.int64)
     if topology.bias:
         M[topology.n_inputs] = 0
-    S = torch.zeros(n + 1, n + 1, dtype=torch.int64)
-    S[1:, 1:] = M.cumsum(0).cumsum(1)
-    S = S.numpy()
+    sums = torch.zeros(n + 1, n + 1, dtype=torch.int64)
+    sums[1:, 1:] = M.cumsum(0).cumsum(1)
+    S = sums.numpy()
 
     def count(r0, r1, c0: int, c1: int):
         return S[r1, c1] - S[r0, c1] - S[r1, c0] + S[r0, c0]

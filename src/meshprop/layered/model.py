@@ -262,7 +262,8 @@ class MLP(nn.Module):
                 f"an MLP view needs ticks = L = {depth}"
             )
         names = net.dynamics.activations.names  # one per free neuron, in neuron order
-        layer_names, start = [], 0
+        layer_names: list[str] = []
+        start = 0
         for h, size in enumerate(sizes[1:], start=1):
             block = set(names[start : start + size])
             if len(block) != 1:
@@ -277,10 +278,8 @@ class MLP(nn.Module):
             sizes, activation=layer_names, bias=topo.bias, grad=grad, dtype=A.dtype, device=A.device
         )
         with torch.no_grad():
-            for W, block in zip(
-                mlp.weights, adjacency_to_weights(A, sizes, topo.bias), strict=True
-            ):
-                W.copy_(block)
+            for W, W_h in zip(mlp.weights, adjacency_to_weights(A, sizes, topo.bias), strict=True):
+                W.copy_(W_h)
         return mlp
 
     def extra_repr(self) -> str:
