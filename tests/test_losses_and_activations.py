@@ -1,12 +1,20 @@
-"""Hand-written φ′ and dE/dy against PyTorch autograd."""
+"""Hand-written φ′ and dE/dy against PyTorch autograd; the losses' targets and metrics."""
 
 from __future__ import annotations
+
+import math
 
 import pytest
 import torch
 
 from meshprop.activations import ACTIVATIONS, NeuronActivations
-from meshprop.losses import loss_and_grad
+from meshprop.losses import (
+    check_target,
+    loss_and_grad,
+    loss_value,
+    metrics,
+    validate_target,
+)
 
 
 @pytest.mark.parametrize("name", sorted(ACTIVATIONS))
@@ -51,3 +59,105 @@ def test_builtin_loss_gradients_equal_autograd():
 def test_callable_loss_must_return_a_scalar():
     with pytest.raises(ValueError, match="scalar"):
         loss_and_grad(lambda y, t: y, torch.zeros(2, 2), torch.zeros(2, 2))
+
+
+@pytest.mark.parametrize("loss", ["mse", "cross_entropy"])
+def test_loss_value_and_loss_and_grad_are_one_definition(loss, rng):
+    y = torch.randn(6, 4, generator=rng, dtype=torch.float64)
+    if loss == "mse":
+        target = torch.randn(6, 4, generator=rng, dtype=torch.float64)
+    else:
+        target = torch.randint(0, 4, (6,), generator=rng)
+    leaf = y.clone().requires_grad_(True)
+    value = loss_value(loss, leaf, target)
+    (grad,) = torch.autograd.grad(value, leaf)
+    hand_value, hand_grad = loss_and_grad(loss, y, target)
+    torch.testing.assert_close(hand_value, value.detach(), rtol=1e-14, atol=0)
+    torch.testing.assert_close(hand_grad, grad, rtol=1e-13, atol=1e-16)
+
+
+def test_callable_loss_gradient_is_autograd_on_the_loss_alone(rng):
+    y = torch.randn(5, 3, generator=rng, dtype=torch.float64)
+    w = torch.randn(5, 3, generator=rng, dtype=torch.float64)
+    value, grad = loss_and_grad(lambda out, t: (out.tanh() * t).sum(), y, w)
+    assert float(value) == pytest.approx(float((y.tanh() * w).sum()), rel=1e-14)
+    torch.testing.assert_close(grad, (1 - y.tanh() ** 2) * w, rtol=1e-13, atol=1e-16)
+    _, unused = loss_and_grad(lambda out, t: t.sum(), y, w)  # E does not depend on y
+    assert torch.equal(unused, torch.zeros_like(y))
+
+
+def test_named_outputs_sum_the_loss_of_each(rng):
+    """A block diagram with several outputs: a built-in loss is Σ_outputs, a callable gets the
+    dicts."""
+    y = {n: torch.randn(4, 2, 3, generator=rng, dtype=torch.float64) for n in ("a", "b")}
+    t = {n: torch.randn(4, 2, 3, generator=rng, dtype=torch.float64) for n in ("a", "b")}
+    value, grads = loss_and_grad("mse", y, t)
+    expected = sum(float(((y[n] - t[n]) ** 2).mean()) for n in y)
+    assert float(value) == pytest.approx(expected, rel=1e-14)
+    assert float(loss_value("mse", y, t)) == pytest.approx(expected, rel=1e-14)
+    for n in y:
+        torch.testing.assert_close(grads[n], 2 * (y[n] - t[n]) / 24, rtol=1e-14, atol=0)
+    value, grads = loss_and_grad(lambda out, tgt: (out["a"] * tgt["b"]).sum(), y, t)
+    assert torch.equal(grads["a"], t["b"]) and torch.equal(grads["b"], torch.zeros_like(y["b"]))
+    with pytest.raises(
+        TypeError, match=r"targets must be a dict with the output names \['a', 'b'\]"
+    ):
+        loss_and_grad("mse", y, t["a"])
+
+
+def test_targets_are_checked_against_the_output_shape():
+    labels = torch.tensor([0, 2, 1])
+    validate_target("cross_entropy", labels, (3, 3))
+    with pytest.raises(ValueError, match=r"label 2 is out of range: the network has 2 outputs"):
+        validate_target("cross_entropy", labels, (3, 2))
+    with pytest.raises(
+        ValueError, match=r"cross_entropy needs outputs of shape \(batch, classes\)"
+    ):
+        validate_target("cross_entropy", labels, (5, 3, 3))
+    with pytest.raises(ValueError, match=r"cross_entropy expects labels of shape \(4,\)"):
+        validate_target("cross_entropy", labels, (4, 3))
+    with pytest.raises(TypeError, match="integer class labels"):
+        validate_target("cross_entropy", labels.double(), (3, 3))
+    seq = torch.zeros(5, 2, 1, dtype=torch.float64)
+    validate_target("mse", seq, (5, 2, 1))
+    with pytest.raises(ValueError, match=r"mse expects a target of shape \(5, 2, 3\)"):
+        validate_target("mse", seq, (5, 2, 3))
+    with pytest.raises(TypeError, match="floating-point target"):
+        validate_target("mse", labels, (3,))
+    with pytest.raises(ValueError, match="target contains NaN or inf"):
+        validate_target(lambda a, b: a.sum(), torch.tensor([1.0, float("inf")]), (2,))
+    named = {"y": seq}
+    validate_target("mse", named, {"y": (5, 2, 1)})
+    with pytest.raises(ValueError, match=r"mse target for 'y' must have the output's shape"):
+        validate_target("mse", named, {"y": (5, 2, 2)})
+    with pytest.raises(ValueError, match=r"targets must be given for exactly \['y', 'z'\]"):
+        validate_target("mse", named, {"y": (5, 2, 1), "z": (5, 2, 1)})
+    with pytest.raises(ValueError, match="unknown loss 'l1'"):
+        validate_target("l1", seq, (5, 2, 1))
+    check_target("mse", torch.zeros(3, 2), 3, 2)  # the (batch, outputs) shorthand
+    with pytest.raises(ValueError, match=r"mse expects a target of shape \(3, 1\)"):
+        check_target("mse", torch.zeros(3, 2), 3, 1)
+
+
+def test_metrics_are_the_textbook_definitions(rng):
+    from sklearn.metrics import accuracy_score, log_loss, r2_score
+
+    logits = torch.randn(50, 3, generator=rng, dtype=torch.float64)
+    labels = torch.randint(0, 3, (50,), generator=rng)
+    m = metrics(logits, labels, "cross_entropy")
+    probs = torch.softmax(logits, dim=1).numpy()
+    assert m["loss"] == pytest.approx(log_loss(labels.numpy(), probs, labels=[0, 1, 2]), rel=1e-12)
+    assert m["accuracy"] == accuracy_score(labels.numpy(), probs.argmax(axis=1))
+    # r2 = 1 − Σ residual² / Σ (target − its mean)²: scikit-learn's variance-weighted R²,
+    # over the samples of (B, O) outputs and of (T, B, width) sequences alike
+    for shape in [(40, 2), (6, 7, 3)]:
+        y = torch.randn(*shape, generator=rng, dtype=torch.float64)
+        t = y + 0.3 * torch.randn(*shape, generator=rng, dtype=torch.float64) + 1.0
+        m = metrics(y, t, "mse")
+        flat_t, flat_y = t.reshape(-1, shape[-1]).numpy(), y.reshape(-1, shape[-1]).numpy()
+        assert m["r2"] == pytest.approx(
+            r2_score(flat_t, flat_y, multioutput="variance_weighted"), rel=1e-12
+        )
+        assert m["mse"] == pytest.approx(float(((y - t) ** 2).mean()), rel=1e-14)
+        assert m["loss"] == m["mse"]
+    assert math.isnan(metrics(y, torch.ones_like(y), "mse")["r2"])  # constant target

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import copy
 import io
 
+import numpy as np
 import pytest
 import torch
 
@@ -11,7 +13,9 @@ import meshprop as mp
 from meshprop.checkpoint import load_checkpoint, save_checkpoint
 from meshprop.data import load_dataset, split_dataset
 from meshprop.reporting import Reporter
+from meshprop.threads import DEFAULT_THREADS
 from meshprop.training import (
+    DivergenceError,
     EarlyStopping,
     History,
     build_optimizer,
@@ -268,8 +272,6 @@ def test_custom_loader_and_before_step_hook(moons):
 
 
 def test_divergence_is_reported_as_a_value_error(moons):
-    from meshprop.training import DivergenceError
-
     def infinite(y, target):
         return y.sum() * float("inf")
 
@@ -298,3 +300,197 @@ def test_progress_bar_shows_the_running_loss_on_a_terminal_only(moons, monkeypat
     terminal.truncate()
     fit(small_net(), moons.train, epochs=2, progress=False)
     assert terminal.getvalue() == ""
+
+
+# ------------------------------------------------------------------ any model, any array
+def test_numpy_arrays_train_exactly_like_tensors(moons):
+    X, y = moons.train
+    runs = []
+    for data in [(X, y), (X.numpy(), y.numpy().astype(np.int32))]:
+        net = small_net()
+        h = fit(net, data, (moons.val[0].numpy(), moons.val[1].numpy()), epochs=2, progress=False)
+        runs.append((net.A.detach().clone(), h.records))
+    assert torch.equal(runs[0][0], runs[1][0]) and runs[0][1] == runs[1][1]
+    # float32 arrays are converted to the model's dtype, like float32 tensors
+    a, b = small_net(), small_net()
+    fit(a, (X.float(), y), epochs=1, progress=False)
+    fit(b, (X.float().numpy(), y.numpy()), epochs=1, progress=False)
+    assert torch.equal(a.A, b.A)
+    # regression targets as float32 arrays become the model's float64
+    Xr = np.linspace(-1, 1, 40).reshape(20, 2)
+    yr = (Xr[:, :1] * 0.5).astype(np.float32)
+    net = mp.MeshNet(mp.Topology.mesh(2, 2, 1), ticks=2, dtype=torch.float64, seed=0)
+    h = fit(net, (Xr, yr), loss="mse", epochs=1, progress=False)
+    with torch.no_grad():
+        out = net(torch.from_numpy(Xr))
+    expected = float(((out - torch.from_numpy(yr).double()) ** 2).mean())
+    assert h["train_mse"][-1] == pytest.approx(expected, rel=1e-12)
+
+
+def test_fit_rejects_bad_arrays_with_a_clear_message():
+    net = small_net()
+    X = np.zeros((6, 2))
+    labels = np.array([0, 1, 0, 1, 0, 1])
+    with pytest.raises(TypeError, match="must be a pair"):
+        fit(net, X, progress=False)
+    with pytest.raises(TypeError, match="NumPy array or a torch tensor"):
+        fit(net, (X.tolist(), labels), progress=False)
+    with pytest.raises(TypeError, match="must hold numbers"):
+        fit(net, (X.astype(object), labels), progress=False)
+    bad = X.copy()
+    bad[3, 1] = np.nan
+    with pytest.raises(
+        ValueError, match=r"train_data: X contains NaN or inf \(first at index \(3, 1\)\)"
+    ):
+        fit(net, (bad, labels), progress=False)
+    with pytest.raises(ValueError, match=r"X must have shape \(samples, 2\), got \(6, 2, 1\)"):
+        fit(net, (X[:, :, None], labels), progress=False)
+    with pytest.raises(ValueError, match="X has 6 rows but y has 5"):
+        fit(net, (X, labels[:5]), progress=False)
+    with pytest.raises(TypeError, match="integer class labels"):
+        fit(net, (X, labels.astype(float)), progress=False)
+    with pytest.raises(ValueError, match="label 2 is out of range"):
+        fit(net, (X, labels + 1), progress=False)
+    with pytest.raises(ValueError, match=r"mse expects a target of shape \(6, 2\)"):
+        fit(net, (X, np.zeros((6, 1))), loss="mse", progress=False)
+    with pytest.raises(ValueError, match="val_data: X contains NaN"):
+        fit(net, (X, labels), (bad, labels), progress=False)
+    with pytest.raises(ValueError, match="unknown loss 'hinge'"):
+        fit(net, (X, labels), loss="hinge", progress=False)
+    with pytest.raises(TypeError, match=r"must be a torch\.nn\.Module"):
+        fit(lambda x: x, (X, labels), progress=False)
+
+
+def test_fit_applies_the_one_thread_policy(moons):
+    def seen(threads):
+        counts = []
+        fit(
+            small_net(),
+            moons.train,
+            epochs=2,
+            progress=False,
+            threads=threads,
+            callback=lambda e, n, r: counts.append(torch.get_num_threads()),
+        )
+        return counts
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(3)
+    try:
+        assert seen(None) == [DEFAULT_THREADS] * 2 and DEFAULT_THREADS == 1
+        assert seen(2) == [2, 2]
+        assert seen(0) == [3, 3]  # 0: torch's own setting, untouched
+        assert torch.get_num_threads() == 3  # restored after training
+        with pytest.raises(ValueError, match="threads must be an integer >= 0"):
+            fit(small_net(), moons.train, progress=False, threads=-1)
+    finally:
+        torch.set_num_threads(before)
+
+
+def test_any_module_trains_like_a_hand_written_loop(moons):
+    """fit on a plain torch module = the textbook loop over make_loader's batches."""
+    X, y = moons.train
+    a = torch.nn.Sequential(torch.nn.Linear(2, 5), torch.nn.Tanh(), torch.nn.Linear(5, 2)).double()
+    b = copy.deepcopy(a)
+    h = fit(a, (X, y), epochs=3, batch_size=16, lr=0.01, seed=4, progress=False)
+    opt = torch.optim.Adam(b.parameters(), lr=0.01)
+    loader = make_loader(X, y, 16, seed=4)
+    losses = []
+    for _ in range(3):
+        total = 0.0
+        for xb, yb in loader:
+            opt.zero_grad()
+            value = torch.nn.functional.cross_entropy(b(xb), yb)
+            value.backward()
+            opt.step()
+            total += float(value.detach()) * len(xb)
+        losses.append(total / len(X))
+    for p, q in zip(a.parameters(), b.parameters(), strict=True):
+        assert torch.equal(p, q)
+    assert h["batch_loss"] == pytest.approx(losses, rel=1e-12)
+    with torch.no_grad():
+        expected = float((b(X).argmax(dim=1) == y).double().mean())
+    assert h["train_accuracy"][-1] == expected
+
+
+class _Recurrent(torch.nn.Module):
+    """A sequence model with inputs and outputs shaped (T, B, width)."""
+
+    def __init__(self):
+        super().__init__()
+        self.rnn = torch.nn.RNN(2, 4, dtype=torch.float64)
+        self.readout = torch.nn.Linear(4, 1, dtype=torch.float64)
+
+    def forward(self, x):
+        return self.readout(self.rnn(x)[0])
+
+
+def test_sequences_are_batched_along_their_samples_axis(rng):
+    X = torch.randn(7, 10, 2, generator=rng, dtype=torch.float64)  # (T, B, width)
+    Y = X.sum(dim=2, keepdim=True).cumsum(dim=0) * 0.1
+    loader = make_loader(X, Y, 4, seed=2, dim=1)
+    batches = list(loader)
+    assert [xb.shape for xb, _ in batches] == [(7, 4, 2), (7, 4, 2), (7, 2, 2)]
+    order = torch.cat([xb for xb, _ in batches], dim=1)
+    assert sorted(order[0, :, 0].tolist()) == sorted(X[0, :, 0].tolist())  # every sample once
+    for xb, yb in batches:  # x and y stay paired
+        torch.testing.assert_close(yb, xb.sum(dim=2, keepdim=True).cumsum(dim=0) * 0.1)
+    a = _Recurrent()
+    b = copy.deepcopy(a)
+    h = fit(a, (X, Y), loss="mse", epochs=2, batch_size=4, seed=2, batch_dim=1, progress=False)
+    opt = torch.optim.Adam(b.parameters(), lr=1e-3)
+    loader = make_loader(X, Y, 4, seed=2, dim=1)  # a fresh one: each epoch draws a new order
+    for _ in range(2):
+        for xb, yb in loader:
+            opt.zero_grad()
+            torch.nn.functional.mse_loss(b(xb), yb).backward()
+            opt.step()
+    for p, q in zip(a.parameters(), b.parameters(), strict=True):
+        assert torch.equal(p, q)
+    with torch.no_grad():
+        assert h["train_mse"][-1] == pytest.approx(float(((b(X) - Y) ** 2).mean()), rel=1e-12)
+    with pytest.raises(ValueError, match=r"X has 10 samples \(axis 1\) but y has 9"):
+        fit(_Recurrent(), (X, Y[:, :9]), loss="mse", batch_dim=1, progress=False)
+
+
+def test_evaluate_takes_arrays_and_matches_the_metric_definitions(moons):
+    net = small_net()
+    X, y = moons.test
+    m = evaluate(net, X.numpy(), y.numpy())
+    with torch.no_grad():
+        out = net(X)
+    assert m["loss"] == pytest.approx(float(torch.nn.functional.cross_entropy(out, y)), rel=1e-14)
+    assert m["accuracy"] == float((out.argmax(dim=1) == y).double().mean())
+
+
+class _OneProcess:
+    """The two calls the loop makes on a DataParallel, for a world of one process."""
+
+    last_batch_size = 0
+
+    def all_reduce_gradients(self, parameters, n_local, loss_local):
+        self.last_batch_size = n_local
+        return n_local, loss_local
+
+
+def test_a_diverging_shard_stops_every_process_after_the_reduction(moons):
+    """With parallel, a NaN loss is not raised before the all-reduce (the peers would wait for
+    it forever): it is reduced into the batch loss, which every process then rejects."""
+    net = small_net()
+    before = net.A.detach().clone()
+    opt = torch.optim.SGD(net.parameters(), lr=0.1)
+    x, y = moons.train[0][:4], moons.train[1][:4]
+    with pytest.raises(DivergenceError, match="the loss is nan"):
+        train_step(net, opt, x, y, lambda out, t: out.sum() * float("nan"), parallel=_OneProcess())
+    assert net.A.grad is not None and torch.isnan(net.A.grad).any()  # the reduction happened
+    assert torch.equal(net.A.detach(), before)  # but no step
+
+
+def test_an_empty_batch_is_an_error_in_one_process(moons):
+    net = small_net()
+    opt = torch.optim.SGD(net.parameters(), lr=0.1)
+    x, y = moons.train[0][:0], moons.train[1][:0]
+    with pytest.raises(ValueError, match="a batch holds no samples"):
+        train_step(net, opt, x, y)
+    with pytest.raises(ValueError, match="the loader yielded no batches"):
+        fit(net, moons.train, loader=[], progress=False)

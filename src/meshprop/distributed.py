@@ -2,14 +2,16 @@
 train each part in isolation, combine their ΔW).
 
 Every process holds the whole model and the whole data set and draws the same seeded sequence of
-mini-batches (``meshprop.training.make_loader``).  :class:`ShardedBatchSampler` hands process r
-its contiguous slice of every batch, so the union of the shards of a step is exactly the batch a
-single process would draw.  Each process computes the gradient of the mean loss over its shard
-with the model's own gradient engine (``loss.backward()`` through ``net.grad``: fop, bptt,
-autograd, reference, or a layered rule for an MLP); one ``all_reduce`` then sums
-``n_r · ∂E_r/∂W`` over the processes and divides by n = Σ n_r.  Since every built-in loss is a
-mean over samples, that weighted average is the gradient of the full batch, and the optimiser
-step that follows is the single-process step, bit for bit up to the order of the additions.
+mini-batches.  :class:`ShardedBatchSampler` hands process r its contiguous slice of every batch,
+so the union of the shards of a step is exactly the batch a single process would draw.  Each
+process computes the gradient of the mean loss over its shard with the model's own reverse pass;
+:meth:`DataParallel.all_reduce_gradients` then sums ``n_r · ∂E_r/∂W`` over the processes in one
+``all_reduce`` and divides by n = Σ n_r.  Since every built-in loss is a mean over samples, that
+weighted average is the gradient of the full batch, and the optimiser step that follows is the
+single-process step up to the order of the additions.
+
+This module only shards and reduces: the training step itself is ``meshprop.training``'s, which
+takes a :class:`DataParallel` as an option (``fit(..., parallel=...)``).
 
 Launch with ``torchrun --nproc-per-node K -m meshprop train ...``: :func:`from_environment`
 reads torchrun's variables (RANK, WORLD_SIZE, LOCAL_RANK, MASTER_ADDR, MASTER_PORT) and joins
@@ -20,16 +22,13 @@ from __future__ import annotations
 
 import datetime
 import os
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
-from typing import Any
 
 import torch
 import torch.distributed as dist
 from torch import nn
 from torch.utils.data import BatchSampler, DataLoader, Sampler
-
-from .losses import LossFn
 
 __all__ = [
     "DataParallel",
@@ -90,22 +89,31 @@ class ShardedBatchSampler(Sampler[list[int]]):
 
 class ShardedBatches:
     """Process ``rank``'s contiguous slice of every (x, y) batch of any iterable of batches
-    (each process iterates an identical sequence and keeps its part)."""
+    (each process iterates an identical sequence and keeps its part); the samples of a batch
+    lie along axis ``dim`` (1 for sequences shaped (T, B, width))."""
 
     def __init__(
-        self, batches: Iterable[tuple[torch.Tensor, torch.Tensor]], rank: int, world_size: int
+        self,
+        batches: Iterable[tuple[torch.Tensor, torch.Tensor]],
+        rank: int,
+        world_size: int,
+        dim: int = 0,
     ):
         shard_bounds(0, rank, world_size)  # validates rank
         self.batches = batches
         self.rank = rank
         self.world_size = world_size
+        self.dim = dim
 
     def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         for xb, yb in self.batches:
-            if len(xb) != len(yb):
-                raise ValueError(f"a batch holds {len(xb)} inputs but {len(yb)} targets")
-            start, stop = shard_bounds(len(xb), self.rank, self.world_size)
-            yield xb[start:stop], yb[start:stop]
+            n = xb.shape[self.dim]
+            if yb.shape[self.dim] != n:
+                raise ValueError(
+                    f"a batch holds {n} inputs but {yb.shape[self.dim]} targets (axis {self.dim})"
+                )
+            start, stop = shard_bounds(n, self.rank, self.world_size)
+            yield xb.narrow(self.dim, start, stop - start), yb.narrow(self.dim, start, stop - start)
 
     def __len__(self) -> int:
         return len(self.batches)  # type: ignore[arg-type]
@@ -132,29 +140,30 @@ class DataParallel:
         return self.rank == 0
 
     def shard_loader(
-        self, loader: Iterable[tuple[torch.Tensor, torch.Tensor]]
+        self, loader: Iterable[tuple[torch.Tensor, torch.Tensor]], dim: int = 0
     ) -> Iterable[tuple[torch.Tensor, torch.Tensor]]:
         """The same loader, yielding this process's shard of each of its batches.
 
-        A DataLoader that draws whole batches through a batch sampler (as ``make_loader``'s do:
-        ``DataLoader(dataset, sampler=BatchSampler(...), batch_size=None)``, or one built with
-        ``batch_sampler=``) is re-indexed so that each process loads only its own samples. Any
-        other iterable of (x, y) batches — identical in every process — is sliced batch by
-        batch (:class:`ShardedBatches`).
+        A DataLoader that draws whole batches through a batch sampler (as
+        ``meshprop.training.make_loader``'s do: ``DataLoader(dataset,
+        sampler=BatchSampler(...), batch_size=None)``, or one built with ``batch_sampler=``) is
+        re-indexed so that each process loads only its own samples. Any other iterable of (x, y)
+        batches — identical in every process — is sliced batch by batch along axis ``dim``
+        (:class:`ShardedBatches`).
         """
-        batches = None
         if isinstance(loader, DataLoader):
+            batches: Iterable[Sequence[int]] | None = None
             if loader.batch_size is None and isinstance(loader.sampler, BatchSampler):
                 batches = loader.sampler
             elif loader.batch_size is not None and loader.batch_sampler is not None:
                 batches = loader.batch_sampler
-        if batches is None:
-            return ShardedBatches(loader, self.rank, self.world_size)
-        return DataLoader(
-            loader.dataset,
-            sampler=ShardedBatchSampler(batches, self.rank, self.world_size),
-            batch_size=None,
-        )
+            if batches is not None:
+                return DataLoader(
+                    loader.dataset,
+                    sampler=ShardedBatchSampler(batches, self.rank, self.world_size),
+                    batch_size=None,
+                )
+        return ShardedBatches(loader, self.rank, self.world_size, dim)
 
     def all_reduce_gradients(
         self, parameters: Iterable[nn.Parameter], n_local: int, loss_local: float = 0.0
@@ -185,39 +194,6 @@ class DataParallel:
             p.grad = (buffer[offset : offset + size] / n).view_as(p).clone()
             offset += size
         return n, float(buffer[-2]) / n
-
-    def train_step(
-        self,
-        net: nn.Module,
-        optimizer: torch.optim.Optimizer,
-        x: torch.Tensor,
-        target: torch.Tensor,
-        loss: str | LossFn = "cross_entropy",
-        before_step: Callable[[nn.Module], Any] | None = None,
-    ) -> float:
-        """``meshprop.training.train_step`` for one shard: forward and ``loss.backward()`` through
-        the model's own engine on this process's samples, the weighted all-reduce,
-        ``before_step(net)``, then the optimiser step every process takes identically.  Returns
-        the mean loss of the whole batch (all shards)."""
-        from .training import DivergenceError, loss_value  # the single-process definitions
-
-        optimizer.zero_grad(set_to_none=True)
-        n_local, local = len(x), 0.0
-        if n_local:  # a batch smaller than the world leaves some shards empty
-            device = next(net.parameters()).device
-            value = loss_value(loss, net(x), target.to(device))
-            if not torch.isfinite(value):
-                raise DivergenceError(
-                    f"the loss is {float(value.detach())} on rank {self.rank}: training "
-                    "diverged (lower the lr)"
-                )
-            value.backward()
-            local = float(value.detach())
-        _, batch_loss = self.all_reduce_gradients(net.parameters(), n_local, local)
-        if before_step is not None:
-            before_step(net)
-        optimizer.step()
-        return batch_loss
 
     @torch.no_grad()
     def broadcast_parameters(self, module: nn.Module) -> None:

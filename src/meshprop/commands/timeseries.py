@@ -4,10 +4,11 @@ The first ``--train-fraction`` (70 %) of the series trains the model, the rest i
 The series is standardised with the training part's mean and standard deviation.  Training
 sequences are all windows of ``--window`` steps of the training part (a batch of sequences,
 zero initial conditions); the loss ignores the first steps of each window, while the taps fill
-(``burn-in``).  Gradients come from the reciprocal network (paper 004) and torch.optim.Adam
-applies them.  The test predictions come from one run over the whole series, so every test
-prediction sees only past values.  A linear autoregressive model on the same window of past
-values, fitted to the training part by least squares, is the baseline.
+(``burn-in``).  ``meshprop.fit`` trains the model with full-batch Adam steps on all windows at
+once, the gradients coming from the reciprocal network (paper 004).  The test predictions come
+from one run over the whole series, so every test prediction sees only past values.  A linear
+autoregressive model on the same window of past values, fitted to the training part by least
+squares, is the baseline.
 
 NMSE = mean((prediction − truth)²) / variance(truth) over the predicted test values.
 """
@@ -18,16 +19,23 @@ import argparse
 import csv
 import json
 import math
-import time
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
+from torch import nn
 
+from .. import protocol
 from ..diagram import Diagram, draw, examples
 from ..diagram.series import mackey_glass
+from ..losses import LossFn
+from ..mesh import MeshNet
+from ..threads import thread_policy
+from ..topology import Topology
+from ..training import History, fit
 
-__all__ = ["ar_baseline", "load_series", "register"]
+__all__ = ["ar_baseline", "load_series", "register", "train_diagram"]
 
 MODELS = ("fir", "narx", "mesh")
 
@@ -68,7 +76,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--threads",
         type=int,
         default=1,
-        help="torch CPU threads (the tensors are small: 1 is fastest)",
+        help="torch intra-op threads (the tensors are small: 1 is fastest; 0 = torch's default)",
     )
     p.add_argument("--out", required=True, metavar="DIR", help="output directory")
     p.set_defaults(handler=handle)
@@ -133,10 +141,8 @@ def _build(args: argparse.Namespace) -> tuple[Diagram, int]:
         return d, K + args.hidden_taps
     if args.model == "narx":
         return examples.narx(1, H, 1, input_taps=K, output_taps=2, seed=args.seed), K
-    import meshprop as mp
-
-    topo = mp.Topology.mesh(inputs=K + 1, hidden=H, outputs=1, bias=True)
-    net = mp.MeshNet(
+    topo = Topology.mesh(inputs=K + 1, hidden=H, outputs=1, bias=True)
+    net = MeshNet(
         topo,
         ticks=1,
         activation="tanh",
@@ -149,13 +155,80 @@ def _build(args: argparse.Namespace) -> tuple[Diagram, int]:
     return examples.mnn(net, input_taps=K), K
 
 
+class _Reciprocal:
+    """A diagram with one input and one output as a ``meshprop.protocol`` VJPFunction whose
+    reverse pass is its reciprocal network (paper 004, rule 6 fed with dE/dy).
+
+    ``Diagram.gradient`` takes a loss, so the reverse pass hands it J = Σ y·g, whose dJ/dy is
+    exactly the incoming g = dE/dy; it re-simulates the forward to record the signals.  (Once a
+    Diagram is itself callable through the protocol, the diagram replaces this adapter.)
+    """
+
+    provides_input_grad = False
+
+    def __init__(self, diagram: Diagram):
+        self.diagram = diagram
+
+    def forward(self, params: protocol.Params, x: torch.Tensor) -> tuple[torch.Tensor, Any]:
+        with torch.no_grad():
+            y = self.diagram.run(x)
+        if not isinstance(y, torch.Tensor):
+            raise TypeError("the diagram must have one output")
+        return y, None
+
+    def backward(
+        self, params: protocol.Params, x: torch.Tensor, saved: Any, grad_y: torch.Tensor
+    ) -> tuple[dict[str, torch.Tensor], None]:
+        _, grads = self.diagram.gradient(x, grad_y, loss=_contract, method="reciprocal")
+        return grads, None
+
+
+def _contract(y: torch.Tensor, g: torch.Tensor) -> torch.Tensor:
+    return (y * g).sum()
+
+
+class _Model(nn.Module):
+    """The diagram as a model for ``fit``: y (T, B, width) = diagram(x (T, B, width))."""
+
+    def __init__(self, diagram: Diagram):
+        super().__init__()
+        self.diagram = diagram
+        self._function = _Reciprocal(diagram)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return protocol.apply(self._function, self.diagram.parameter_dict(), x)
+
+
+def train_diagram(
+    diagram: Diagram,
+    x: torch.Tensor,
+    target: torch.Tensor,
+    loss: str | LossFn,
+    epochs: int,
+    lr: float,
+    threads: int | None = None,
+) -> History:
+    """``epochs`` full-batch Adam steps of ``meshprop.fit`` on the sequences x, target of shape
+    (T, B, width), gradients by the reciprocal network.  ``history["batch_loss"]`` holds the
+    loss of every step (before its update)."""
+    return fit(
+        _Model(diagram),
+        (x, target),
+        loss=loss,
+        optimizer="adam",
+        lr=lr,
+        epochs=epochs,
+        loader=[(x, target)],  # every window in every step, in their order
+        batch_dim=1,
+        evaluate_train=False,
+        progress=False,
+        threads=threads,
+    )
+
+
 def handle(args: argparse.Namespace) -> int:
-    threads = torch.get_num_threads()
-    torch.set_num_threads(max(1, args.threads))
-    try:
+    with thread_policy(args.threads, "--threads"):
         return _run(args)
-    finally:
-        torch.set_num_threads(threads)
 
 
 def _run(args: argparse.Namespace) -> int:
@@ -197,20 +270,14 @@ def _run(args: argparse.Namespace) -> int:
     def loss(y: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         return ((y[burn:] - target[burn:]) ** 2).mean()
 
-    opt = torch.optim.Adam(d.parameters(), lr=args.lr)
+    trained = train_diagram(d, x, t, loss, args.epochs, args.lr, args.threads)
+    history, seconds = trained["batch_loss"], trained.wall_time_s
     params = d.parameter_dict()
-    history = []
-    t0 = time.perf_counter()
-    for _ in range(args.epochs):
-        value, grads = d.gradient(x, t, loss=loss, method="reciprocal")
-        for name, p in params.items():
-            p.grad = grads[name]
-        opt.step()
-        history.append(float(value))
-    seconds = time.perf_counter() - t0
 
     with torch.no_grad():
-        pred = d.run(torch.as_tensor(z[:-1, None, None]))[:, 0, 0].numpy()  # ŷ(k+1), k = 0..n−2
+        run = d.run(torch.as_tensor(z[:-1, None, None]))
+    assert isinstance(run, torch.Tensor)  # one output
+    pred = run[:, 0, 0].numpy()  # ŷ(k+1), k = 0..n−2
     pred = pred * std + mean
     truth = series[1:]
     test = slice(n_train - 1, None)  # predictions of x(n_train), …, x(n−1)

@@ -1,0 +1,30 @@
+"""Training any meshprop model: ``fit`` (one loop; data parallelism is an option of it),
+per-epoch metrics, early stopping, optimisers by name.
+
+- :mod:`.batches`: NumPy/tensor data checked and converted, seeded mini-batches;
+- :mod:`.optim`: ``torch.optim`` optimisers by name;
+- :mod:`.history`: :class:`History` and :class:`EarlyStopping`;
+- :mod:`.loop`: :func:`train_step`, :func:`evaluate`, :func:`fit`.
+
+Losses and their metrics live in :mod:`meshprop.losses`.  With a fixed ``seed`` (and a model
+built with a fixed seed) two runs give identical weights.
+"""
+
+from ..losses import metrics
+from .batches import make_loader
+from .history import EarlyStopping, History
+from .loop import DivergenceError, evaluate, fit, train_step
+from .optim import OPTIMIZERS, build_optimizer
+
+__all__ = [
+    "OPTIMIZERS",
+    "DivergenceError",
+    "EarlyStopping",
+    "History",
+    "build_optimizer",
+    "evaluate",
+    "fit",
+    "make_loader",
+    "metrics",
+    "train_step",
+]
