@@ -14,20 +14,15 @@ import torch
 from torch import nn
 
 from ..mesh import MeshNet
-from .blocks import (
-    Branch,
-    Concat,
-    Constant,
-    Delay,
-    Function,
-    Gain,
-    Multivariate,
-    Split,
-    Sum,
-    TappedDelayLine,
-)
-from .graph import Diagram, Port
+from .block import Port
+from .delays import Delay, TappedDelayLine
+from .functions import Function
+from .gains import Gain
+from .jacobians import Concat, Multivariate, Split
+from .junctions import Branch, Sum
+from .model import Diagram
 from .synapses import fir_synapse, iir_synapse
+from .terminals import Constant
 
 __all__ = [
     "cascaded",
@@ -233,8 +228,8 @@ def mnn(net: MeshNet, input_taps: int = 0) -> Diagram:
     h = d.add(Function(list(net.dynamics.activations.names), F), t, name="phi")
     h1, h2 = d.add(Branch(2, F), h, name="h")
     d.connect(h1, "z")
-    parts = d.add(Split([F - O, O]), h2, name="read") if F > O else None
-    y = parts[1] if parts is not None else h2
+    read = d.add(Split([F - O, O]), h2, name="read") if F > O else None
+    y = read[1] if read is not None else h2
     d.output("y", y)
     return d.to(A.dtype)
 

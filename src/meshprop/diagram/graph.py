@@ -1,61 +1,63 @@
-"""``Diagram``: a discrete-time network drawn as blocks joined by wires (paper 004 §2).
+"""The wiring of a block diagram (paper 004 §2) and the construction of its reciprocal network.
 
 A wire joins one output port to one input port; an output port may feed several input ports
 (an implicit branching point, rule 2 turns it into a sum).  Every input port must be fed by
 exactly one wire.  The blocks whose output at time k depends on their input at time k
 (``feedthrough``) must form an acyclic graph: a loop has to pass through a unit delay, otherwise
 it is an algebraic loop and ``validate`` rejects it, naming the blocks on the loop.
+
+The reciprocal network: reverse every wire and replace every block by ``block.reciprocal()``
+(the six rules: 1. summing junctions → branching points, 2. branching points → summing
+junctions, 3. univariate functions → derivatives φ′(a(k)), a weight → its transpose,
+4. multivariate functions → transposed Jacobians F′(k)ᵀ, 5. unit delays → unit advances,
+6. outputs → inputs fed with ∂L/∂y(k)).  An output port feeding several input ports gets rule 2's
+summing junction ``<block>__sum<j>``; an output port feeding nothing receives no error, a zero
+source ``<block>__zero<j>``.  Reciprocal blocks keep the names of the blocks they replace (the two
+networks are topologically equivalent), so input port j of a reciprocal block carries δ for
+output port j of the forward block and vice versa.
 """
 
 from __future__ import annotations
 
 import re
 from collections.abc import Mapping
-from typing import NamedTuple
+from types import MappingProxyType
+from typing import TypeVar, cast
 
 import networkx as nx
 import torch
 from torch import nn
 
-from .blocks import Block, Input, Output
+from .block import Block, Params, Port
+from .junctions import Sum
+from .terminals import Input, Output, ZeroSource
 
-__all__ = ["AlgebraicLoopError", "Diagram", "Port"]
+__all__ = ["AlgebraicLoopError", "Graph", "Port"]
 
 _NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 
-
-class Port(NamedTuple):
-    """Output port ``index`` of block ``block``."""
-
-    block: str
-    index: int = 0
+G = TypeVar("G", bound="Graph")
 
 
 class AlgebraicLoopError(ValueError):
     """A feedback loop without a unit delay: the network cannot be simulated step by step."""
 
 
-class Diagram(nn.Module):
-    """A block diagram.  Build it with ``input``, ``add``, ``connect`` and ``output``::
-
-        d = Diagram()
-        x = d.input("x", 1)
-        s = d.add(Sum(2, 1), x)                 # second port wired later
-        y = d.add(Function("tanh", 1), s)
-        z = d.add(Delay(1), y)
-        d.connect(d.add(Gain(1, 1), z), s.block, 1)   # feedback through q⁻¹
-        d.output("y", y)
-
-    Trainable parameters are those of the blocks (``parameter_dict()``: "block.param" → tensor).
-    """
+class Graph(nn.Module):
+    """Blocks joined by wires.  Each block is a child module named like the block, so the
+    parameters are named "block.param" (``named_parameters()``)."""
 
     def __init__(self) -> None:
         super().__init__()
-        self.blocks = nn.ModuleDict()
         self.edges: dict[tuple[str, int], Port] = {}
         self._cache: dict[str, object] = {}
 
     # ------------------------------------------------------------------ building
+    @property
+    def blocks(self) -> Mapping[str, Block]:
+        """The blocks by name, in the order they were added (read-only)."""
+        return MappingProxyType(cast(dict[str, Block], self._modules))
+
     def add(self, block: Block, *sources: Port | None, name: str | None = None):
         """Add ``block``; wire ``sources`` (Ports, or None to wire later) to its input ports.
 
@@ -67,20 +69,25 @@ class Diagram(nn.Module):
         if name is None:
             n = len(self.blocks)
             name = f"{block.kind}{n}"
-            while name in self.blocks:
+            while name in self.blocks or hasattr(self, name):
                 n += 1
                 name = f"{block.kind}{n}"
         if not isinstance(name, str) or not _NAME.match(name):
             raise ValueError(f"block name must be an identifier (letters, digits, _), got {name!r}")
         if name in self.blocks:
             raise ValueError(f"a block named {name!r} already exists")
+        if hasattr(self, name):
+            raise ValueError(
+                f"block name {name!r} is taken by an attribute of {type(self).__name__}; "
+                "choose another name"
+            )
         if len(sources) > len(block.in_widths):
             raise ValueError(
                 f"block {name!r} ({block.kind}) has {len(block.in_widths)} input ports, "
                 f"got {len(sources)} sources"
             )
         block.name = name
-        self.blocks[name] = block
+        self.add_module(name, block)
         self._cache.clear()
         try:
             for i, src in enumerate(sources):
@@ -89,7 +96,7 @@ class Diagram(nn.Module):
         except (ValueError, TypeError):  # leave the diagram as it was
             for key in [k for k in self.edges if k[0] == name]:
                 del self.edges[key]
-            del self.blocks[name]
+            del self._modules[name]
             block.name = ""
             raise
         outs = [Port(name, j) for j in range(len(block.out_widths))]
@@ -144,15 +151,37 @@ class Diagram(nn.Module):
 
     @property
     def output_names(self) -> list[str]:
-        return [n for n, b in self.blocks.items() if type(b) is Output or _is_result(b)]
+        return [n for n, b in self.blocks.items() if b.is_result]
+
+    def input_widths(self) -> list[int]:
+        return [self.blocks[n].out_widths[0] for n in self.input_names]
+
+    def output_widths(self) -> list[int]:
+        return [self.blocks[n].in_widths[0] for n in self.output_names]
 
     def parameter_dict(self) -> dict[str, nn.Parameter]:
-        """Every trainable parameter, keyed "block.param"."""
+        """Every trainable parameter, keyed "block.param" (as ``named_parameters()`` names it)."""
+        return {n: p for n, p in self.named_parameters() if p.requires_grad}
+
+    def parameter_keys(self) -> dict[str, dict[str, str]]:
+        """For every block, its parameters' local names → their names in ``named_parameters()``
+        (a tensor shared by several blocks has one name, that of its first block)."""
+        canonical = {id(p): key for key, p in self.named_parameters()}
         return {
-            f"{bn}.{pn}": p
+            bn: {local: canonical[id(p)] for local, p in b.named_parameters(remove_duplicate=False)}
             for bn, b in self.blocks.items()
-            for pn, p in b.named_parameters()
-            if p.requires_grad
+        }
+
+    def block_params(self, params: Params | None = None) -> dict[str, dict[str, torch.Tensor]]:
+        """Every block's parameters by local name; the entries of ``params`` (keyed like
+        ``named_parameters()``) replace the block's own tensors."""
+        keys = self.parameter_keys()
+        return {
+            bn: {
+                local: p if params is None else params.get(keys[bn][local], p)
+                for local, p in b.named_parameters(remove_duplicate=False)
+            }
+            for bn, b in self.blocks.items()
         }
 
     def fanout(self) -> dict[Port, list[tuple[str, int]]]:
@@ -174,7 +203,7 @@ class Diagram(nn.Module):
     def validate(self) -> list[str]:
         """Check the wiring and return the order in which blocks are evaluated at each step."""
         if "order" in self._cache:
-            return self._cache["order"]
+            return cast(list[str], self._cache["order"])
         for name, b in self.blocks.items():
             for i in range(len(b.in_widths)):
                 if (name, i) not in self.edges:
@@ -201,7 +230,6 @@ class Diagram(nn.Module):
     def source(self, block: str, port: int) -> Port:
         return self.edges[(block, port)]
 
-    # ------------------------------------------------------------- computation
     @property
     def dtype(self) -> torch.dtype:
         for t in list(self.parameters()) + list(self.buffers()):
@@ -215,42 +243,29 @@ class Diagram(nn.Module):
             return t.device
         return torch.device("cpu")
 
-    def run(
-        self,
-        inputs: torch.Tensor | Mapping[str, torch.Tensor],
-        initial_states: Mapping[str, torch.Tensor] | None = None,
-    ) -> torch.Tensor | dict[str, torch.Tensor]:
-        """Simulate over a sequence: inputs (T, B, width) (a dict by name when there are several
-        Input blocks) → outputs (T, B, width) (a dict when there are several Outputs).  Zero
-        initial conditions unless ``initial_states`` gives {block name: state}.  Differentiable
-        by autograd when gradients are enabled."""
-        from .simulate import check_inputs, simulate
-
-        feeds = check_inputs(self, inputs)
-        outs, _ = simulate(self, feeds, initial_states)
-        return outs[self.output_names[0]] if len(outs) == 1 else outs
-
-    def reciprocal(self) -> Diagram:
-        """The reciprocal network (paper 004 §2), built by the six rules; cached."""
+    # ---------------------------------------------------------------- reciprocal
+    def reciprocal(self: G) -> G:
+        """The reciprocal network (paper 004 §2), built by the six rules and cached.  The forward
+        blocks are shared, not copied: the reciprocal always uses the current parameters."""
         if "reciprocal" not in self._cache:
-            from .reciprocal import build_reciprocal
-
-            self._cache["reciprocal"] = build_reciprocal(self)
-        return self._cache["reciprocal"]
-
-    def gradient(self, inputs, targets, loss="mse", method: str = "reciprocal", **kwargs):
-        """(loss, {"block.param": ∂J/∂param}) by ``method``: "reciprocal", "autograd" or
-        "forward".  See ``meshprop.diagram.gradients.gradient``."""
-        from .gradients import gradient
-
-        return gradient(self, inputs, targets, loss=loss, method=method, **kwargs)
+            self.validate()
+            r = type(self)()
+            for name, block in self.blocks.items():
+                r.add(block.reciprocal(), name=name)
+            fan = self.fanout()
+            for name, block in self.blocks.items():
+                for j, width in enumerate(block.out_widths):
+                    targets = [Port(dst, port) for dst, port in fan.get(Port(name, j), [])]
+                    if not targets:
+                        source = r.add(ZeroSource(width), name=f"{name}__zero{j}")
+                    elif len(targets) == 1:
+                        source = targets[0]
+                    else:
+                        source = r.add(Sum(len(targets), width), *targets, name=f"{name}__sum{j}")
+                    r.connect(source, name, j)
+            self._cache["reciprocal"] = r
+        return cast(G, self._cache["reciprocal"])
 
     def extra_repr(self) -> str:
         wires = ", ".join(f"{s.block}:{s.index}->{d}:{p}" for (d, p), s in self.edges.items())
         return f"wires=[{wires}]"
-
-
-def _is_result(block: Block) -> bool:
-    from .reciprocal_blocks import InputGradient
-
-    return isinstance(block, InputGradient)

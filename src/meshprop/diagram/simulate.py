@@ -1,38 +1,49 @@
-"""Step a diagram through time.
+"""Step a diagram through time: the one loop every run of a network or of its reciprocal uses.
 
 At every step k the blocks are evaluated in the topological order of the delay-free graph
-(``Diagram.validate``): Input blocks read their feed, delays emit their state, every other block
-maps its input signals to output signals; then every stateful block updates its state with its
-inputs at k.  The reciprocal network is simulated by the same loop with the clock reversed
-(k = T−1, …, 0), where unit advances behave as unit delays.
+(``validate``): Input blocks read their feed, delays emit their state, every other block maps
+its input signals to output signals; then every stateful block updates its state with its inputs
+at k.  The reciprocal network runs through the same loop with the clock reversed
+(k = T−1, …, 0, paper 004 §3.2), where unit advances step like unit delays.
+
+What a "signal" is depends on the :class:`Stepper`: a tensor for a plain run (:class:`Run`,
+which can also record what every reciprocal block will need), a (value, sensitivity) pair for
+the forward gradient method (``meshprop.diagram.methods``).
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Protocol
 
 import torch
 
-from .blocks import Input
+from .block import Block
+from .graph import Graph
+from .terminals import Input
 
-__all__ = ["Trace", "check_inputs", "simulate"]
-
-
-class Trace:
-    """Every signal of a forward run, by output port and time: what the reciprocal network's
-    time-varying gains read (φ′(a(k)), F′(k), x(k) for weight gradients)."""
-
-    def __init__(self, diagram) -> None:
-        self.edges = dict(diagram.edges)
-        self.signals: dict[tuple[str, int], list[torch.Tensor]] = {}
-
-    def input(self, block: str, port: int, k: int) -> torch.Tensor:
-        return self.signals[self.edges[(block, port)]][k]
+__all__ = ["Run", "Stepper", "check_initial", "check_inputs", "simulate", "stack", "walk"]
 
 
-def check_inputs(diagram, inputs) -> dict[str, torch.Tensor]:
-    """Validate the feeds: one (T, B, width) real, finite tensor per Input block, same T and B."""
-    names = diagram.input_names
+class Stepper(Protocol):
+    """How one block steps: ``walk`` calls these for every block at every step."""
+
+    def init(
+        self, name: str, block: Block, batch: int, dtype: torch.dtype, device: torch.device, initial
+    ) -> Any: ...
+
+    def feed(self, name: str, k: int) -> Any: ...
+
+    def outputs(self, name: str, block: Block, inputs: list | None, state: Any, k: int) -> list: ...
+
+    def update(self, name: str, block: Block, inputs: list, state: Any, k: int) -> Any: ...
+
+
+def check_inputs(graph: Graph, inputs) -> dict[str, torch.Tensor]:
+    """Validate the feeds: one (T, B, width) real, finite tensor per Input block, same T and B;
+    cast to the diagram's dtype and device."""
+    names = graph.input_names
     if isinstance(inputs, torch.Tensor):
         if len(names) != 1:
             raise ValueError(f"the diagram has inputs {names}: pass a dict name -> (T, B, width)")
@@ -43,14 +54,13 @@ def check_inputs(diagram, inputs) -> dict[str, torch.Tensor]:
         )
     if set(inputs) != set(names):
         raise ValueError(f"inputs must be given for exactly {sorted(names)}, got {sorted(inputs)}")
-    dtype, device = diagram.dtype, diagram.device
+    dtype, device = graph.dtype, graph.device
     feeds: dict[str, torch.Tensor] = {}
     shape = None
-    for name in names:
+    for name, width in zip(names, graph.input_widths(), strict=True):
         x = inputs[name]
         if not isinstance(x, torch.Tensor):
             raise TypeError(f"input {name!r} must be a torch.Tensor, got {type(x).__name__}")
-        width = diagram.blocks[name].out_widths[0]
         if x.dim() != 3 or x.shape[2] != width:
             raise ValueError(
                 f"input {name!r} must have shape (T, B, {width}), got {tuple(x.shape)}"
@@ -72,49 +82,100 @@ def check_inputs(diagram, inputs) -> dict[str, torch.Tensor]:
     return feeds
 
 
-def _check_initial(diagram, initial_states) -> dict:
-    initial_states = dict(initial_states or {})
-    unknown = set(initial_states) - set(diagram.blocks)
+def check_initial(graph: Graph, initial_states: Mapping[str, Any] | None) -> dict[str, Any]:
+    """{block name: initial state}, every name a block of ``graph``."""
+    initial = dict(initial_states or {})
+    unknown = set(initial) - set(graph.blocks)
     if unknown:
         raise ValueError(f"initial_states names unknown blocks {sorted(unknown)}")
-    return initial_states
+    return initial
 
 
-def simulate(diagram, feeds, initial_states=None, record: bool = False, reverse: bool = False):
-    """Run ``diagram`` on validated ``feeds``; return ({output name: (T, B, w)}, Trace or None)."""
-    order = diagram.validate()
-    initial_states = _check_initial(diagram, initial_states)
+def walk(
+    graph: Graph,
+    feeds: Mapping[str, torch.Tensor],
+    stepper: Stepper,
+    initial_states: Mapping[str, Any] | None = None,
+    reverse: bool = False,
+) -> dict[str, list[Any]]:
+    """Step ``graph`` over the T steps of ``feeds`` ((T, B, width) by Input name); return the
+    signal reaching every output at every step ({output name: [signal at k]})."""
+    order = graph.validate()
+    initial = check_initial(graph, initial_states)
     first = next(iter(feeds.values()))
     T, B = first.shape[:2]
-    dtype, device = first.dtype, first.device
-    blocks = diagram.blocks
-    edges = diagram.edges
-    states = {n: blocks[n].init_state(B, dtype, device, initial_states.get(n)) for n in order}
+    blocks, edges = graph.blocks, graph.edges
+    states = {
+        n: stepper.init(n, blocks[n], B, first.dtype, first.device, initial.get(n)) for n in order
+    }
     stateful = [n for n in order if states[n] is not None]
-    outputs = {n: [None] * T for n in diagram.output_names}
-    trace = Trace(diagram) if record else None
-    steps = range(T - 1, -1, -1) if reverse else range(T)
-    if record:
-        for n in order:
-            for j in range(len(blocks[n].out_widths)):
-                trace.signals[(n, j)] = [None] * T
-    for k in steps:
-        sig: dict[tuple[str, int], torch.Tensor] = {}
+    results: dict[str, list[Any]] = {n: [None] * T for n in graph.output_names}
+    for k in range(T - 1, -1, -1) if reverse else range(T):
+        sig: dict[tuple[str, int], Any] = {}
         for n in order:
             b = blocks[n]
             if isinstance(b, Input):
-                sig[(n, 0)] = feeds[n][k]
+                sig[(n, 0)] = stepper.feed(n, k)
                 continue
             ins = [sig[edges[(n, i)]] for i in range(len(b.in_widths))] if b.feedthrough else None
-            for j, o in enumerate(b.outputs(ins, states[n], k)):
+            for j, o in enumerate(stepper.outputs(n, b, ins, states[n], k)):
                 sig[(n, j)] = o
-            if n in outputs:
-                outputs[n][k] = ins[0]
+            if n in results:
+                assert ins is not None
+                results[n][k] = ins[0]
         for n in stateful:
             b = blocks[n]
             ins = [sig[edges[(n, i)]] for i in range(len(b.in_widths))]
-            states[n] = b.update(ins, states[n], k)
-        if record:
-            for port, value in sig.items():
-                trace.signals[port][k] = value
-    return {n: torch.stack(v) for n, v in outputs.items()}, trace
+            states[n] = stepper.update(n, b, ins, states[n], k)
+    return results
+
+
+@dataclass
+class Run:
+    """Plain steps: signals are tensors; block ``n`` gets ``args[n]`` as its ``p`` (its
+    parameters, or a reciprocal block's Tape).  With ``record``, every block's ``record`` runs
+    instead of ``outputs`` and what it returns is kept in ``saved`` ({block: [saved at k]})."""
+
+    feeds: Mapping[str, torch.Tensor]
+    args: Mapping[str, Any]
+    record: bool = False
+    saved: dict[str, list[Any]] = field(default_factory=dict)
+
+    def init(self, name, block, batch, dtype, device, initial):
+        return block.init_state(batch, dtype, device, initial)
+
+    def feed(self, name: str, k: int) -> torch.Tensor:
+        return self.feeds[name][k]
+
+    def outputs(self, name, block, inputs, state, k):
+        p = self.args.get(name, {})
+        if not self.record:
+            return block.outputs(p, inputs, state, k)
+        outs, saved = block.record(p, inputs, state, k)
+        if saved is not None:
+            if name not in self.saved:
+                self.saved[name] = [None] * len(next(iter(self.feeds.values())))
+            self.saved[name][k] = saved
+        return outs
+
+    def update(self, name, block, inputs, state, k):
+        return block.update(self.args.get(name, {}), inputs, state, k)
+
+
+def stack(results: Mapping[str, Sequence[torch.Tensor]]) -> dict[str, torch.Tensor]:
+    """{output: (T, B, width)} from the per-step signals of ``walk``."""
+    return {n: torch.stack(list(v)) for n, v in results.items()}
+
+
+def simulate(
+    graph: Graph,
+    feeds: Mapping[str, torch.Tensor],
+    args: Mapping[str, Any],
+    initial_states: Mapping[str, Any] | None = None,
+    record: bool = False,
+    reverse: bool = False,
+) -> tuple[dict[str, torch.Tensor], dict[str, list[Any]]]:
+    """Run ``graph`` on validated ``feeds``: ({output: (T, B, width)}, what ``record`` kept)."""
+    run = Run(feeds, args, record)
+    outs = stack(walk(graph, feeds, run, initial_states, reverse))
+    return outs, run.saved

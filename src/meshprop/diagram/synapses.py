@@ -17,14 +17,17 @@ from __future__ import annotations
 
 import torch
 
-from .blocks import Delay, DiagGain, Gain, Sum, TappedDelayLine
-from .graph import Diagram, Port
+from .block import Port
+from .delays import Delay, TappedDelayLine
+from .gains import DiagGain, Gain
+from .graph import Graph
+from .junctions import Sum
 
 __all__ = ["fir_synapse", "iir_synapse", "tap_sum_matrix"]
 
 
 def fir_synapse(
-    d: Diagram, source: Port, out_width: int, taps: int, name: str, seed: int | None = None
+    d: Graph, source: Port, out_width: int, taps: int, name: str, seed: int | None = None
 ) -> Port:
     """FIR synapses (Case II) from ``source`` to ``out_width`` neurons with ``taps`` delays;
     trainable taps W of shape ((taps+1)·in, out) in block ``{name}_W``."""
@@ -39,7 +42,7 @@ def tap_sum_matrix(width: int, taps: int) -> torch.Tensor:
 
 
 def iir_synapse(
-    d: Diagram,
+    d: Graph,
     source: Port,
     a_taps: int,
     b_taps: int,
