@@ -6,36 +6,34 @@ configuration, and fop versus fop_factored over a short ticks sweep.
 
 from __future__ import annotations
 
+import dataclasses
+from collections.abc import Iterator
+
 import pytest
-import torch
 
-from meshprop.bench import WORKLOADS, Point, _step
-
-torch.set_num_threads(2)
+from meshprop.bench import WORKLOADS, step
+from meshprop.threads import thread_policy
 
 PAPER = WORKLOADS["paper"]()[0]
+
+
+@pytest.fixture(autouse=True)
+def two_threads() -> Iterator[None]:
+    """The thread count of ``meshprop bench`` and docs/performance.md."""
+    with thread_policy(2):
+        yield
 
 
 @pytest.mark.parametrize("engine", ["fop", "fop_factored", "auto", "bptt", "autograd"])
 def test_paper_config(benchmark, engine):
     net, x, labels = PAPER.build()
     benchmark.group = "paper"
-    benchmark(_step, engine, net, x, labels)
+    benchmark(step, engine, net, x, labels)
 
 
 @pytest.mark.parametrize("ticks", [3, 30])
 @pytest.mark.parametrize("engine", ["fop", "fop_factored"])
 def test_ticks(benchmark, engine, ticks):
-    point = Point(
-        "ticks",
-        inputs=8,
-        hidden=24,
-        outputs=4,
-        density=0.5,
-        ticks=ticks,
-        batch=16,
-        activation="tanh",
-        output_feedback=True,
-    )
+    point = dataclasses.replace(WORKLOADS["ticks"]()[0], ticks=ticks)  # the ticks workload's mesh
     benchmark.group = f"ticks={ticks}"
-    benchmark(_step, engine, *point.build())
+    benchmark(step, engine, *point.build())

@@ -11,22 +11,26 @@ import os
 import statistics
 import time
 
-import torch
+from meshprop.bench import WORKLOADS, step
+from meshprop.threads import thread_policy
 
-from meshprop.bench import WORKLOADS, _step
 
-if __name__ == "__main__":
-    torch.set_num_threads(2)
+def main() -> None:
     net, x, labels = WORKLOADS["paper"]()[0].build()
     print(f"OMP_WAIT_POLICY={os.environ.get('OMP_WAIT_POLICY', 'unset')}")
     for engine in ("fop", "fop_factored", "autograd"):
-        _step(engine, net, x, labels)
+        step(engine, net, x, labels)
         times = []
         for _ in range(15):
             t0 = time.perf_counter()
-            _step(engine, net, x, labels)
+            step(engine, net, x, labels)
             times.append(time.perf_counter() - t0)
         print(
             f"{engine}: median {statistics.median(times) * 1e3:.2f} ms, "
             f"min {min(times) * 1e3:.2f} ms"
         )
+
+
+if __name__ == "__main__":
+    with thread_policy(2):
+        main()

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 
 import pytest
+import torch
 
 from meshprop import cli
-from meshprop.bench import Point, measure_peak_bytes, time_engines
-from meshprop.commands.bench import format_table, summary
+from meshprop.bench import Point, measure_peak_bytes, summary, table, time_engines
 
 KEYS = {
     "engine",
@@ -25,6 +27,7 @@ KEYS = {
 
 def test_bench_json_rows(capsys, tmp_path):
     out = tmp_path / "rows.json"
+    before = torch.get_num_threads()
     code = cli.main(
         [
             "bench",
@@ -34,16 +37,20 @@ def test_bench_json_rows(capsys, tmp_path):
             "none",
             "--budget",
             "0.01",
+            "--threads",
+            "1",
             "--json",
             "--output",
             str(out),
         ]
     )
     assert code == 0
+    assert torch.get_num_threads() == before  # the thread policy restores the caller's count
     rows = json.loads(capsys.readouterr().out)
     assert rows == json.loads(out.read_text())
     machine, *engines = rows
-    assert machine["engine"] == "matmul" and machine["gflop_s"] > 0
+    assert machine["engine"] == "matmul" and machine["gflop_s"] > 0 and machine["threads"] == 1
+    assert machine["median_s"] == pytest.approx(2 * 1024**3 / (machine["gflop_s"] * 1e9))
     assert {r["engine"] for r in engines} == {"fop", "fop_factored", "auto", "bptt", "autograd"}
     assert {r["ticks"] for r in engines} == {1, 3}
     for r in engines:
@@ -58,9 +65,14 @@ def test_bench_table_and_summary():
         "paper", inputs=3, hidden=4, outputs=2, density=0.8, ticks=2, batch=2, output_feedback=True
     )
     rows = time_engines(point, ["reference", "fop", "fop_factored", "autograd"], budget_s=0.01)
-    table = format_table(rows)
-    assert table.splitlines()[0].split()[:3] == ["workload", "engine", "ticks"]
-    assert len(table.splitlines()) == 2 + len(rows)
+    lines = table(rows).splitlines()
+    assert len(lines) == 4 + len(rows) and set(lines[0]) == set(lines[2]) == {"-"}
+    header = [cell.strip() for cell in lines[1].split(" | ")]
+    assert header[:3] == ["workload", "engine", "ticks"] and header[-1] == "note"
+    for line, row in zip(lines[3:-1], rows, strict=True):
+        cells = [cell.strip() for cell in line.split(" | ")]
+        assert cells[:6] == ["paper", row.engine, "2", "10", str(row.edges), "2"]
+        assert cells[6:9] == [f"{t * 1e3:.3f}" for t in (row.median_s, row.min_s, row.max_s)]
     lines = summary(rows, machine_flops=None)
     ratio = rows[0].median_s / rows[1].median_s
     assert lines[0].startswith(f"paper: reference / fop = {ratio:.1f}x median")
@@ -95,7 +107,7 @@ def test_memory_probe_sees_the_reference_tensor():
     assert small < needed
 
 
-@pytest.mark.parametrize("bad", [["--threads", "0"], ["--budget", "0"]])
+@pytest.mark.parametrize("bad", [["--threads", "-1"], ["--budget", "0"]])
 def test_bench_rejects_bad_numbers(bad, capsys):
     assert cli.main(["bench", "--workload", "tiny", *bad]) == 2
     assert "must be" in capsys.readouterr().err
@@ -113,3 +125,19 @@ def test_update_rate_is_the_marginal_rate_of_ticks_3_to_10():
     assert step == pytest.approx(10.5e9 / 0.11)
     assert update == pytest.approx(10e9 / 0.10)
     assert update_rate([row(10, 0.11, 10.5)]) is None
+
+
+def test_probe_is_a_module_run_with_python_m():
+    point = Point("probe", inputs=2, hidden=3, outputs=2, density=1.0, ticks=2, batch=2)
+    done = subprocess.run(
+        [sys.executable, "-m", "meshprop.bench.probe", json.dumps(point.to_dict()), "fop"],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stderr == ""
+    (line,) = done.stdout.splitlines()
+    peak = json.loads(line)["peak_bytes"]
+    assert isinstance(peak, int)
+    assert Point.from_dict(json.loads(json.dumps(point.to_dict()))) == point

@@ -2,11 +2,22 @@
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 import torch
 
-from meshprop.data import DATASETS, TOY_DATASETS, Dataset, load_csv, load_dataset, split_dataset
+from meshprop.data import (
+    DATASETS,
+    TOY_DATASETS,
+    Dataset,
+    Standardizer,
+    load_csv,
+    load_dataset,
+    split_dataset,
+    split_indices,
+)
 
 
 @pytest.mark.parametrize("name", TOY_DATASETS)
@@ -165,3 +176,92 @@ def test_bayes_accuracy_of_the_blob_sets_agrees_with_a_fitted_model(name):
         fitted = (scores.argmax(axis=1) == ds.y).mean()
     assert 0.8 < bayes < 1.0
     assert abs(fitted - bayes) < 0.015
+
+
+def old_split_indices(n, test_size, val_size, seed, fixed_test=None):
+    """meshprop 0.1's split, written out with numpy's default generator: saved runs rebuild
+    their test split with it, so the scikit-learn split must give the same indices."""
+    rng = np.random.default_rng(seed)
+    if fixed_test is not None:
+        test = np.sort(fixed_test)
+        rest = rng.permutation(np.setdiff1d(np.arange(n), test))
+    else:
+        order = rng.permutation(n)
+        n_test = round(test_size * n)
+        test, rest = np.sort(order[:n_test]), order[n_test:]
+    n_val = round(val_size * n)
+    return {"train": np.sort(rest[n_val:]), "val": np.sort(rest[:n_val]), "test": test}
+
+
+@pytest.mark.parametrize("n", [7, 150, 178, 1000])
+@pytest.mark.parametrize(("test_size", "val_size"), [(0.3, 0.0), (0.3, 0.2), (0.25, 0.1)])
+def test_split_indices_are_those_meshprop_always_drew(n, test_size, val_size):
+    for seed in range(8):
+        got = split_indices(n, test_size, val_size, seed)
+        expected = old_split_indices(n, test_size, val_size, seed)
+        for part in ("train", "val", "test"):
+            np.testing.assert_array_equal(got[part], expected[part])
+
+
+@pytest.mark.parametrize("val_size", [0.0, 0.1, 0.35])
+def test_split_indices_with_a_fixed_test_part(val_size):
+    fixed = np.arange(30, 40)
+    for seed in range(5):
+        got = split_indices(40, 0.3, val_size, seed, fixed)
+        expected = old_split_indices(40, 0.3, val_size, seed, fixed)
+        for part in ("train", "val", "test"):
+            np.testing.assert_array_equal(got[part], expected[part])
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        ((10, 1.0, 0.0, 0), r"test_size must be in \[0, 1\)"),
+        ((10, 0.3, -0.1, 0), r"val_size must be in \[0, 1\)"),
+        ((4, 0.1, 0.0, 0), r"no test samples \(n=4"),
+        ((10, 0.5, 0.5, 0), r"no training samples \(n=10\)"),
+        ((5, 0.95, 0.0, 0), r"no training samples \(n=5\)"),
+    ],
+)
+def test_split_indices_refuse_empty_parts(args, message):
+    with pytest.raises(ValueError, match=message):
+        split_indices(*args)
+
+
+def test_standardizer_is_population_statistics_and_survives_a_checkpoint():
+    rng = np.random.default_rng(3)
+    X = rng.normal(5.0, 3.0, size=(40, 3))
+    X[:, 2] = 7.0  # a constant column keeps scale 1
+    y = rng.normal(50.0, 4.0, size=40)
+    s = Standardizer.fit(X, y)
+    np.testing.assert_array_equal(s.mean, X.mean(axis=0))
+    np.testing.assert_array_equal(s.std[:2], X[:, :2].std(axis=0))
+    assert s.std[2] == 1.0
+    np.testing.assert_allclose(s.transform(X)[:, :2], (X[:, :2] - s.mean[:2]) / s.std[:2], rtol=0)
+    np.testing.assert_array_equal(s.transform(X)[:, 2], 0.0)
+    assert (s.y_mean, s.y_std) == (y.mean(), y.std())
+    back = Standardizer.from_dict(json.loads(json.dumps(s.to_dict())))
+    np.testing.assert_array_equal(back.transform(X), s.transform(X))
+    np.testing.assert_array_equal(back.transform_y(y), s.transform_y(y))
+    np.testing.assert_array_equal(back.inverse_y(s.transform_y(y)), s.inverse_y(s.transform_y(y)))
+    np.testing.assert_allclose(s.inverse_y(s.transform_y(y)), y, rtol=1e-15)
+    with pytest.raises(ValueError, match="expected data with 3 features, got shape"):
+        s.transform(X[:, :2])
+
+
+def test_standardizer_reads_the_dictionaries_of_earlier_checkpoints():
+    """The ``standardizer`` of a checkpoint written before scikit-learn did the scaling."""
+    stored = {"mean": [1.0, -2.0], "std": [2.0, 0.5], "y_mean": None, "y_std": None}
+    s = Standardizer.from_dict(stored)
+    X = np.array([[3.0, -1.0], [1.0, -2.5]])
+    np.testing.assert_array_equal(s.transform(X), [[1.0, 2.0], [0.0, -1.0]])
+    assert s.to_dict() == stored
+    labels = np.array([0, 2, 1])
+    assert s.transform_y(labels) is labels and s.inverse_y(labels) is labels
+
+
+def test_a_split_without_standardisation_leaves_the_features():
+    ds = load_dataset("iris")
+    s = split_dataset(ds, seed=2, standardize=False)
+    np.testing.assert_array_equal(s.test[0].numpy(), ds.X[s.indices["test"]])
+    assert s.standardizer.to_dict()["mean"] == [0.0] * 4

@@ -88,3 +88,12 @@ def test_boundary_panels_one_axis_per_run():
     assert [ax.get_title() for ax in fig.axes] == ["run 0", "run 1", "run 2"]
     with pytest.raises(ValueError, match="no panels"):
         plots.plot_decision_boundaries([])
+
+
+def test_saver_writes_the_figure_at_its_dpi(tmp_path):
+    fig = plots.plot_history(history(), "t")
+    width, height = fig.get_size_inches()
+    path = tmp_path / "s.png"
+    plots.saver(fig, dpi=50)(path)
+    with Image.open(path) as image:
+        assert image.size == (round(width * 50), round(height * 50))

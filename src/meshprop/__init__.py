@@ -5,9 +5,19 @@
     topo = mp.Topology.random(inputs=4, hidden=10, outputs=3, density=0.5, seed=0)
     net = mp.MeshNet(topo, ticks=3, activation="relu", grad="fop")
     loss, dA = mp.gradient(net, x, labels, loss="cross_entropy", method="bptt")
+
+The core (topology, networks, gradient engines, losses, ``fit``, checkpoints, the memory guard)
+is imported with the package.  The subpackages ``mp.data`` (datasets; scikit-learn, mnist1d),
+``mp.diagram`` (block diagrams, paper 004), ``mp.layered`` (layered networks), ``mp.bench``
+(benchmarks), ``mp.runs`` (training runs) and ``mp.plots`` (matplotlib figures) are imported
+the first time they are used.
 """
 
-from . import data, diagram, layered
+from __future__ import annotations
+
+import importlib
+from types import ModuleType
+
 from .activations import ACTIVATIONS
 from .checkpoint import load_checkpoint, save_checkpoint
 from .engines import GRADIENT_METHODS, GradientEngine, get_engine, register_engine
@@ -16,6 +26,9 @@ from .memory import MemoryLimitError, get_memory_limit, memory_limit, set_memory
 from .mesh import MeshNet, gradient
 from .topology import Topology
 from .training import EarlyStopping, History, evaluate, fit
+
+#: subpackages imported on first use (``mp.data`` ...), not with ``import meshprop``
+LAZY_SUBMODULES = ("bench", "data", "diagram", "layered", "plots", "runs")
 
 __all__ = [
     "ACTIVATIONS",
@@ -27,6 +40,7 @@ __all__ = [
     "MemoryLimitError",
     "MeshNet",
     "Topology",
+    "bench",
     "data",
     "diagram",
     "evaluate",
@@ -43,3 +57,14 @@ __all__ = [
 ]
 
 __version__ = "0.1.0"
+
+
+def __getattr__(name: str) -> ModuleType:
+    """``mp.data``, ``mp.diagram``, ...: import the subpackage when first used."""
+    if name in LAZY_SUBMODULES:
+        return importlib.import_module(f"{__name__}.{name}")
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *LAZY_SUBMODULES})

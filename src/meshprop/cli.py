@@ -1,8 +1,9 @@
 """The ``meshprop`` command: one subcommand per module of ``meshprop.commands``.
 
 Each command module exposes ``register(subparsers)``, which adds its parser and sets
-``handler=callable(args) -> int`` as a default.  Errors a user can fix (bad data, bad options)
-are printed as one line and exit with status 2; ``--debug`` shows the traceback instead.
+``handler=callable(args) -> int`` as a default.  Errors a user can fix (bad data, bad options:
+``ValueError`` and its kind, such as :class:`meshprop.runs.ConfigError`) are printed as one line
+and exit with status 2; ``--debug`` shows the traceback instead.
 """
 
 from __future__ import annotations
@@ -23,10 +24,6 @@ COMMAND_MODULES: tuple[str, ...] = (
     "timeseries",
     "bench",
 )
-
-
-class UsageError(Exception):
-    """A problem with the user's input that deserves one clear line, not a traceback."""
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -50,7 +47,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 1
     try:
         return int(args.handler(args) or 0)
-    except (UsageError, ValueError, TypeError, FileNotFoundError, MemoryError) as error:
+    except (ValueError, TypeError, FileNotFoundError, MemoryError) as error:
         if args.debug:
             raise
         print(f"meshprop {args.command}: error: {error}", file=sys.stderr)

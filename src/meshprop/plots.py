@@ -7,7 +7,7 @@ caller saves it, so output stays behind the commands' single ``Reporter``.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import matplotlib
@@ -30,6 +30,7 @@ __all__ = [
     "plot_decision_boundary",
     "plot_history",
     "plot_topology",
+    "saver",
 ]
 
 _CLASS_COLOURS = ["#3b6fb6", "#d1495b", "#66a182", "#edae49", "#8d6cab", "#00798c"]
@@ -226,6 +227,16 @@ def plot_decision_boundaries(
         _draw_boundary(ax, net, X, y, xx, yy, net.topology.n_outputs, light=True)
         ax.set_title(title, fontsize=9)
     return fig
+
+
+def saver(fig: Figure, dpi: int) -> Callable[[Path], None]:
+    """A writer for :meth:`meshprop.reporting.Reporter.write_with`: ``fig`` as an image at
+    ``dpi`` (the format from the path's suffix)."""
+
+    def save(path: Path) -> None:
+        fig.savefig(path, dpi=dpi)
+
+    return save
 
 
 def animate_decision_boundary(

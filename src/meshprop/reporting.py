@@ -2,20 +2,21 @@
 
 ``fit`` and the commands never print or write directly: they go through a :class:`Reporter`.
 ``Reporter(enabled=False)`` silences all of it (e.g. every rank but 0 of a data-parallel run);
-``progress=False`` keeps messages and files but drops the progress bar.
+``progress=False`` keeps messages and files but drops the progress bar.  :func:`format_table`
+lays out every table the commands print.
 """
 
 from __future__ import annotations
 
 import json
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, TextIO
 
 from tqdm import tqdm
 
-__all__ = ["NullBar", "Reporter"]
+__all__ = ["NullBar", "Reporter", "format_table"]
 
 
 class NullBar:
@@ -77,3 +78,25 @@ class Reporter:
         path.parent.mkdir(parents=True, exist_ok=True)
         writer(path)
         return path
+
+
+def format_table(rows: Sequence[Sequence[str]], header: Sequence[str] | None = None) -> str:
+    """Rows of text cells as an aligned table: cells padded to their column's widest and joined
+    by ``" | "``, a rule of dashes above and below (and under the header, when given)."""
+    lines = ([list(header)] if header is not None else []) + [list(row) for row in rows]
+    if not lines:
+        raise ValueError("a table needs at least one row")
+    columns = len(lines[0])
+    if any(len(line) != columns for line in lines):
+        raise ValueError(f"every row of a table needs {columns} cells")
+    widths = [max(len(line[k]) for line in lines) for k in range(columns)]
+
+    def render(cells: list[str]) -> str:
+        padded = [cell.ljust(width) for cell, width in zip(cells[:-1], widths, strict=False)]
+        return " | ".join([*padded, cells[-1]])
+
+    text = [render(line) for line in lines]
+    rule = "-" * max(len(line) for line in text)
+    if header is not None:
+        text.insert(1, rule)
+    return "\n".join([rule, *text, rule])

@@ -5,10 +5,13 @@ from __future__ import annotations
 import argparse
 import json
 
-from ..checkpoint import load_checkpoint
-from ..experiment import format_table, prepare_eval_data, test_metrics
-from ..reporting import Reporter
-from .train import add_data_options, data_options
+from ..reporting import Reporter, format_table
+from ..runs.artefacts import read_checkpoint
+from ..runs.config import ConfigError, check_data_source
+from ..runs.evaluation import SPLITS, prepare_eval_data, test_metrics
+from .options import add_config_options, flag, typed_settings
+
+DATA_OPTIONS = ("dataset", "data", "target")
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -20,27 +23,36 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "fractions), so the result equals the test metrics in metrics.json. With --dataset or "
         "--data FILE.csv --target COLUMN it scores that data (use --split all for a file that "
         "is not the training file).",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
     p.add_argument(
         "checkpoint",
         metavar="CHECKPOINT",
         help="checkpoint directory (RUN/checkpoint) or its model.json",
     )
-    add_data_options(p, "the training run's own data")
+    add_config_options(
+        p,
+        DATA_OPTIONS,
+        show_defaults=False,
+        descriptions={"data": "without --dataset or --data: the training run's own data"},
+    )
     p.add_argument(
         "--split",
-        choices=("test", "val", "train", "all"),
+        choices=SPLITS,
         default="test",
-        help="which samples to score (train/val/test: the run's seeded split)",
+        help="which samples to score (train/val/test: the run's seeded split; default: test)",
     )
     p.add_argument("--json", action="store_true", help="print the metrics as JSON")
     p.set_defaults(handler=handle)
 
 
 def handle(args: argparse.Namespace) -> int:
-    dataset, data, target = data_options(args)
-    net, document = load_checkpoint(args.checkpoint)
+    given = typed_settings(args, DATA_OPTIONS)
+    dataset, data, target = (given.get(name) for name in DATA_OPTIONS)
+    try:
+        check_data_source(dataset, data, target)
+    except ConfigError as error:
+        raise ValueError(error.describe(flag)) from None
+    net, document = read_checkpoint(args.checkpoint)
     ds, X, y, scaler = prepare_eval_data(document, dataset, data, target, args.split)
     result = test_metrics(net, X, y, document["task"], scaler)
     reporter = Reporter()

@@ -5,12 +5,13 @@ from __future__ import annotations
 import argparse
 import csv
 import sys
+from pathlib import Path
+from typing import Any, TextIO
 
-import torch
-
-from ..checkpoint import load_checkpoint
-from ..data import CLASSIFICATION, Standardizer, load_csv
+from ..data import load_csv
 from ..reporting import Reporter
+from ..runs.artefacts import read_checkpoint
+from ..runs.evaluation import predict_rows
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -21,7 +22,6 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "(other columns, such as the target, are ignored), standardise them with the training "
         "statistics stored in the checkpoint, and write one prediction per row as CSV: "
         "row, prediction, and for classification one probability column per class.",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
     p.add_argument(
         "checkpoint",
@@ -33,44 +33,29 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--out",
         default="-",
         metavar="FILE.csv",
-        help="where to write the predictions (- = standard output)",
+        help="where to write the predictions (default: -, standard output)",
     )
     p.set_defaults(handler=handle)
 
 
+def _write(handle: TextIO, header: list[str], rows: list[list[Any]]) -> None:
+    writer = csv.writer(handle, lineterminator="\n")
+    writer.writerow(header)
+    writer.writerows(rows)
+
+
 def handle(args: argparse.Namespace) -> int:
-    net, document = load_checkpoint(args.checkpoint)
-    features = document["feature_names"]
-    ds = load_csv(args.data, None, features=features)
-    scaler = Standardizer.from_dict(document["standardizer"])
-    X = torch.as_tensor(scaler.transform(ds.X), dtype=net.A.dtype)
-    with torch.no_grad():
-        out = net(X)
-    header = ["row", "prediction"]
-    if document["task"] == CLASSIFICATION:
-        names = document["class_names"]
-        probs = torch.softmax(out, dim=1).tolist()
-        labels = [names[k] for k in out.argmax(dim=1).tolist()]
-        header += [f"p_{name}" for name in names]
-        rows = [
-            [i, label, *(f"{p:.6g}" for p in ps)]
-            for i, (label, ps) in enumerate(zip(labels, probs, strict=True), start=1)
-        ]
-    else:
-        values = scaler.inverse_y(out[:, 0].cpu().numpy())
-        rows = [[i, f"{v:.8g}"] for i, v in enumerate(values.tolist(), start=1)]
+    net, document = read_checkpoint(args.checkpoint)
+    ds = load_csv(args.data, None, features=document["feature_names"])
+    header, rows = predict_rows(net, document, ds.X)
     if args.out == "-":
-        writer = csv.writer(sys.stdout, lineterminator="\n")
-        writer.writerow(header)
-        writer.writerows(rows)
+        _write(sys.stdout, header, rows)
         return 0
     reporter = Reporter()
 
-    def write(path) -> None:
+    def write(path: Path) -> None:
         with open(path, "w", newline="", encoding="utf-8") as handle:
-            writer = csv.writer(handle, lineterminator="\n")
-            writer.writerow(header)
-            writer.writerows(rows)
+            _write(handle, header, rows)
 
     reporter.write_with(args.out, write)
     reporter.print(f"wrote {len(rows)} predictions to {args.out}")

@@ -13,15 +13,17 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import functools
 import statistics
 from pathlib import Path
 
 import torch
 
 from ..data import TOY_DATASETS, bayes_correct
-from ..experiment import RunConfig, format_table, run
-from ..reporting import Reporter
-from .train import add_threads_option, apply_threads
+from ..reporting import Reporter, format_table
+from ..runs import RunConfig, run
+from ..threads import DEFAULT_THREADS, thread_policy
+from .options import add_threads_option
 
 #: hidden neurons per toy set (the reference: 5 each, spirals 15).
 TOY_HIDDEN = {"moons": 5, "circles": 5, "blobs": 5, "blobs2": 5, "spirals": 15}
@@ -40,15 +42,25 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         description="Train moons, circles, blobs, blobs2 (5 hidden) and spirals (15 hidden) "
         "with 3 ticks, batch 10, Adam lr 1e-3, 70/30 split; write a GIF of the decision "
         "boundary during training, a PNG still and summary.md/summary.json per run.",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
-    toys.add_argument("--sets", nargs="+", choices=TOY_DATASETS, default=list(TOY_DATASETS))
-    toys.add_argument("--epochs", type=int, default=1000)
-    toys.add_argument("--frames", type=int, default=40, help="GIF frames per set")
-    toys.add_argument("--grad", default="fop", help="gradient engine")
-    toys.add_argument("--seed", type=int, default=0)
-    toys.add_argument("--out", default="runs/reproduce-toys", metavar="DIR")
-    add_threads_option(toys)
+    toys.add_argument(
+        "--sets",
+        nargs="+",
+        choices=TOY_DATASETS,
+        default=list(TOY_DATASETS),
+        help="the sets to train (default: all)",
+    )
+    toys.add_argument("--epochs", type=int, default=1000, help="epochs per set (default: 1000)")
+    toys.add_argument("--frames", type=int, default=40, help="GIF frames per set (default: 40)")
+    toys.add_argument("--grad", default="fop", help="gradient engine (default: fop)")
+    toys.add_argument("--seed", type=int, default=0, help="seed of every set (default: 0)")
+    toys.add_argument(
+        "--out",
+        default="runs/reproduce-toys",
+        metavar="DIR",
+        help="output directory (default: runs/reproduce-toys)",
+    )
+    add_threads_option(toys, DEFAULT_THREADS)
     toys.set_defaults(handler=handle_toys)
     iris = sub.add_parser(
         "iris",
@@ -57,16 +69,22 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "the allowed edges, ReLU hidden, identity outputs, 3 ticks, batch 10, "
         "Adam lr 1e-3, 1000 epochs, 70/30 split. Each seed fixes split, weights and batches; "
         "every seed is trained with --grad and again with --compare.",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
-    iris.add_argument("--seeds", type=int, default=5, help="seeds 0..SEEDS-1")
-    iris.add_argument("--epochs", type=int, default=1000)
-    iris.add_argument("--grad", default="fop", help="gradient engine")
+    iris.add_argument("--seeds", type=int, default=5, help="seeds 0..SEEDS-1 (default: 5)")
+    iris.add_argument("--epochs", type=int, default=1000, help="epochs per run (default: 1000)")
+    iris.add_argument("--grad", default="fop", help="gradient engine (default: fop)")
     iris.add_argument(
-        "--compare", default="autograd", help="second engine run on the same seeds ('none' to skip)"
+        "--compare",
+        default="autograd",
+        help="second engine run on the same seeds ('none' to skip; default: autograd)",
     )
-    iris.add_argument("--out", default="runs/reproduce-iris", metavar="DIR")
-    add_threads_option(iris)
+    iris.add_argument(
+        "--out",
+        default="runs/reproduce-iris",
+        metavar="DIR",
+        help="output directory (default: runs/reproduce-iris)",
+    )
+    add_threads_option(iris, DEFAULT_THREADS)
     iris.set_defaults(handler=handle_iris)
 
 
@@ -109,7 +127,11 @@ def _mean_std(values: list[float]) -> str:
 def handle_iris(args: argparse.Namespace) -> int:
     if args.seeds < 1:
         raise ValueError(f"--seeds must be >= 1, got {args.seeds}")
-    apply_threads(args)
+    with thread_policy(args.threads, "--threads"):
+        return _iris(args)
+
+
+def _iris(args: argparse.Namespace) -> int:
     engines = [args.grad] + ([] if args.compare == "none" else [args.compare])
     reporter = Reporter()
     runs: dict[str, list[dict]] = {g: [] for g in engines}
@@ -179,11 +201,15 @@ def handle_iris(args: argparse.Namespace) -> int:
 
 
 def handle_toys(args: argparse.Namespace) -> int:
-    from .. import plots
-
     if args.frames < 1:
         raise ValueError(f"--frames must be >= 1, got {args.frames}")
-    apply_threads(args)
+    with thread_policy(args.threads, "--threads"):
+        return _toys(args)
+
+
+def _toys(args: argparse.Namespace) -> int:
+    from .. import plots
+
     out = Path(args.out)
     reporter = Reporter()
     rows = [("dataset", "hidden | test acc | Bayes acc | train acc | wall time")]
@@ -205,14 +231,14 @@ def handle_toys(args: argparse.Namespace) -> int:
         acc = result.test["test_accuracy"]
         reporter.write_with(
             out / f"{name}.gif",
-            lambda p, r=result, f=frames, X=X, y=y, n=name: plots.animate_decision_boundary(
-                r.net, f, X, y, p, title=n
+            functools.partial(
+                plots.animate_decision_boundary, result.net, frames, X, y, title=name
             ),
         )
         fig = plots.plot_decision_boundary(
             result.net, X, y, f"{name}: {config.hidden} hidden, test acc {acc:.3f}"
         )
-        reporter.write_with(out / f"{name}.png", lambda p, f=fig: f.savefig(p, dpi=80))
+        reporter.write_with(out / f"{name}.png", plots.saver(fig, dpi=80))
         plots.plt.close(fig)
         panels.append((result.net, X, y, f"{name} ({config.hidden} hidden): {acc:.3f}"))
         # the best accuracy possible on this draw's test split, where it is known
@@ -239,7 +265,7 @@ def handle_toys(args: argparse.Namespace) -> int:
         )
         reporter.print(f"{name}: test accuracy {acc:.4f} ({result.history.wall_time_s:.1f} s)")
     fig = plots.plot_decision_boundaries(panels)
-    reporter.write_with(out / "toys.png", lambda p: fig.savefig(p, dpi=72))
+    reporter.write_with(out / "toys.png", plots.saver(fig, dpi=72))
     plots.plt.close(fig)
     reporter.write_json(out / "summary.json", summary)
     table = format_table(rows)

@@ -1,0 +1,134 @@
+"""One training run from a :class:`~meshprop.runs.config.RunConfig`: load and split the data,
+build the network, ``fit``, and score the test split.
+
+``meshprop train`` and ``meshprop reproduce`` are thin layers over :func:`run`; the files of a
+run folder are written by :mod:`meshprop.runs.artefacts`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, cast
+
+import torch
+
+from ..data import CLASSIFICATION, Dataset, Split, load_csv, load_dataset, split_dataset
+from ..distributed import DataParallel
+from ..layered import MLP, RULES
+from ..mesh import MeshNet
+from ..reporting import Reporter
+from ..topology import Topology
+from ..training import EarlyStopping, History, fit
+from .config import RunConfig
+from .evaluation import test_metrics
+
+__all__ = ["DTYPES", "RunResult", "build_net", "load_data", "loss_for", "run"]
+
+DTYPES = {"float32": torch.float32, "float64": torch.float64}
+
+
+@dataclass
+class RunResult:
+    """A finished run: its configuration, the trained network (an MLP as its mesh view), the
+    split it was trained and tested on, the training history and the test metrics."""
+
+    config: RunConfig
+    net: MeshNet
+    split: Split
+    history: History
+    test: dict[str, float]
+
+
+def load_data(config: RunConfig) -> Dataset:
+    """The dataset named by ``config`` (built-in, or the CSV file with its target column)."""
+    if config.data is not None:
+        return load_csv(config.data, config.target, task=config.task)
+    assert config.dataset is not None  # RunConfig guarantees one of the two
+    return load_dataset(config.dataset, n_samples=config.n_samples, seed=config.seed)
+
+
+def build_net(config: RunConfig, n_inputs: int, n_outputs: int) -> MeshNet | MLP:
+    """A full mesh (``density=1``) or a random mesh keeping ``density`` of the edges; with
+    ``arch="mlp"`` the layered network [inputs, *layers, outputs] — an :class:`MLP` trained by
+    its layered rule (``grad`` two_step / tensor_batch) or, for a mesh engine, its mesh view
+    (``Topology.layered``, ticks = L)."""
+    if config.arch == "mlp":
+        assert config.layers is not None  # RunConfig guarantees it for an MLP
+        mlp = MLP(
+            [n_inputs, *config.layers, n_outputs],
+            activation=config.activation,
+            output_activation=config.output_activation,
+            grad=config.grad if config.grad in RULES else "two_step",
+            dtype=DTYPES[config.dtype],
+            seed=config.seed,
+        )
+        return mlp if config.grad in RULES else mlp.to_mesh(grad=config.grad)
+    if config.density >= 1.0:
+        topo = Topology.mesh(n_inputs, config.hidden, n_outputs, bias=True)
+    else:
+        topo = Topology.random(
+            n_inputs,
+            config.hidden,
+            n_outputs,
+            density=config.density,
+            bias=True,
+            seed=config.seed,
+        )
+    return MeshNet(
+        topo,
+        ticks=config.ticks,
+        activation=config.activation,
+        output_activation=config.output_activation,
+        grad=config.grad,
+        dtype=DTYPES[config.dtype],
+        seed=config.seed,
+    )
+
+
+def loss_for(task: str) -> str:
+    """The training loss of a task: cross-entropy for classes, mean squared error otherwise."""
+    return "cross_entropy" if task == CLASSIFICATION else "mse"
+
+
+def run(
+    config: RunConfig,
+    reporter: Reporter | None = None,
+    callback: Callable[[int, Any, dict[str, float]], Any] | None = None,
+    dataset: Dataset | None = None,
+    parallel: DataParallel | None = None,
+) -> RunResult:
+    """Load, split (seeded by ``config.seed``), build, train and test.
+
+    With ``parallel`` (``meshprop.distributed``) every process runs this and trains on its
+    shard of each batch; the model lives on ``parallel.device``.  An MLP is tested and
+    returned as its mesh view (the same function, so checkpoints, plots and ``evaluate``
+    treat both architectures alike).  Torch's thread count is the caller's
+    (:func:`meshprop.threads.thread_policy`)."""
+    reporter = reporter if reporter is not None else Reporter()
+    dataset = load_data(config) if dataset is None else dataset
+    split = split_dataset(dataset, config.test_size, config.val_size, config.seed)
+    net = build_net(config, dataset.n_features, dataset.n_outputs)
+    if parallel is not None:
+        net = net.to(parallel.device)
+    stopping = None if config.patience is None else EarlyStopping(patience=config.patience)
+    history = fit(
+        cast(MeshNet, net),  # fit trains an MLP alike (the same protocol); its hint says MeshNet
+        split.train,
+        split.val,
+        loss=loss_for(dataset.task),
+        optimizer=config.optimizer,
+        lr=config.lr,
+        momentum=config.momentum,
+        weight_decay=config.weight_decay,
+        epochs=config.epochs,
+        batch_size=config.batch_size,
+        seed=config.seed,
+        early_stopping=stopping,
+        callback=callback,
+        reporter=reporter,
+        parallel=parallel,
+    )
+    mesh = net.to_mesh(grad="bptt") if isinstance(net, MLP) else net
+    test = test_metrics(mesh, *split.test, dataset.task, split.standardizer)
+    return RunResult(config, mesh, split, history, test)
