@@ -1,0 +1,431 @@
+"""The run configuration: one dataclass whose fields carry their own documentation.
+
+Each field of :class:`RunConfig` has metadata (help text, command-line flag, choices, range,
+help group) from which ``meshprop train`` builds its options, so the configuration, its
+validation and the command line cannot drift apart.  A configuration file (TOML, JSON, or YAML
+when PyYAML is installed) holds the same keys (:func:`load_config_file`); every run saves its
+resolved configuration as ``config.json``, which is itself a valid configuration file.
+
+Errors are :class:`ConfigError`: they keep the names of the settings at fault apart from the
+message, so the command line can name its flags (``--batch-size``) and a file its keys.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import tomllib
+import types
+import typing
+from collections.abc import Callable, Collection, Iterable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ..activations import ACTIVATIONS
+from ..data import DATASETS
+from ..engines import ENGINES
+from ..layered import RULES
+from ..training import OPTIMIZERS
+
+__all__ = [
+    "ARCHITECTURES",
+    "ConfigError",
+    "RunConfig",
+    "check_data_source",
+    "config_fields",
+    "load_config_file",
+    "merge_settings",
+]
+
+ARCHITECTURES = ("mesh", "mlp")
+DTYPES = ("float32", "float64")
+TASKS = ("auto", "classification", "regression")
+
+
+class ConfigError(ValueError):
+    """A configuration the user can fix.
+
+    ``template`` is the message with ``{0}``, ``{1}``, ... in place of the settings named in
+    ``fields``; ``str(error)`` names them as Python fields, :meth:`describe` as the caller
+    spells them (``--batch-size`` on the command line, ``batch_size in run.toml`` in a file).
+    """
+
+    def __init__(self, template: str, *fields: str) -> None:
+        self.template = template
+        self.fields = fields
+        super().__init__(self.describe(str))
+
+    def describe(self, name: Callable[[str], str]) -> str:
+        return self.template.format(*(name(f) for f in self.fields))
+
+
+def _quote(value: Any) -> str:
+    """``repr(value)`` made safe inside a :class:`ConfigError` template."""
+    return repr(value).replace("{", "{{").replace("}", "}}")
+
+
+def setting(
+    default: Any,
+    help: str,
+    *,
+    group: str,
+    flag: str | None = None,
+    choices: Callable[[], Collection[str]] | None = None,
+    check: tuple[str, Callable[[Any], bool]] | None = None,
+    metavar: str | None = None,
+    shown: str | None = None,
+) -> Any:
+    """A :class:`RunConfig` field with its documentation.
+
+    ``flag``: the command-line option (default ``--`` + the name with dashes); ``choices``: the
+    allowed values (a function, read when checked, so registries stay open); ``check``: a range
+    as (description, predicate), e.g. ``(">= 1", lambda v: v >= 1)``; ``shown``: how the help
+    states the default when it is not the plain value.
+    """
+    metadata = {
+        "help": help,
+        "group": group,
+        "flag": flag,
+        "choices": choices,
+        "check": check,
+        "metavar": metavar,
+        "shown": shown,
+    }
+    return field(default=default, metadata=metadata)
+
+
+def _positive(value: float) -> bool:
+    return value > 0
+
+
+@dataclass
+class RunConfig:
+    """Everything that defines a training run (stored as ``config.json`` in the run folder,
+    in ``metrics.json`` and in the checkpoint)."""
+
+    dataset: str | None = setting(
+        "moons",
+        "built-in dataset",
+        group="data",
+        choices=lambda: DATASETS,
+        metavar="NAME",
+        shown="moons, unless --data is given",
+    )
+    data: str | None = setting(
+        None,
+        "your own CSV file (header row, numeric feature columns)",
+        group="data",
+        metavar="FILE.csv",
+    )
+    target: str | None = setting(
+        None,
+        "the CSV column to predict (class labels or numbers)",
+        group="data",
+        metavar="COLUMN",
+    )
+    task: str = setting(
+        "auto",
+        "for CSV targets: what the target column holds",
+        group="data",
+        choices=lambda: TASKS,
+    )
+    n_samples: int = setting(
+        1000,
+        "samples drawn for the generated 2-D sets",
+        group="data",
+        flag="--samples",
+        check=(">= 4", lambda v: v >= 4),
+    )
+    hidden: int = setting(
+        5,
+        "hidden neurons of a mesh",
+        group="network",
+        check=(">= 0", lambda v: v >= 0),
+    )
+    ticks: int = setting(
+        3,
+        "state transitions T of a mesh",
+        group="network",
+        check=(">= 1", lambda v: v >= 1),
+    )
+    density: float = setting(
+        1.0,
+        "fraction of a mesh's allowed edges kept: 1 = full mesh, <1 = random mesh",
+        group="network",
+        check=("in (0, 1]", lambda v: 0 < v <= 1),
+    )
+    activation: str = setting(
+        "relu", "hidden activation", group="network", choices=lambda: tuple(ACTIVATIONS)
+    )
+    output_activation: str | None = setting(
+        "identity",
+        "output activation; identity = logits for cross-entropy",
+        group="network",
+        choices=lambda: tuple(ACTIVATIONS),
+    )
+    grad: str = setting(
+        "fop",
+        "gradient engine; for --arch mlp also a layered rule",
+        group="network",
+        choices=lambda: (*ENGINES, *RULES),
+        shown="fop for a mesh, two_step for an mlp",
+    )
+    optimizer: str = setting(
+        "adam", "torch.optim optimiser", group="optimisation", choices=lambda: tuple(OPTIMIZERS)
+    )
+    lr: float = setting(0.01, "learning rate", group="optimisation", check=("> 0", _positive))
+    momentum: float = setting(
+        0.0, "momentum of sgd and rmsprop", group="optimisation", check=(">= 0", lambda v: v >= 0)
+    )
+    weight_decay: float = setting(
+        0.0, "weight decay", group="optimisation", check=(">= 0", lambda v: v >= 0)
+    )
+    epochs: int = setting(
+        60, "passes over the training data", group="optimisation", check=(">= 1", _positive)
+    )
+    batch_size: int = setting(
+        32, "samples per optimiser step", group="optimisation", check=(">= 1", _positive)
+    )
+    seed: int = setting(
+        0,
+        "seeds the data, the split, the topology, the weights, the batches",
+        group="optimisation",
+        check=(">= 0", lambda v: v >= 0),
+    )
+    test_size: float = setting(
+        0.3,
+        "fraction of samples held out for testing",
+        group="optimisation",
+        check=("in (0, 1)", lambda v: 0 < v < 1),
+    )
+    val_size: float = setting(
+        0.0,
+        "fraction of samples held out for validation",
+        group="optimisation",
+        check=("in [0, 1)", lambda v: 0 <= v < 1),
+    )
+    patience: int | None = setting(
+        None,
+        "early stopping: epochs without validation improvement; needs --val-size",
+        group="optimisation",
+        check=(">= 1", _positive),
+    )
+    dtype: str = setting("float64", "floating-point type", group="network", choices=lambda: DTYPES)
+    arch: str = setting(
+        "mesh",
+        "mesh: an MNN of --hidden neurons (--ticks, --density); mlp: a layered network of "
+        "--layers, run for L = len(layers)+1 ticks",
+        group="network",
+        choices=lambda: ARCHITECTURES,
+    )
+    layers: list[int] | None = setting(  # noqa: RUF009 (setting is dataclasses.field)
+        None,
+        "hidden layer sizes of --arch mlp, e.g. 13,13",
+        group="network",
+        metavar="N1,N2,...",
+        check=("all >= 1", lambda v: len(v) > 0 and min(v) >= 1),
+    )
+
+    def __post_init__(self) -> None:
+        hints = typing.get_type_hints(type(self))
+        for f in dataclasses.fields(self):
+            value = _coerce(f.name, getattr(self, f.name), hints[f.name])
+            setattr(self, f.name, value)
+            if value is not None:
+                _check_value(f, value)
+        self._check_combination()
+
+    def _check_combination(self) -> None:
+        if self.arch == "mlp":
+            if self.layers is None:
+                raise ConfigError("an MLP needs its hidden layer sizes ({0}, e.g. 13,13)", "layers")
+            for name in MESH_ONLY:
+                if getattr(self, name) != _DEFAULTS[name]:
+                    raise mesh_only_error(name)
+        elif self.layers is not None:
+            raise ConfigError("{0} applies to arch='mlp' only (give {1} mlp)", "layers", "arch")
+        if self.grad not in ENGINES and not (self.arch == "mlp" and self.grad in RULES):
+            raise ConfigError(
+                f"{{0}}: unknown gradient method {_quote(self.grad)}; expected one of "
+                f"{', '.join(ENGINES)} (with {{1}} mlp also {', '.join(RULES)})",
+                "grad",
+                "arch",
+            )
+        check_data_source(self.dataset, self.data, self.target)
+        if self.dataset is None and self.data is None:
+            raise ConfigError(
+                "give a built-in dataset ({0}) or a CSV file ({1})", "dataset", "data"
+            )
+        if self.data is not None and self.target is None:
+            raise ConfigError(
+                f"a CSV file needs a target column ({{0}}) for {_quote(self.data)}", "target"
+            )
+        if self.patience is not None and self.val_size <= 0:
+            raise ConfigError(
+                "early stopping ({0}) needs a validation split ({1} > 0)", "patience", "val_size"
+            )
+        if self.test_size + self.val_size >= 1:
+            raise ConfigError(
+                "{0} + {1} must be below 1 (some samples must be left for training)",
+                "test_size",
+                "val_size",
+            )
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> RunConfig:
+        """The configuration of a saved run (keys this version does not know are ignored)."""
+        names = {f.name for f in dataclasses.fields(cls)}
+        return cls(**{k: v for k, v in data.items() if k in names})
+
+
+_DEFAULTS = {f.name: f.default for f in dataclasses.fields(RunConfig)}
+
+
+#: settings of a mesh that an MLP (whose shape comes from ``layers``) does not take
+MESH_ONLY = ("hidden", "ticks", "density")
+
+
+def mesh_only_error(name: str) -> ConfigError:
+    return ConfigError(
+        "{0} applies to {1} mesh only; an MLP's shape comes from {2} (e.g. 13,13)",
+        name,
+        "arch",
+        "layers",
+    )
+
+
+def config_fields() -> tuple[dataclasses.Field[Any], ...]:
+    """The fields of :class:`RunConfig`, in order, with their metadata."""
+    return dataclasses.fields(RunConfig)
+
+
+def field_type(name: str) -> tuple[type, bool]:
+    """(base type, whether None is allowed) of a :class:`RunConfig` field; the base type of
+    ``layers`` is ``list``."""
+    return _split_hint(typing.get_type_hints(RunConfig)[name])
+
+
+def _split_hint(hint: Any) -> tuple[type, bool]:
+    args = typing.get_args(hint) if isinstance(hint, types.UnionType) else (hint,)
+    optional = type(None) in args
+    base = next(a for a in args if a is not type(None))
+    return (typing.get_origin(base) or base), optional
+
+
+def _coerce(name: str, value: Any, hint: Any) -> Any:
+    """``value`` as the field's type (an int is a valid float); ConfigError otherwise."""
+    base, optional = _split_hint(hint)
+    if value is None:
+        if optional:
+            return None
+        raise ConfigError("{0} must be given (it cannot be empty)", name)
+    if base is list:
+        if not isinstance(value, list | tuple) or not all(_is_int(v) for v in value):
+            raise ConfigError(f"{{0}} must be a list of integers, got {_quote(value)}", name)
+        return [int(v) for v in value]
+    if base is int and not _is_int(value):
+        raise ConfigError(f"{{0}} must be an integer, got {_quote(value)}", name)
+    if base is float:
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            raise ConfigError(f"{{0}} must be a number, got {_quote(value)}", name)
+        return float(value)
+    if base is str and not isinstance(value, str):
+        raise ConfigError(f"{{0}} must be a string, got {_quote(value)}", name)
+    return value
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _check_value(f: dataclasses.Field[Any], value: Any) -> None:
+    choices = f.metadata["choices"]
+    if choices is not None and f.name != "grad" and value not in choices():
+        raise ConfigError(
+            f"{{0}} must be one of {', '.join(choices())}, got {_quote(value)}", f.name
+        )
+    check = f.metadata["check"]
+    if check is not None and not check[1](value):
+        raise ConfigError(f"{{0}} must be {check[0]}, got {_quote(value)}", f.name)
+
+
+def check_data_source(dataset: str | None, data: str | None, target: str | None) -> None:
+    """A built-in dataset or a CSV file, not both; a target column only with a file."""
+    if dataset is not None and data is not None:
+        raise ConfigError("give either {0} or {1}, not both", "dataset", "data")
+    if data is None and target is not None:
+        raise ConfigError("{0} applies to a CSV file ({1}) only", "target", "data")
+
+
+def load_config_file(path: str | Path) -> dict[str, Any]:
+    """The settings of a configuration file, checked against :class:`RunConfig`'s keys.
+
+    TOML (``.toml``), JSON (``.json``, e.g. a run's saved ``config.json``) or YAML (``.yaml``,
+    ``.yml``; needs PyYAML) holding one table of :class:`RunConfig` keys.  A relative ``data``
+    path is taken relative to the file's folder.  Values are checked when the configuration is
+    built (after command-line flags override them).
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"configuration file {str(path)!r} does not exist")
+    text = path.read_text(encoding="utf-8")
+    suffix = path.suffix.lower()
+    try:
+        if suffix == ".toml":
+            values: Any = tomllib.loads(text)
+        elif suffix == ".json":
+            values = json.loads(text)
+        elif suffix in (".yaml", ".yml"):
+            values = _load_yaml(path, text)
+        else:
+            raise ValueError(
+                f"{path}: unknown configuration format {suffix!r}; use .toml, .json or .yaml"
+            )
+    except (tomllib.TOMLDecodeError, json.JSONDecodeError) as error:
+        raise ValueError(f"{path}: not valid {suffix[1:].upper()} ({error})") from None
+    if not isinstance(values, dict):
+        raise ValueError(f"{path}: expected a table of settings, got {type(values).__name__}")
+    unknown = [key for key in values if key not in _DEFAULTS]
+    if unknown:
+        raise ValueError(
+            f"{path}: unknown key {unknown[0]!r}; valid keys are {', '.join(_DEFAULTS)}"
+        )
+    if isinstance(values.get("data"), str):
+        values["data"] = str((path.parent / values["data"]).resolve())
+    return values
+
+
+def _load_yaml(path: Path, text: str) -> Any:
+    try:
+        import yaml
+    except ImportError:
+        raise ValueError(
+            f"{path}: reading YAML needs PyYAML, which is not installed; use a .toml file"
+        ) from None
+    try:
+        return yaml.safe_load(text)
+    except yaml.YAMLError as error:
+        raise ValueError(f"{path}: not valid YAML ({error})") from None
+
+
+def merge_settings(layers: Iterable[Mapping[str, Any]]) -> dict[str, Any]:
+    """Settings given in order of increasing precedence (a file, then flags) as one mapping.
+
+    A data source given at a later layer replaces the earlier one: ``dataset`` drops an earlier
+    ``data`` and ``target``, ``data`` an earlier ``dataset``.
+    """
+    merged: dict[str, Any] = {}
+    for layer in layers:
+        if "dataset" in layer and "data" not in layer:
+            merged.pop("data", None)
+            merged.pop("target", None)
+        if "data" in layer and "dataset" not in layer:
+            merged.pop("dataset", None)
+        merged.update(layer)
+    if "data" in merged and "dataset" not in merged:
+        merged["dataset"] = None
+    return merged
