@@ -210,3 +210,44 @@ def test_bad_input_is_one_line_error(tmp_path, capsys) -> None:
         cli.main(["timeseries", "--data", str(path), "--column", "a", "--out", str(tmp_path)]) == 2
     )
     assert "too short" in capsys.readouterr().err
+
+
+def test_fit_trains_a_diagram_in_mini_batches_along_its_batch_axis(rng) -> None:
+    """``mp.fit`` on a Diagram: batches are cut along axis 1 of (T, B, width) and each step is
+    the reciprocal network's gradient of that batch, like a hand-written loop."""
+    import meshprop as mp
+    from meshprop.training import make_loader
+
+    d = examples.narx(1, 3, 1, input_taps=2, output_taps=2, seed=5)
+    reference = examples.narx(1, 3, 1, input_taps=2, output_taps=2, seed=5)
+    x = torch.randn(20, 7, 1, generator=rng, dtype=torch.float64)
+    t = torch.tanh(x.roll(-1, dims=0))
+    d.grad = "reciprocal"
+    history = mp.fit(
+        d,
+        (x, t),
+        loss="mse",
+        optimizer="sgd",
+        lr=0.05,
+        epochs=3,
+        batch_size=3,
+        seed=11,
+        progress=False,
+        evaluate_train=False,
+    )
+    opt = torch.optim.SGD(reference.parameters(), lr=0.05)
+    params = reference.parameter_dict()
+    loader = make_loader(x, t, 3, seed=11, dim=1)  # reshuffled every epoch
+    epoch_means = []
+    for _ in range(3):
+        total = 0.0
+        for xb, tb in loader:
+            value, grads = reference.gradient(xb, tb, loss="mse", method="reciprocal")
+            for name, p in params.items():
+                p.grad = grads[name]
+            opt.step()
+            total += float(value) * xb.shape[1]
+        epoch_means.append(total / x.shape[1])  # batch_loss: the sample-weighted mean
+    assert history["batch_loss"] == pytest.approx(epoch_means, rel=1e-12)
+    for (name, a), b in zip(d.named_parameters(), reference.parameters(), strict=True):
+        assert torch.allclose(a, b, rtol=1e-12, atol=1e-14), name

@@ -20,13 +20,10 @@ import csv
 import json
 import math
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import torch
-from torch import nn
 
-from .. import protocol
 from ..diagram import Diagram, draw, examples
 from ..diagram.series import mackey_glass
 from ..losses import LossFn
@@ -155,50 +152,6 @@ def _build(args: argparse.Namespace) -> tuple[Diagram, int]:
     return examples.mnn(net, input_taps=K), K
 
 
-class _Reciprocal:
-    """A diagram with one input and one output as a ``meshprop.protocol`` VJPFunction whose
-    reverse pass is its reciprocal network (paper 004, rule 6 fed with dE/dy).
-
-    ``Diagram.gradient`` takes a loss, so the reverse pass hands it J = Σ y·g, whose dJ/dy is
-    exactly the incoming g = dE/dy; it re-simulates the forward to record the signals.  (Once a
-    Diagram is itself callable through the protocol, the diagram replaces this adapter.)
-    """
-
-    provides_input_grad = False
-
-    def __init__(self, diagram: Diagram):
-        self.diagram = diagram
-
-    def forward(self, params: protocol.Params, x: torch.Tensor) -> tuple[torch.Tensor, Any]:
-        with torch.no_grad():
-            y = self.diagram.run(x)
-        if not isinstance(y, torch.Tensor):
-            raise TypeError("the diagram must have one output")
-        return y, None
-
-    def backward(
-        self, params: protocol.Params, x: torch.Tensor, saved: Any, grad_y: torch.Tensor
-    ) -> tuple[dict[str, torch.Tensor], None]:
-        _, grads = self.diagram.gradient(x, grad_y, loss=_contract, method="reciprocal")
-        return grads, None
-
-
-def _contract(y: torch.Tensor, g: torch.Tensor) -> torch.Tensor:
-    return (y * g).sum()
-
-
-class _Model(nn.Module):
-    """The diagram as a model for ``fit``: y (T, B, width) = diagram(x (T, B, width))."""
-
-    def __init__(self, diagram: Diagram):
-        super().__init__()
-        self.diagram = diagram
-        self._function = _Reciprocal(diagram)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return protocol.apply(self._function, self.diagram.parameter_dict(), x)
-
-
 def train_diagram(
     diagram: Diagram,
     x: torch.Tensor,
@@ -209,17 +162,17 @@ def train_diagram(
     threads: int | None = None,
 ) -> History:
     """``epochs`` full-batch Adam steps of ``meshprop.fit`` on the sequences x, target of shape
-    (T, B, width), gradients by the reciprocal network.  ``history["batch_loss"]`` holds the
-    loss of every step (before its update)."""
+    (T, B, width), gradients by the reciprocal network (``diagram.grad = "reciprocal"``).
+    ``history["batch_loss"]`` holds the loss of every step (before its update)."""
+    diagram.grad = "reciprocal"
     return fit(
-        _Model(diagram),
+        diagram,
         (x, target),
         loss=loss,
         optimizer="adam",
         lr=lr,
         epochs=epochs,
         loader=[(x, target)],  # every window in every step, in their order
-        batch_dim=1,
         evaluate_train=False,
         progress=False,
         threads=threads,

@@ -40,6 +40,9 @@ class Diagram(Graph):
     ``DIAGRAM_METHODS``.
     """
 
+    #: the axis of the samples in inputs and outputs (T, B, width): how ``mp.fit`` batches them
+    sample_axis = 1
+
     def __init__(self, grad: str = "reciprocal") -> None:
         super().__init__()
         self.grad = grad

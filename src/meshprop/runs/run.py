@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, cast
+from typing import Any
 
 import torch
 
@@ -113,7 +113,7 @@ def run(
         net = net.to(parallel.device)
     stopping = None if config.patience is None else EarlyStopping(patience=config.patience)
     history = fit(
-        cast(MeshNet, net),  # fit trains an MLP alike (the same protocol); its hint says MeshNet
+        net,
         split.train,
         split.val,
         loss=loss_for(dataset.task),
@@ -128,6 +128,7 @@ def run(
         callback=callback,
         reporter=reporter,
         parallel=parallel,
+        threads=0,  # the caller's thread policy applies (see the docstring)
     )
     mesh = net.to_mesh(grad="bptt") if isinstance(net, MLP) else net
     test = test_metrics(mesh, *split.test, dataset.task, split.standardizer)

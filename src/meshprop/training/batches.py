@@ -15,7 +15,6 @@ import torch
 from torch import nn
 from torch.utils.data import BatchSampler, DataLoader, Dataset, RandomSampler, SequentialSampler
 
-from ..diagram import Diagram
 from ..losses import LossFn, validate_target
 
 __all__ = [
@@ -31,9 +30,10 @@ __all__ = [
 
 def sample_axis(model: nn.Module, batch_dim: int | None = None) -> int:
     """The axis of the samples in the model's inputs and outputs: ``batch_dim`` when given, else
-    1 for a :class:`meshprop.diagram.Diagram` (inputs (T, B, width)) and 0 otherwise."""
+    the model's own ``sample_axis`` attribute (1 for a :class:`meshprop.diagram.Diagram`, whose
+    inputs are (T, B, width)), else 0."""
     if batch_dim is None:
-        return 1 if isinstance(model, Diagram) else 0
+        return int(getattr(model, "sample_axis", 0))
     if isinstance(batch_dim, bool) or not isinstance(batch_dim, int) or batch_dim < 0:
         raise ValueError(f"batch_dim must be an integer >= 0, got {batch_dim!r}")
     return batch_dim
