@@ -15,7 +15,7 @@ import torch.nn.functional as F
 from .. import protocol
 from .graph import Graph
 from .methods import DIAGRAM_METHODS, bind, pack, unpack
-from .simulate import check_inputs
+from .simulate import by_name, check_inputs
 
 __all__ = ["DIAGRAM_METHODS", "gradient"]
 
@@ -27,16 +27,7 @@ def _check_targets(
 ) -> dict[str, torch.Tensor]:
     """{output name: target}, every output given; for "mse", float (T, B, width) and finite."""
     names = diagram.output_names
-    if isinstance(targets, torch.Tensor):
-        if len(names) != 1:
-            raise ValueError(f"the diagram has outputs {names}: pass targets as a dict by name")
-        targets = {names[0]: targets}
-    if not isinstance(targets, Mapping):
-        raise TypeError(f"targets must be a tensor or a dict, got {type(targets).__name__}")
-    if set(targets) != set(names):
-        raise ValueError(
-            f"targets must be given for exactly {sorted(names)}, got {sorted(targets)}"
-        )
+    targets = by_name(targets, names, "targets")
     out = {}
     for name, width in zip(names, diagram.output_widths(), strict=True):
         t = targets[name]

@@ -40,20 +40,29 @@ class Stepper(Protocol):
     def update(self, name: str, block: Block, inputs: list, state: Any, k: int) -> Any: ...
 
 
+def by_name(values: object, names: list[str], kind: str) -> Mapping[str, object]:
+    """``values`` as {name: value} for exactly ``names``: a lone tensor stands for the only
+    one; ``kind`` ("inputs", "targets") names them in errors."""
+    if isinstance(values, torch.Tensor):
+        if len(names) != 1:
+            raise ValueError(
+                f"the diagram has {kind} {names}: pass a dict name -> (T, B, width) tensor"
+            )
+        values = {names[0]: values}
+    if not isinstance(values, Mapping):
+        raise TypeError(
+            f"{kind} must be a tensor or a dict of tensors, got {type(values).__name__}"
+        )
+    if set(values) != set(names):
+        raise ValueError(f"{kind} must be given for exactly {sorted(names)}, got {sorted(values)}")
+    return values
+
+
 def check_inputs(graph: Graph, inputs) -> dict[str, torch.Tensor]:
     """Validate the feeds: one (T, B, width) real, finite tensor per Input block, same T and B;
     cast to the diagram's dtype and device."""
     names = graph.input_names
-    if isinstance(inputs, torch.Tensor):
-        if len(names) != 1:
-            raise ValueError(f"the diagram has inputs {names}: pass a dict name -> (T, B, width)")
-        inputs = {names[0]: inputs}
-    if not isinstance(inputs, Mapping):
-        raise TypeError(
-            f"inputs must be a tensor or a dict of tensors, got {type(inputs).__name__}"
-        )
-    if set(inputs) != set(names):
-        raise ValueError(f"inputs must be given for exactly {sorted(names)}, got {sorted(inputs)}")
+    inputs = by_name(inputs, names, "inputs")
     dtype, device = graph.dtype, graph.device
     feeds: dict[str, torch.Tensor] = {}
     shape = None
