@@ -29,6 +29,7 @@ __all__ = [
     "plot_decision_boundaries",
     "plot_decision_boundary",
     "plot_history",
+    "plot_structure",
     "plot_topology",
     "saver",
 ]
@@ -80,6 +81,21 @@ def _positions(net: MeshNet) -> dict[int, tuple[float, float]]:
         pos[node] = (2.0 + radius + radius * np.cos(angle), radius * np.sin(angle))
     column(list(range(topo.n_neurons - topo.n_outputs, topo.n_neurons)), 4.0 + 2 * radius)
     return pos
+
+
+def plot_structure(log: Sequence[dict], title: str = "") -> Figure:
+    """The topology over time (``meshprop.structure``'s log): edge count (left) and edges
+    added and removed per update (right), against the optimiser step."""
+    steps = [r["step"] for r in log]
+    fig, (left, right) = plt.subplots(1, 2, figsize=(9, 3.2), layout="constrained")
+    left.plot(steps, [r["edges"] for r in log], marker=".", color="#3b6fb6")
+    left.set(xlabel="optimiser step", ylabel="edges")
+    right.plot(steps, [r["added"] for r in log], marker=".", color="#66a182", label="added")
+    right.plot(steps, [r["removed"] for r in log], marker=".", color="#d1495b", label="removed")
+    right.set(xlabel="optimiser step", ylabel="edges per update")
+    right.legend(frameon=False)
+    fig.suptitle(title, fontsize=10)
+    return fig
 
 
 def plot_topology(net: MeshNet, title: str = "") -> Figure:
