@@ -28,6 +28,7 @@ __all__ = [
     "animate_decision_boundary",
     "plot_decision_boundaries",
     "plot_decision_boundary",
+    "plot_density_sweep",
     "plot_history",
     "plot_structure",
     "plot_topology",
@@ -81,6 +82,35 @@ def _positions(net: MeshNet) -> dict[int, tuple[float, float]]:
         pos[node] = (2.0 + radius + radius * np.cos(angle), radius * np.sin(angle))
     column(list(range(topo.n_neurons - topo.n_outputs, topo.n_neurons)), 4.0 + 2 * radius)
     return pos
+
+
+def plot_density_sweep(results: dict[str, dict], title: str = "") -> Figure:
+    """Test accuracy (mean ± std over seeds) against density per structure rule, on a log
+    density axis, with the dense mesh (``method`` "dense") as a horizontal ceiling."""
+    fig, ax = plt.subplots(figsize=(6, 4), layout="constrained")
+    methods = sorted({r["method"] for r in results.values()} - {"dense"})
+    for k, method in enumerate(methods):
+        rows = sorted(
+            (r for r in results.values() if r["method"] == method), key=lambda r: r["density"]
+        )
+        ax.errorbar(
+            [r["density"] for r in rows],
+            [r["mean"] for r in rows],
+            yerr=[r["std"] for r in rows],
+            marker="o",
+            capsize=3,
+            color=_CLASS_COLOURS[k % len(_CLASS_COLOURS)],
+            label=method,
+        )
+    for r in results.values():
+        if r["method"] == "dense":
+            ax.axhline(r["mean"], color="black", ls="--", lw=1, label="dense mesh")
+            ax.axhspan(r["mean"] - r["std"], r["mean"] + r["std"], color="black", alpha=0.08)
+    ax.set_xscale("log")
+    ax.set(xlabel="density (fraction of the allowed edges)", ylabel="test accuracy")
+    ax.legend(frameon=False)
+    ax.set_title(title, fontsize=10)
+    return fig
 
 
 def plot_structure(log: Sequence[dict], title: str = "") -> Figure:
