@@ -60,7 +60,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--seeds", type=int, default=3, help="seeds 0..SEEDS-1 (default: 3)")
     p.add_argument("--hidden", type=int, default=32, help="hidden neurons (default: 32)")
-    p.add_argument("--epochs", type=int, default=30, help="epochs per run (default: 30)")
+    p.add_argument("--epochs", type=int, default=60, help="epochs per run (default: 60)")
     p.add_argument(
         "--update-every", type=int, default=50, help="steps between updates (default: 50)"
     )
