@@ -107,6 +107,9 @@ def plot_density_sweep(results: dict[str, dict], title: str = "") -> Figure:
             ax.axhline(r["mean"], color="black", ls="--", lw=1, label="dense mesh")
             ax.axhspan(r["mean"] - r["std"], r["mean"] + r["std"], color="black", alpha=0.08)
     ax.set_xscale("log")
+    densities = sorted({r["density"] for r in results.values()})
+    ax.set_xticks(densities, [f"{d:g}" for d in densities])
+    ax.minorticks_off()
     ax.set(xlabel="density (fraction of the allowed edges)", ylabel="test accuracy")
     ax.legend(frameon=False)
     ax.set_title(title, fontsize=10)
@@ -121,7 +124,9 @@ def plot_structure(log: Sequence[dict], title: str = "") -> Figure:
     left.plot(steps, [r["edges"] for r in log], marker=".", color="#3b6fb6")
     left.set(xlabel="optimiser step", ylabel="edges")
     right.plot(steps, [r["added"] for r in log], marker=".", color="#66a182", label="added")
-    right.plot(steps, [r["removed"] for r in log], marker=".", color="#d1495b", label="removed")
+    right.plot(
+        steps, [r["removed"] for r in log], marker="x", ls="--", color="#d1495b", label="removed"
+    )
     right.set(xlabel="optimiser step", ylabel="edges per update")
     right.legend(frameon=False)
     fig.suptitle(title, fontsize=10)

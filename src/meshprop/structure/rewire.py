@@ -31,7 +31,7 @@ def rewire(net: MeshNet, topology: Topology) -> None:
         moved = net.with_topology(topology)
     net.topology = moved.topology
     net.dynamics = moved.dynamics
-    net.mask = moved.mask
+    net.mask = moved.mask.to(net.mask.device)
     with torch.no_grad():
         net.A.copy_(moved.A)
         if net.A.grad is not None:
