@@ -127,6 +127,8 @@ def test_bad_schedule_is_an_error(kwargs: dict, message: str) -> None:
 def test_bad_rule_and_model_are_errors() -> None:
     with pytest.raises(ValueError, match="unknown structure rule 'prune'"):
         StructuralLearning("prune")
+    with pytest.raises(ValueError, match="magnitude pruning needs its target density"):
+        StructuralLearning("magnitude")
     with pytest.raises(ValueError, match="lowers the density"):
         MagnitudePruning(0.5, initial_density=0.2)
     X, y = _data()

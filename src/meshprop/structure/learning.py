@@ -33,12 +33,19 @@ __all__ = ["STRUCTURES", "StructuralLearning", "make_rule"]
 STRUCTURES = ("static", "magnitude", "set", "rigl")
 
 
-def make_rule(name: str, density: float = 1.0, initial_density: float = 1.0) -> StructureRule:
+def make_rule(
+    name: str, density: float | None = None, initial_density: float = 1.0
+) -> StructureRule:
     """The rule called ``name`` (:data:`STRUCTURES`); ``density`` and ``initial_density`` are
-    magnitude pruning's target and start."""
+    magnitude pruning's target (required) and start."""
     if name == "static":
         return Static()
     if name == "magnitude":
+        if density is None:
+            raise ValueError(
+                "magnitude pruning needs its target density: make_rule('magnitude', density=D) "
+                "or MagnitudePruning(D)"
+            )
         return MagnitudePruning(density, initial_density)
     if name == "set":
         return SET()
