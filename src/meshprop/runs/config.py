@@ -238,7 +238,7 @@ class RunConfig:
     )
     update_every: int = setting(
         100,
-        "optimiser steps between two structural updates (until 75 % of the steps)",
+        "optimiser steps between two structural updates (until three quarters of the steps)",
         group="structure",
         check=(">= 1", _positive),
     )
