@@ -233,19 +233,19 @@ class RunConfig:
         "(prune the smallest weights from the full mesh down to --density), set (drop the "
         "smallest, regrow at random), rigl (drop the smallest, regrow where the dense gradient "
         "is largest)",
-        group="structure",
+        group="network",
         choices=lambda: STRUCTURES,
     )
     update_every: int = setting(
         100,
         "optimiser steps between two structural updates (until three quarters of the steps)",
-        group="structure",
+        group="network",
         check=(">= 1", _positive),
     )
     drop_fraction: float = setting(
         0.3,
         "fraction of the edges exchanged per update by set and rigl, decayed by a cosine",
-        group="structure",
+        group="network",
         check=("in (0, 1)", lambda v: 0 < v < 1),
     )
 
