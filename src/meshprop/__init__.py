@@ -28,7 +28,7 @@ from .topology import Topology
 from .training import EarlyStopping, History, evaluate, fit
 
 #: subpackages imported on first use (``mp.data`` ...), not with ``import meshprop``
-LAZY_SUBMODULES = ("bench", "data", "diagram", "layered", "plots", "runs")
+LAZY_SUBMODULES = ("bench", "data", "diagram", "layered", "plots", "runs", "structure")
 
 __all__ = [
     "ACTIVATIONS",
@@ -54,6 +54,7 @@ __all__ = [
     "register_engine",
     "save_checkpoint",
     "set_memory_limit",
+    "structure",
 ]
 
 __version__ = "0.1.0"

@@ -28,7 +28,9 @@ __all__ = [
     "animate_decision_boundary",
     "plot_decision_boundaries",
     "plot_decision_boundary",
+    "plot_density_sweep",
     "plot_history",
+    "plot_structure",
     "plot_topology",
     "saver",
 ]
@@ -80,6 +82,55 @@ def _positions(net: MeshNet) -> dict[int, tuple[float, float]]:
         pos[node] = (2.0 + radius + radius * np.cos(angle), radius * np.sin(angle))
     column(list(range(topo.n_neurons - topo.n_outputs, topo.n_neurons)), 4.0 + 2 * radius)
     return pos
+
+
+def plot_density_sweep(results: dict[str, dict], title: str = "") -> Figure:
+    """Test accuracy (mean ± std over seeds) against density per structure rule, on a log
+    density axis, with the dense mesh (``method`` "dense") as a horizontal ceiling."""
+    fig, ax = plt.subplots(figsize=(6, 4), layout="constrained")
+    methods = sorted({r["method"] for r in results.values()} - {"dense"})
+    for k, method in enumerate(methods):
+        rows = sorted(
+            (r for r in results.values() if r["method"] == method), key=lambda r: r["density"]
+        )
+        ax.errorbar(
+            [r["density"] for r in rows],
+            [r["mean"] for r in rows],
+            yerr=[r["std"] for r in rows],
+            marker="o",
+            capsize=3,
+            color=_CLASS_COLOURS[k % len(_CLASS_COLOURS)],
+            label=method,
+        )
+    for r in results.values():
+        if r["method"] == "dense":
+            ax.axhline(r["mean"], color="black", ls="--", lw=1, label="dense mesh")
+            ax.axhspan(r["mean"] - r["std"], r["mean"] + r["std"], color="black", alpha=0.08)
+    ax.set_xscale("log")
+    densities = sorted({r["density"] for r in results.values()})
+    ax.set_xticks(densities, [f"{d:g}" for d in densities])
+    ax.minorticks_off()
+    ax.set(xlabel="density (fraction of the allowed edges)", ylabel="test accuracy")
+    ax.legend(frameon=False)
+    ax.set_title(title, fontsize=10)
+    return fig
+
+
+def plot_structure(log: Sequence[dict], title: str = "") -> Figure:
+    """The topology over time (``meshprop.structure``'s log): edge count (left) and edges
+    added and removed per update (right), against the optimiser step."""
+    steps = [r["step"] for r in log]
+    fig, (left, right) = plt.subplots(1, 2, figsize=(9, 3.2), layout="constrained")
+    left.plot(steps, [r["edges"] for r in log], marker=".", color="#3b6fb6")
+    left.set(xlabel="optimiser step", ylabel="edges")
+    right.plot(steps, [r["added"] for r in log], marker=".", color="#66a182", label="added")
+    right.plot(
+        steps, [r["removed"] for r in log], marker="x", ls="--", color="#d1495b", label="removed"
+    )
+    right.set(xlabel="optimiser step", ylabel="edges per update")
+    right.legend(frameon=False)
+    fig.suptitle(title, fontsize=10)
+    return fig
 
 
 def plot_topology(net: MeshNet, title: str = "") -> Figure:

@@ -7,6 +7,8 @@
   test metrics, platform and torch version;
 - ``checkpoint/``: the weights and model (``meshprop.checkpoint``) plus what evaluation needs:
   the configuration, task, feature and class names and the training split's standardisation;
+- ``metrics.json`` also holds, for structural learning, ``structure``: one record per update
+  (step, edges, density, added, removed), drawn in ``structure.png``;
 - ``curves.png``, ``topology.png`` and, for 2-D classification, ``decision_boundary.png``.
 """
 
@@ -68,6 +70,7 @@ def metrics_document(result: RunResult) -> dict[str, Any]:
             "parameters": result.net.n_parameters,
         },
         "history": result.history.to_dict(),
+        **({"structure": result.structure} if result.structure else {}),
         **result.test,
         "platform": platform.platform(),
         "torch": torch.__version__,
@@ -94,6 +97,9 @@ def write_run(result: RunResult, out: str | Path, reporter: Reporter) -> list[Pa
         ("curves.png", plots.plot_history(result.history, f"{ds.name}: {result.config.grad}")),
         ("topology.png", plots.plot_topology(result.net, f"{ds.name}: trained weights")),
     ]
+    if result.structure:
+        title = f"{ds.name}: {result.config.structure} at density {result.config.density:g}"
+        figures.append(("structure.png", plots.plot_structure(result.structure, title)))
     if ds.n_features == 2 and ds.task == CLASSIFICATION:
         X = torch.cat([split.train[0], split.test[0]]).numpy()
         y = torch.cat([split.train[1], split.test[1]]).numpy()

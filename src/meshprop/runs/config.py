@@ -26,6 +26,7 @@ from ..activations import ACTIVATIONS
 from ..data import DATASETS
 from ..engines import ENGINES
 from ..layered import RULES
+from ..structure import STRUCTURES
 from ..training import OPTIMIZERS
 
 __all__ = [
@@ -226,6 +227,27 @@ class RunConfig:
         metavar="N1,N2,...",
         check=("all >= 1", lambda v: len(v) > 0 and min(v) >= 1),
     )
+    structure: str = setting(
+        "static",
+        "structural learning of a mesh at --density: static (random edges, fixed), magnitude "
+        "(prune the smallest weights from the full mesh down to --density), set (drop the "
+        "smallest, regrow at random), rigl (drop the smallest, regrow where the dense gradient "
+        "is largest)",
+        group="network",
+        choices=lambda: STRUCTURES,
+    )
+    update_every: int = setting(
+        100,
+        "optimiser steps between two structural updates (until three quarters of the steps)",
+        group="network",
+        check=(">= 1", _positive),
+    )
+    drop_fraction: float = setting(
+        0.3,
+        "fraction of the edges exchanged per update by set and rigl, decayed by a cosine",
+        group="network",
+        check=("in (0, 1)", lambda v: 0 < v < 1),
+    )
 
     def __post_init__(self) -> None:
         hints = typing.get_type_hints(type(self))
@@ -261,6 +283,19 @@ class RunConfig:
             raise ConfigError(
                 f"a CSV file needs a target column ({{0}}) for {_quote(self.data)}", "target"
             )
+        if self.structure != "static" and self.density >= 1:
+            raise ConfigError(
+                f"{{0}} {self.structure} needs a sparse target: give {{1}} below 1",
+                "structure",
+                "density",
+            )
+        if self.structure != "static" and self.patience is not None:
+            raise ConfigError(
+                "early stopping ({0}) restores the weights of an earlier topology: it cannot be "
+                "combined with {1} " + _quote(self.structure),
+                "patience",
+                "structure",
+            )
         if self.patience is not None and self.val_size <= 0:
             raise ConfigError(
                 "early stopping ({0}) needs a validation split ({1} > 0)", "patience", "val_size"
@@ -286,7 +321,7 @@ _DEFAULTS = {f.name: f.default for f in dataclasses.fields(RunConfig)}
 
 
 #: settings of a mesh that an MLP (whose shape comes from ``layers``) does not take
-MESH_ONLY = ("hidden", "ticks", "density")
+MESH_ONLY = ("hidden", "ticks", "density", "structure", "update_every", "drop_fraction")
 
 
 def mesh_only_error(name: str) -> ConfigError:

@@ -7,8 +7,9 @@ run folder are written by :mod:`meshprop.runs.artefacts`.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import torch
@@ -18,12 +19,21 @@ from ..distributed import DataParallel
 from ..layered import MLP, RULES
 from ..mesh import MeshNet
 from ..reporting import Reporter
+from ..structure import StructuralLearning, UpdateSchedule, make_rule
 from ..topology import Topology
 from ..training import EarlyStopping, History, fit
 from .config import RunConfig
 from .evaluation import test_metrics
 
-__all__ = ["DTYPES", "RunResult", "build_net", "load_data", "loss_for", "run"]
+__all__ = [
+    "DTYPES",
+    "RunResult",
+    "build_net",
+    "load_data",
+    "loss_for",
+    "run",
+    "structural_learning",
+]
 
 DTYPES = {"float32": torch.float32, "float64": torch.float64}
 
@@ -38,6 +48,8 @@ class RunResult:
     split: Split
     history: History
     test: dict[str, float]
+    #: the topology over time: one record per structural update (``meshprop.structure``)
+    structure: list[dict[str, Any]] = field(default_factory=list)
 
 
 def load_data(config: RunConfig) -> Dataset:
@@ -64,7 +76,7 @@ def build_net(config: RunConfig, n_inputs: int, n_outputs: int) -> MeshNet | MLP
             seed=config.seed,
         )
         return mlp if config.grad in RULES else mlp.to_mesh(grad=config.grad)
-    if config.density >= 1.0:
+    if config.density >= 1.0 or config.structure == "magnitude":  # magnitude prunes the mesh
         topo = Topology.mesh(n_inputs, config.hidden, n_outputs, bias=True)
     else:
         topo = Topology.random(
@@ -112,6 +124,12 @@ def run(
     if parallel is not None:
         net = net.to(parallel.device)
     stopping = None if config.patience is None else EarlyStopping(patience=config.patience)
+    structure = structural_learning(config, len(split.train[1]), loss_for(dataset.task))
+    if structure is not None and parallel is not None:
+        raise ValueError(
+            f"--structure {config.structure} runs in one process (the update rules would see "
+            "each process's shard); run it without torchrun"
+        )
     history = fit(
         net,
         split.train,
@@ -129,7 +147,23 @@ def run(
         reporter=reporter,
         parallel=parallel,
         threads=0,  # the caller's thread policy applies (see the docstring)
+        after_step=structure,
     )
     mesh = net.to_mesh(grad="bptt") if isinstance(net, MLP) else net
     test = test_metrics(mesh, *split.test, dataset.task, split.standardizer)
-    return RunResult(config, mesh, split, history, test)
+    log = [] if structure is None else structure.log
+    return RunResult(config, mesh, split, history, test, log)
+
+
+def structural_learning(config: RunConfig, n_train: int, loss: str) -> StructuralLearning | None:
+    """The ``after_step`` callback of ``config.structure`` (``None`` for static sparsity):
+    updates every ``update_every`` steps until 75 % of the run's optimiser steps (RigL's
+    T_end), the drop fraction decayed by a cosine; seeded by ``config.seed``."""
+    if config.arch != "mesh" or config.structure == "static":
+        return None
+    total = config.epochs * math.ceil(n_train / config.batch_size)
+    schedule = UpdateSchedule(
+        config.update_every, config.drop_fraction, end_step=max(1, int(0.75 * total))
+    )
+    rule = make_rule(config.structure, config.density, initial_density=1.0)
+    return StructuralLearning(rule, schedule, loss, seed=config.seed)

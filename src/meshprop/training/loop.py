@@ -140,6 +140,8 @@ def fit(
     threads: int | None = None,
     batch_dim: int | None = None,
     evaluate_train: bool = True,
+    after_step: Callable[[int, nn.Module, torch.optim.Optimizer, torch.Tensor, torch.Tensor], Any]
+    | None = None,
 ) -> History:
     """Train ``net`` in place on ``train_data = (X, y)`` and return the :class:`History`.
 
@@ -169,6 +171,10 @@ def fit(
         evaluate_train: record ``train_*`` metrics on the whole training split after every
             epoch (one extra forward pass per epoch); ``batch_loss``, the mean loss of the
             epoch's steps, is always recorded.
+        after_step: ``after_step(step, net, optimizer, xb, yb)`` after every optimiser step
+            (``step`` counts from 1 over the whole run; ``xb, yb`` the batch just used), e.g.
+            a structural update of :mod:`meshprop.structure`, which may change ``net``'s
+            topology in place and remap ``optimizer``'s state.
     """
     stopping = _check_options(net, epochs, early_stopping, val_data, loss)
     with thread_policy(threads):
@@ -187,6 +193,7 @@ def fit(
             evaluations["val"] = val
 
         history = History()
+        step = 0
         best_loss, best_state, waited = math.inf, None, 0
         start = time.perf_counter()
         grad = getattr(net, "grad", None)
@@ -201,6 +208,9 @@ def fit(
                     value = train_step(
                         net, opt, xb, yb, loss, before_step, parallel=parallel, batch_dim=dim
                     )
+                    step += 1
+                    if after_step is not None:
+                        after_step(step, net, opt, xb, yb)
                     n = xb.shape[dim] if parallel is None else parallel.last_batch_size
                     count += n
                     mean += (value - mean) * (n / count)  # running mean: exact for one batch
