@@ -56,7 +56,7 @@ def outputs_and_jacobian(
             raise ValueError("initial_states applies to block diagrams only, not to a MeshNet")
         return _mesh_jacobian(model, x)
     if _is_diagram(model):
-        from_diagram = model.output_jacobian  # type: ignore[attr-defined]
+        from_diagram: Any = getattr(model, "output_jacobian")  # noqa: B009 (duck-typed Diagram)
         return from_diagram(x, initial_states)
     raise TypeError(
         "jacobian expects a meshprop.MeshNet or a meshprop.diagram.Diagram, got "

@@ -53,9 +53,11 @@ def _outputs(
     with torch.no_grad():
         if isinstance(model, MeshNet):
             return model.dynamics.output(model.A, model.prepare_input(x))
-        outs = model.run(x, initial_states)  # type: ignore[operator]
+        run: Any = getattr(model, "run")  # noqa: B009 (a duck-typed Diagram)
+        outs = run(x, initial_states)
         if isinstance(outs, Mapping):
-            return torch.cat([outs[n] for n in model.output_names], dim=2)  # type: ignore[attr-defined]
+            names: list[str] = getattr(model, "output_names")  # noqa: B009
+            return torch.cat([outs[n] for n in names], dim=2)
         return outs
 
 
