@@ -252,25 +252,52 @@ class Graph(nn.Module):
             message += "; put a Delay (q⁻¹) on the loop"
         return AlgebraicLoopError(message)
 
-    def _passes(self, channels: nx.DiGraph, members: set[str]) -> int:
-        """How many sweeps over the blocks of one loop make every channel exact: the most
-        output channels of these blocks on one same-step path (each sweep fixes one more)."""
-        sub = channels.subgraph(n for n in channels if n[1] in members)
-        hops: dict[tuple, int] = {}
-        for node in nx.topological_sort(sub):
-            before = max((hops[p] for p in sub.predecessors(node)), default=0)
-            hops[node] = before + (node[0] == "o")
-        return max(max(hops.values(), default=1), 1)
+    def _sweeps(self, channels: nx.DiGraph, members: list[str]) -> list[tuple[str, bool]]:
+        """The evaluations of the blocks of one loop (a strongly connected set of blocks whose
+        channels form no loop): sweeps over the blocks, ordered by where their first output
+        channel falls in a topological order of the channels, each block evaluated until all
+        its output channels read exact inputs (that evaluation is its final one).  A channel is
+        exact once every same-step channel it depends on is; each sweep fixes at least one more,
+        so this ends."""
+        inside = set(members)
+        sub = channels.subgraph(n for n in channels if n[1] in inside)
+        index = list(self.blocks).index
+        topo = list(nx.lexicographical_topological_sort(sub, key=lambda n: (index(n[1]), n)))
+        first = {}
+        for position, node in enumerate(topo):
+            if node[0] == "o":
+                first.setdefault(node[1], position)
+        order = sorted(members, key=lambda m: (first.get(m, len(topo)), index(m)))
+        outs = {m: [n for n in topo if n[0] == "o" and n[1] == m] for m in order}
+        exact: set[tuple] = set()
+
+        def ready(node: tuple) -> bool:  # every same-step channel before ``node`` is exact
+            return all(p in exact or (p[0] != "o" and ready(p)) for p in sub.predecessors(node))
+
+        schedule: list[tuple[str, bool]] = []
+        remaining = list(order)
+        while remaining:
+            done = []
+            for m in remaining:
+                exact.update(o for o in outs[m] if ready(o))
+                final = all(o in exact for o in outs[m])
+                schedule.append((m, final))
+                if final:
+                    done.append(m)
+            if not done:  # cannot happen when the channels form no loop
+                raise AlgebraicLoopError(f"no evaluation order for the loop through {order}")
+            remaining = [m for m in remaining if m not in done]
+        return schedule
 
     def schedule(self) -> list[tuple[str, bool]]:
         """The block evaluations of one step, in order, each with whether it is the final one.
 
         Without a loop at the block level every block is evaluated once, in topological order.
         A loop that passes only through channels that do not depend on the same step (the
-        delayed taps of a tapped delay line, cut out by a Split) is swept several times: the
-        first sweeps are provisional (inputs not computed yet read as zeros), the last one
-        gives every signal exactly (``_passes``).  A loop of channels without a delay is an
-        algebraic loop: :class:`AlgebraicLoopError`."""
+        delayed taps of a tapped delay line, cut out by a Split) is swept until every channel is
+        exact (``_sweeps``): the earlier evaluations of a block are provisional (inputs not
+        computed yet read as zeros), its final one reads exact inputs only.  A loop of channels
+        without a delay is an algebraic loop: :class:`AlgebraicLoopError`."""
         if "schedule" in self._cache:
             return cast(list[tuple[str, bool]], self._cache["schedule"])
         for name, b in self.blocks.items():
@@ -302,9 +329,7 @@ class Graph(nn.Module):
                 if len(members) == 1 and not g.has_edge(members[0], members[0]):
                     schedule.append((members[0], True))
                     continue
-                passes = self._passes(channels, set(members))
-                for sweep in range(passes):
-                    schedule += [(m, sweep == passes - 1) for m in members]
+                schedule += self._sweeps(channels, members)
         self._cache["schedule"] = schedule
         return schedule
 
