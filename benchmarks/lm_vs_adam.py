@@ -3,11 +3,12 @@
     PYTHONPATH=src python benchmarks/lm_vs_adam.py [--iterations 100] [--seeds 0 1 2]
         [--adam-lr 0.003 0.01 0.03] [--output lm_vs_adam.json]
 
-Both problems use the NARX network of :func:`narx` (inputs x(k), x(k−1), x(k−2) and the fed-back
-outputs y(k−1), y(k−2), one tanh hidden layer of 5, identity output: 36 parameters, built from
-gains, sums and functions as pyrenn builds its layers; the output feedback is a tapped delay line
-placed directly on the loop with its tap 0 cut off) in float64 on one sequence of T = 300 steps,
-full batch, mean-squared error, a held-out continuation of 300 steps for the test error:
+Both problems use ``meshprop.diagram.examples.layered_narx`` (inputs x(k), x(k−1), x(k−2) and
+the fed-back outputs y(k−1), y(k−2), one tanh hidden layer of 5, identity output: 36
+parameters, built from gains, sums and functions as pyrenn builds its layers; the output
+feedback is a tapped delay line placed directly on the loop with its tap 0 cut off) in float64
+on one sequence of T = 300 steps, full batch, mean-squared error, a held-out continuation of 300
+steps for the test error:
 
 - ``mackey-glass``: one-step prediction of the Mackey–Glass series (τ = 17, sampled every 1,
   ``meshprop.diagram.series``), x(k) = s(k), target s(k+1), standardised by the training part;
@@ -31,39 +32,12 @@ import numpy as np
 import torch
 
 import meshprop as mp
-from meshprop.diagram import (
-    Constant,
-    Diagram,
-    Function,
-    Gain,
-    Split,
-    Sum,
-    TappedDelayLine,
-)
+from meshprop.diagram.examples import layered_narx
 from meshprop.diagram.series import mackey_glass
 from meshprop.threads import thread_policy
 from meshprop.training import levenberg_marquardt
 
 T = 300
-
-
-def narx(hidden: int = 5, taps: int = 2, seed: int = 0) -> Diagram:
-    """y(k) = W₂ tanh(W₁ [x(k) … x(k−taps) | y(k−1) … y(k−taps)] + b₁) + b₂."""
-    d = Diagram()
-    x = d.input("x", 1)
-    xs = d.add(TappedDelayLine(1, taps), x, name="x_tdl")
-    s1 = d.add(Sum(3, hidden), name="s1")
-    h = d.add(Function("tanh", hidden), s1, name="phi")
-    one = d.add(Constant(1.0), name="one")
-    d.connect(d.add(Gain(taps + 1, hidden, seed=seed), xs, name="W_x"), "s1", 0)
-    d.connect(d.add(Gain(1, hidden, seed=seed + 1), one, name="b1"), "s1", 2)
-    s2 = d.add(Sum(2, 1), d.add(Gain(hidden, 1, seed=seed + 2), h, name="W2"), name="s2")
-    d.connect(d.add(Gain(1, 1, seed=seed + 3), one, name="b2"), "s2", 1)
-    line = d.add(TappedDelayLine(1, taps), s2, name="y_tdl")  # directly on the loop
-    _tap0, delayed = d.add(Split([1, taps]), line, name="cut")
-    d.connect(d.add(Gain(taps, hidden, seed=seed + 4), delayed, name="W_y"), "s1", 1)
-    d.output("y", s2)
-    return d.to(torch.float64)
 
 
 def mackey_glass_task() -> tuple[torch.Tensor, ...]:
@@ -101,7 +75,7 @@ def nmse(model, x: torch.Tensor, y: torch.Tensor) -> float:
 def run(task: str, seed: int, iterations: int, adam_lrs: list[float]) -> list[dict]:
     x, y, x_test, y_test = TASKS[task]()
     rows = []
-    d = narx(seed=seed)
+    d = layered_narx(1, 5, 1, taps=2, seed=seed)
     start = time.perf_counter()
     history = levenberg_marquardt(d, x, y, epochs=iterations)
     rows.append(
@@ -116,7 +90,7 @@ def run(task: str, seed: int, iterations: int, adam_lrs: list[float]) -> list[di
         }
     )
     for lr in adam_lrs:
-        d = narx(seed=seed)
+        d = layered_narx(1, 5, 1, taps=2, seed=seed)
         start = time.perf_counter()
         mp.fit(
             d,

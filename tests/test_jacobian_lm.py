@@ -152,3 +152,29 @@ def test_lm_rejects_other_losses_and_bad_targets():
         levenberg_marquardt(net, x, torch.zeros(4, 3, dtype=torch.float64))
     with pytest.raises(ValueError, match="mu must be"):
         levenberg_marquardt(net, x, torch.zeros(4, 2, dtype=torch.float64), mu=-1.0)
+
+
+def test_lm_fits_mackey_glass_narx_better_than_adam_in_as_many_iterations():
+    """Measured on 3 seeds (T = 80, 15 iterations): LM's training MSE was 10 to 10⁴ times below
+    the best of Adam at lr 0.03, 0.1 and 0.3; assert only that it is lower for every seed."""
+    from meshprop.diagram.examples import layered_narx
+    from meshprop.diagram.series import mackey_glass
+
+    s = torch.tensor(mackey_glass(81))
+    s = (s - s.mean()) / s.std()
+    x, y = s[:-1].reshape(-1, 1, 1), s[1:].reshape(-1, 1, 1)
+
+    def mse(d) -> float:
+        return float(((d.run(x).detach() - y) ** 2).mean())
+
+    for seed in range(3):
+        d = layered_narx(1, 3, 1, taps=2, seed=seed)
+        assert len(levenberg_marquardt(d, x, y, epochs=15)) == 15
+        lm = mse(d)
+        adam = []
+        for lr in (0.03, 0.1, 0.3):
+            d = layered_narx(1, 3, 1, taps=2, seed=seed)
+            mp.fit(d, (x, y), loss="mse", optimizer="adam", lr=lr, epochs=15, batch_size=1,
+                   progress=False, evaluate_train=False)  # fmt: skip
+            adam.append(mse(d))
+        assert lm < min(adam), (seed, lm, adam)
