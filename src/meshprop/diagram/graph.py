@@ -263,7 +263,7 @@ class Graph(nn.Module):
         sub = channels.subgraph(n for n in channels if n[1] in inside)
         index = list(self.blocks).index
         topo = list(nx.lexicographical_topological_sort(sub, key=lambda n: (index(n[1]), n)))
-        first = {}
+        first: dict[str, int] = {}
         for position, node in enumerate(topo):
             if node[0] == "o":
                 first.setdefault(node[1], position)
