@@ -20,7 +20,8 @@ its state):
 One LM iteration is one Jacobian (``mp.jacobian``) and one accepted step
 (``meshprop.training.levenberg_marquardt``); one Adam iteration is one full-batch gradient step
 (``mp.fit``, gradients by the reciprocal network).  Reported: NMSE = MSE / variance of the
-target, on the training and the test sequence, per seed (the seed of the initial weights).
+target, on the training and the test sequence, per seed (the seed of the initial weights), after
+the last iteration and at ``--checkpoints`` (train/test).
 """
 
 from __future__ import annotations
@@ -78,45 +79,46 @@ def nmse(model, x: torch.Tensor, y: torch.Tensor, warmup: torch.Tensor | None = 
         return float(((out - y) ** 2).mean() / y.var())
 
 
-def run(task: str, seed: int, iterations: int, adam_lrs: list[float]) -> list[dict]:
+def run(
+    task: str, seed: int, iterations: int, adam_lrs: list[float], checkpoints: list[int]
+) -> list[dict]:
     x, y, x_test, y_test = TASKS[task]()
     rows = []
-    d = layered_narx(1, 5, 1, taps=2, seed=seed)
-    start = time.perf_counter()
-    history = levenberg_marquardt(d, x, y, epochs=iterations)
-    rows.append(
-        {
-            "task": task,
-            "seed": seed,
-            "method": "lm",
-            "iterations": len(history),
-            "train_nmse": nmse(d, x, y),
-            "test_nmse": nmse(d, x_test, y_test, warmup=x),
-            "wall_s": time.perf_counter() - start,
-        }
-    )
-    for lr in adam_lrs:
+    for method in ["lm", *adam_lrs]:
         d = layered_narx(1, 5, 1, taps=2, seed=seed)
+        curve: dict[str, list[float]] = {}
+
+        def record(epoch: int, model, _record, curve=curve) -> None:
+            if epoch in checkpoints:
+                curve[str(epoch)] = [nmse(model, x, y), nmse(model, x_test, y_test, warmup=x)]
+
         start = time.perf_counter()
-        mp.fit(
-            d,
-            (x, y),
-            loss="mse",
-            optimizer="adam",
-            lr=lr,
-            epochs=iterations,
-            batch_size=1,
-            progress=False,
-            evaluate_train=False,
-        )
+        if method == "lm":
+            done = len(levenberg_marquardt(d, x, y, epochs=iterations, callback=record))
+            name = "lm"
+        else:
+            history = mp.fit(
+                d,
+                (x, y),
+                loss="mse",
+                optimizer="adam",
+                lr=float(method),
+                epochs=iterations,
+                batch_size=1,
+                progress=False,
+                evaluate_train=False,
+                callback=record,
+            )
+            done, name = len(history), f"adam lr={float(method):g}"
         rows.append(
             {
                 "task": task,
                 "seed": seed,
-                "method": f"adam lr={lr:g}",
-                "iterations": iterations,
+                "method": name,
+                "iterations": done,
                 "train_nmse": nmse(d, x, y),
                 "test_nmse": nmse(d, x_test, y_test, warmup=x),
+                "curve": curve,
                 "wall_s": time.perf_counter() - start,
             }
         )
@@ -129,18 +131,20 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--adam-lr", type=float, nargs="+", default=[0.01, 0.03, 0.1])
     parser.add_argument("--tasks", nargs="+", choices=sorted(TASKS), default=sorted(TASKS))
+    parser.add_argument("--checkpoints", type=int, nargs="+", default=[10, 30])
     parser.add_argument("--output", default="lm_vs_adam.json")
     args = parser.parse_args()
     rows = []
     with thread_policy(1):
         for task in args.tasks:
             for seed in args.seeds:
-                rows += run(task, seed, args.iterations, args.adam_lr)
+                rows += run(task, seed, args.iterations, args.adam_lr, args.checkpoints)
                 for r in rows[-1 - len(args.adam_lr) :]:
                     print(
                         f"{r['task']:13s} seed {r['seed']}  {r['method']:14s} "
                         f"iters {r['iterations']:4d}  train NMSE {r['train_nmse']:.3e}  "
-                        f"test NMSE {r['test_nmse']:.3e}  ({r['wall_s']:.1f} s)",
+                        f"test NMSE {r['test_nmse']:.3e}  ({r['wall_s']:.1f} s)  "
+                        + "  ".join(f"@{k}: {v[0]:.2e}/{v[1]:.2e}" for k, v in r["curve"].items()),
                         flush=True,
                     )
     with open(args.output, "w") as f:
