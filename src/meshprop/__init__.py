@@ -25,7 +25,7 @@ from .losses import LOSSES
 from .memory import MemoryLimitError, get_memory_limit, memory_limit, set_memory_limit
 from .mesh import MeshNet, gradient
 from .topology import Topology
-from .training import EarlyStopping, History, evaluate, fit
+from .training import EarlyStopping, History, evaluate, fit, jacobian
 
 #: subpackages imported on first use (``mp.data`` ...), not with ``import meshprop``
 LAZY_SUBMODULES = ("bench", "data", "diagram", "layered", "plots", "runs", "structure")
@@ -48,6 +48,7 @@ __all__ = [
     "get_engine",
     "get_memory_limit",
     "gradient",
+    "jacobian",
     "layered",
     "load_checkpoint",
     "memory_limit",

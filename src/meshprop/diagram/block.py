@@ -101,6 +101,14 @@ class Block(nn.Module):
         self.out_widths = tuple(check_width(w, "port width") for w in out_widths)
         self.name = ""  # set by Diagram.add
 
+    def channel_dependencies(self) -> list[tuple[int, int, int, int]] | None:
+        """Which output channels depend on which input channels *at the same step*, as
+        (in port, in channel, out port, out channel) tuples; None (the default) means every
+        output channel on every input channel (when ``feedthrough``).  Blocks that only move
+        channels (a tapped delay line's tap 0, split, concat) say exactly which, so that a loop
+        through their other channels is not mistaken for an algebraic loop."""
+        return None
+
     # --------------------------------------------------------------- simulation
     def init_state(
         self,

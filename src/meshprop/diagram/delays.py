@@ -99,6 +99,10 @@ class TappedDelayLine(Block):
         super().__init__([width], [width * (taps + 1)])
         self.taps = taps
 
+    def channel_dependencies(self):
+        """Only tap 0, x(k), depends on the input at step k; taps 1..K come from the state."""
+        return [(0, c, 0, c) for c in range(self.in_widths[0])]
+
     def init_state(self, batch, dtype, device, initial=None):
         width = self.in_widths[0] * self.taps
         layout = " = [x(-1) | … | x(-K)]"
@@ -141,6 +145,10 @@ class TappedAdvanceLine(Block):
     def __init__(self, width: int, taps: int) -> None:
         super().__init__([width * (taps + 1)], [width])
         self.taps = taps
+
+    def channel_dependencies(self):
+        """δ_x(k) = δ_0(k) + state: only the tap-0 channels are read at step k."""
+        return [(0, c, 0, c) for c in range(self.out_widths[0])]
 
     def init_state(self, batch, dtype, device, initial=None):
         super().init_state(batch, dtype, device, initial)

@@ -29,6 +29,7 @@ __all__ = [
     "feedforward",
     "fir_network",
     "iir_network",
+    "layered_narx",
     "mlp_module",
     "mnn",
     "mnn_gradient",
@@ -126,6 +127,37 @@ def narx(
     )
     d.connect(y, "z")
     d.output("y", y)
+    return d.to(torch.float64)
+
+
+def layered_narx(
+    inputs: int = 1, hidden: int = 5, outputs: int = 1, taps: int = 2, seed: int = 0
+) -> Diagram:
+    """A NARX network as pyrenn builds it, from gains, sums and functions:
+
+        y(k) = W₂ tanh(W_x [x(k) … x(k−taps)] + W_y [y(k−1) … y(k−taps)] + b₁) + b₂
+
+    The output feedback is a tapped delay line placed directly on the loop, its tap 0 (y(k)
+    itself) cut off by a Split: the loop closes through the delayed taps 1..taps only, which
+    ``Graph.schedule`` accepts (only a tap 0 fed back would be an algebraic loop).
+    """
+    if taps < 1:
+        raise ValueError(f"layered_narx needs taps >= 1 (the output feedback), got {taps}")
+    d = Diagram()
+    x = d.input("x", inputs)
+    xs = d.add(TappedDelayLine(inputs, taps), x, name="x_tdl")
+    s1 = d.add(Sum(3, hidden), name="s1")
+    h = d.add(Function("tanh", hidden), s1, name="phi")
+    one = d.add(Constant(1.0), name="one")
+    d.connect(d.add(Gain(inputs * (taps + 1), hidden, seed=seed), xs, name="W_x"), "s1", 0)
+    d.connect(d.add(Gain(1, hidden, seed=seed + 1), one, name="b1"), "s1", 2)
+    out = d.add(Gain(hidden, outputs, seed=seed + 2), h, name="W2")
+    s2 = d.add(Sum(2, outputs), out, name="s2")
+    d.connect(d.add(Gain(1, outputs, seed=seed + 3), one, name="b2"), "s2", 1)
+    line = d.add(TappedDelayLine(outputs, taps), s2, name="y_tdl")  # directly on the loop
+    _tap0, delayed = d.add(Split([outputs, outputs * taps]), line, name="cut")
+    d.connect(d.add(Gain(outputs * taps, hidden, seed=seed + 4), delayed, name="W_y"), "s1", 1)
+    d.output("y", s2)
     return d.to(torch.float64)
 
 

@@ -3,8 +3,9 @@
 A wire joins one output port to one input port; an output port may feed several input ports
 (an implicit branching point, rule 2 turns it into a sum).  Every input port must be fed by
 exactly one wire.  The blocks whose output at time k depends on their input at time k
-(``feedthrough``) must form an acyclic graph: a loop has to pass through a unit delay, otherwise
-it is an algebraic loop and ``validate`` rejects it, naming the blocks on the loop.
+(``feedthrough``) must not close a loop *channel by channel*: a loop has to pass through a unit
+delay — a Delay, or the delayed taps 1..K of a tapped delay line — otherwise it is an algebraic
+loop and ``validate`` rejects it, naming the blocks on the loop (``schedule``, ``channel_graph``).
 
 The reciprocal network: reverse every wire and replace every block by ``block.reciprocal()``
 (the six rules: 1. summing junctions → branching points, 2. branching points → summing
@@ -29,6 +30,7 @@ import torch
 from torch import nn
 
 from .block import Block, Params, Port
+from .delays import TappedAdvanceLine, TappedDelayLine
 from .junctions import Sum
 from .terminals import Input, Output, ZeroSource
 
@@ -200,10 +202,104 @@ class Graph(nn.Module):
                 g.add_edge(src.block, dst)
         return g
 
-    def validate(self) -> list[str]:
-        """Check the wiring and return the order in which blocks are evaluated at each step."""
-        if "order" in self._cache:
-            return cast(list[str], self._cache["order"])
+    def channel_graph(self) -> nx.DiGraph:
+        """Channels, with an edge u → v when v at step k needs u at step k: ("o", block, port,
+        channel) output channels, ("i", ...) input channels, ("h", block, 0, 0) a hub standing
+        for a block whose every output channel reads every input channel."""
+        g = nx.DiGraph()
+        for (dst, port), src in self.edges.items():
+            for c in range(self.blocks[dst].in_widths[port]):
+                g.add_edge(("o", src.block, src.index, c), ("i", dst, port, c))
+        for name, b in self.blocks.items():
+            if not b.feedthrough:
+                continue
+            pairs = b.channel_dependencies()
+            if pairs is None:
+                hub = ("h", name, 0, 0)
+                for port, width in enumerate(b.in_widths):
+                    g.add_edges_from((("i", name, port, c), hub) for c in range(width))
+                for port, width in enumerate(b.out_widths):
+                    g.add_edges_from((hub, ("o", name, port, c)) for c in range(width))
+            else:
+                g.add_edges_from(
+                    (("i", name, ip, ic), ("o", name, op, oc)) for ip, ic, op, oc in pairs
+                )
+        return g
+
+    def _loop_error(self, cycle: list[tuple]) -> AlgebraicLoopError:
+        """The error for a delay-free loop of channels: the blocks on it, from the first added."""
+        names: list[str] = []
+        for u, _v in cycle:
+            if not names or names[-1] != u[1]:
+                names.append(u[1])
+        if len(names) > 1 and names[0] == names[-1]:
+            names.pop()
+        index = list(self.blocks).index
+        first = min(range(len(names)), key=lambda i: index(names[i]))
+        names = names[first:] + names[:first]
+        message = "algebraic loop without a delay: " + " -> ".join([*names, names[0]])
+        taps = sorted(
+            {u[1] for u, v in cycle if u[0] == "i" and v[0] == "o" and u[1] == v[1]}
+            & {n for n in names if isinstance(self.blocks[n], TappedDelayLine | TappedAdvanceLine)}
+        )
+        if taps:
+            message += (
+                f"; tap 0 of tapped delay line {', '.join(map(repr, taps))} (its undelayed "
+                "input x(k)) is fed back: feed back only taps 1..K (cut tap 0 off with a Split) "
+                "or put a Delay (q⁻¹) before the line"
+            )
+        else:
+            message += "; put a Delay (q⁻¹) on the loop"
+        return AlgebraicLoopError(message)
+
+    def _sweeps(self, channels: nx.DiGraph, members: list[str]) -> list[tuple[str, bool]]:
+        """The evaluations of the blocks of one loop (a strongly connected set of blocks whose
+        channels form no loop): sweeps over the blocks, ordered by where their first output
+        channel falls in a topological order of the channels, each block evaluated until all
+        its output channels read exact inputs (that evaluation is its final one).  A channel is
+        exact once every same-step channel it depends on is; each sweep fixes at least one more,
+        so this ends."""
+        inside = set(members)
+        sub = channels.subgraph(n for n in channels if n[1] in inside)
+        index = list(self.blocks).index
+        topo = list(nx.lexicographical_topological_sort(sub, key=lambda n: (index(n[1]), n)))
+        first: dict[str, int] = {}
+        for position, node in enumerate(topo):
+            if node[0] == "o":
+                first.setdefault(node[1], position)
+        order = sorted(members, key=lambda m: (first.get(m, len(topo)), index(m)))
+        outs = {m: [n for n in topo if n[0] == "o" and n[1] == m] for m in order}
+        exact: set[tuple] = set()
+
+        def ready(node: tuple) -> bool:  # every same-step channel before ``node`` is exact
+            return all(p in exact or (p[0] != "o" and ready(p)) for p in sub.predecessors(node))
+
+        schedule: list[tuple[str, bool]] = []
+        remaining = list(order)
+        while remaining:
+            done = []
+            for m in remaining:
+                exact.update(o for o in outs[m] if ready(o))
+                final = all(o in exact for o in outs[m])
+                schedule.append((m, final))
+                if final:
+                    done.append(m)
+            if not done:  # cannot happen when the channels form no loop
+                raise AlgebraicLoopError(f"no evaluation order for the loop through {order}")
+            remaining = [m for m in remaining if m not in done]
+        return schedule
+
+    def schedule(self) -> list[tuple[str, bool]]:
+        """The block evaluations of one step, in order, each with whether it is the final one.
+
+        Without a loop at the block level every block is evaluated once, in topological order.
+        A loop that passes only through channels that do not depend on the same step (the
+        delayed taps of a tapped delay line, cut out by a Split) is swept until every channel is
+        exact (``_sweeps``): the earlier evaluations of a block are provisional (inputs not
+        computed yet read as zeros), its final one reads exact inputs only.  A loop of channels
+        without a delay is an algebraic loop: :class:`AlgebraicLoopError`."""
+        if "schedule" in self._cache:
+            return cast(list[tuple[str, bool]], self._cache["schedule"])
         for name, b in self.blocks.items():
             for i in range(len(b.in_widths)):
                 if (name, i) not in self.edges:
@@ -213,19 +309,34 @@ class Graph(nn.Module):
         if not self.output_names:
             raise ValueError("the diagram has no Output block")
         g = self.dependency_graph()
-        try:
-            cycle = nx.find_cycle(g)
-        except nx.NetworkXNoCycle:
-            cycle = None
-        if cycle is not None:
-            names = [a for a, _ in cycle] + [cycle[0][0]]
-            raise AlgebraicLoopError(
-                "algebraic loop without a delay: " + " -> ".join(names) + "; put a Delay "
-                "(q⁻¹) on the loop"
-            )
-        order = list(nx.lexicographical_topological_sort(g, key=list(self.blocks).index))
-        self._cache["order"] = order
-        return order
+        index = list(self.blocks).index
+        if nx.is_directed_acyclic_graph(g):
+            order = list(nx.lexicographical_topological_sort(g, key=index))
+            schedule = [(n, True) for n in order]
+        else:
+            channels = self.channel_graph()
+            try:
+                cycle = nx.find_cycle(channels)
+            except nx.NetworkXNoCycle:
+                cycle = None
+            if cycle is not None:
+                raise self._loop_error(cycle)
+            loops = nx.condensation(g)
+            first = {c: min(loops.nodes[c]["members"], key=index) for c in loops}
+            schedule = []
+            for c in nx.lexicographical_topological_sort(loops, key=lambda c: index(first[c])):
+                members = sorted(loops.nodes[c]["members"], key=index)
+                if len(members) == 1 and not g.has_edge(members[0], members[0]):
+                    schedule.append((members[0], True))
+                    continue
+                schedule += self._sweeps(channels, members)
+        self._cache["schedule"] = schedule
+        return schedule
+
+    def validate(self) -> list[str]:
+        """Check the wiring and return the order of the blocks' final evaluations at each step
+        (see :meth:`schedule`)."""
+        return [name for name, final in self.schedule() if final]
 
     def source(self, block: str, port: int) -> Port:
         return self.edges[(block, port)]

@@ -262,6 +262,13 @@ class Concat(Block):
     def __init__(self, widths: Sequence[int]) -> None:
         super().__init__(widths, [sum(check_width(w, "width") for w in widths)])
 
+    def channel_dependencies(self):
+        pairs, offset = [], 0
+        for port, width in enumerate(self.in_widths):
+            pairs += [(port, c, 0, offset + c) for c in range(width)]
+            offset += width
+        return pairs
+
     def outputs(self, p, inputs, state, k):
         return [torch.cat(list(inputs), dim=1)]
 
@@ -284,6 +291,13 @@ class Split(Block):
 
     def __init__(self, widths: Sequence[int]) -> None:
         super().__init__([sum(check_width(w, "width") for w in widths)], widths)
+
+    def channel_dependencies(self):
+        pairs, offset = [], 0
+        for port, width in enumerate(self.out_widths):
+            pairs += [(0, offset + c, port, c) for c in range(width)]
+            offset += width
+        return pairs
 
     def outputs(self, p, inputs, state, k):
         return list(torch.split(inputs[0], list(self.out_widths), dim=1))

@@ -170,7 +170,11 @@ class Tangents:
         x = self.feeds[name][k]
         return x, x.new_zeros(*x.shape, self.size)
 
-    def outputs(self, name, block: Block, inputs, state, k):
+    def placeholder(self, width, batch, dtype, device):
+        value = torch.zeros(batch, width, dtype=dtype, device=device)
+        return value, value.new_zeros(batch, width, self.size)
+
+    def outputs(self, name, block: Block, inputs, state, k, final=True):
         values, tangents = _unzip(inputs)
         s, ts = state if state is not None else (None, None)
         outs, touts = block.tangent_outputs(

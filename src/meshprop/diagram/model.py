@@ -17,6 +17,7 @@ from .. import protocol
 from .gradients import LossArg, gradient
 from .graph import Graph
 from .methods import bind, check_method, pack
+from .sensitivity import output_jacobian
 from .simulate import check_inputs, simulate
 
 __all__ = ["Diagram"]
@@ -106,3 +107,21 @@ class Diagram(Graph):
         return gradient(
             self, inputs, targets, loss=loss, method=method, initial_states=initial_states
         )
+
+    def jacobian(
+        self,
+        inputs: Signals,
+        initial_states: Mapping[str, torch.Tensor] | None = None,
+    ) -> torch.Tensor:
+        """J[k, b, o, p] = ∂y(k)[b, o]/∂θ_p, shape (T, B, O, P), in one forward run of the
+        sensitivities (``meshprop.diagram.sensitivity``): outputs packed in the order of
+        ``output_names``, parameters in the order of ``parameter_dict()``, each flattened."""
+        return output_jacobian(self, inputs, initial_states)[1]
+
+    def output_jacobian(
+        self,
+        inputs: Signals,
+        initial_states: Mapping[str, torch.Tensor] | None = None,
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """(y, J): the packed outputs (T, B, O) and :meth:`jacobian`, from the same run."""
+        return output_jacobian(self, inputs, initial_states)

@@ -1,10 +1,12 @@
 """Step a diagram through time: the one loop every run of a network or of its reciprocal uses.
 
-At every step k the blocks are evaluated in the topological order of the delay-free graph
-(``validate``): Input blocks read their feed, delays emit their state, every other block maps
-its input signals to output signals; then every stateful block updates its state with its inputs
-at k.  The reciprocal network runs through the same loop with the clock reversed
-(k = T−1, …, 0, paper 004 §3.2), where unit advances step like unit delays.
+At every step k the blocks are evaluated in the order of ``Graph.schedule`` (the topological
+order of the delay-free graph; a loop closed only through the delayed taps of a tapped delay
+line is swept several times, the last sweep exact): Input blocks read their feed, delays emit
+their state, every other block maps its input signals to output signals; then every stateful
+block updates its state with its inputs at k.  The reciprocal network runs through the same
+loop with the clock reversed (k = T−1, …, 0, paper 004 §3.2), where unit advances step like
+unit delays.
 
 What a "signal" is depends on the :class:`Stepper`: a tensor for a plain run (:class:`Run`,
 which can also record what every reciprocal block will need), a (value, sensitivity) pair for
@@ -19,7 +21,7 @@ from typing import Any, Protocol
 
 import torch
 
-from .block import Block
+from .block import Block, Tape
 from .graph import Graph
 from .terminals import Input
 
@@ -35,7 +37,13 @@ class Stepper(Protocol):
 
     def feed(self, name: str, k: int) -> Any: ...
 
-    def outputs(self, name: str, block: Block, inputs: list | None, state: Any, k: int) -> list: ...
+    def outputs(
+        self, name: str, block: Block, inputs: list | None, state: Any, k: int, final: bool = True
+    ) -> list: ...
+
+    def placeholder(
+        self, width: int, batch: int, dtype: torch.dtype, device: torch.device
+    ) -> Any: ...
 
     def update(self, name: str, block: Block, inputs: list, state: Any, k: int) -> Any: ...
 
@@ -109,6 +117,7 @@ def walk(
 ) -> dict[str, list[Any]]:
     """Step ``graph`` over the T steps of ``feeds`` ((T, B, width) by Input name); return the
     signal reaching every output at every step ({output name: [signal at k]})."""
+    schedule = graph.schedule()
     order = graph.validate()
     initial = check_initial(graph, initial_states)
     first = next(iter(feeds.values()))
@@ -121,13 +130,20 @@ def walk(
     results: dict[str, list[Any]] = {n: [None] * T for n in graph.output_names}
     for k in range(T - 1, -1, -1) if reverse else range(T):
         sig: dict[tuple[str, int], Any] = {}
-        for n in order:
+        for n, final in schedule:
             b = blocks[n]
             if isinstance(b, Input):
                 sig[(n, 0)] = stepper.feed(n, k)
                 continue
-            ins = [sig[edges[(n, i)]] for i in range(len(b.in_widths))] if b.feedthrough else None
-            for j, o in enumerate(stepper.outputs(n, b, ins, states[n], k)):
+            ins = None
+            if b.feedthrough:  # a provisional sweep of a loop may read a signal not computed yet
+                ins = [
+                    sig[edges[(n, i)]]
+                    if edges[(n, i)] in sig
+                    else stepper.placeholder(w, B, first.dtype, first.device)
+                    for i, w in enumerate(b.in_widths)
+                ]
+            for j, o in enumerate(stepper.outputs(n, b, ins, states[n], k, final)):
                 sig[(n, j)] = o
             if n in results:
                 assert ins is not None
@@ -156,8 +172,13 @@ class Run:
     def feed(self, name: str, k: int) -> torch.Tensor:
         return self.feeds[name][k]
 
-    def outputs(self, name, block, inputs, state, k):
+    def placeholder(self, width, batch, dtype, device):
+        return torch.zeros(batch, width, dtype=dtype, device=device)
+
+    def outputs(self, name, block, inputs, state, k, final=True):
         p = self.args.get(name, {})
+        if not final and isinstance(p, Tape):  # a provisional sweep accumulates no gradient
+            p = Tape(p.params, p.saved)
         if not self.record:
             return block.outputs(p, inputs, state, k)
         outs, saved = block.record(p, inputs, state, k)

@@ -46,7 +46,7 @@ from ..topology import Topology
 from .base import GradientEngine
 from .reach import needed_columns
 
-__all__ = ["FOPEngine", "edge_index"]
+__all__ = ["FOPEngine", "carried_edges", "edge_index"]
 
 
 def edge_index(dyn: Dynamics, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
@@ -97,6 +97,13 @@ def _edge_plan(topology: Topology, ticks: int) -> _EdgePlan:
             plans[id(R)] = _TickPlan(R, sel, sel * len(R) + pos[sel], pos[sel])
         per_tick.append(plans[id(R)])
     return _EdgePlan(src, dst, rows, tuple(per_tick))
+
+
+def carried_edges(topology: Topology, ticks: int) -> torch.Tensor:
+    """The row-major indices (into ``topology.edges``) of the edges whose sensitivities the
+    engine carries, in the order of the P axis of its saved (B, P, O) sensitivities; every other
+    edge has ∂y/∂A_p exactly 0 (``reach.needed_columns``)."""
+    return _edge_plan(topology, ticks).rows
 
 
 def _on(t: torch.Tensor, device: torch.device) -> torch.Tensor:

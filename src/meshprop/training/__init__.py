@@ -4,7 +4,9 @@ per-epoch metrics, early stopping, optimisers by name.
 - :mod:`.batches`: NumPy/tensor data checked and converted, seeded mini-batches;
 - :mod:`.optim`: ``torch.optim`` optimisers by name;
 - :mod:`.history`: :class:`History` and :class:`EarlyStopping`;
-- :mod:`.loop`: :func:`train_step`, :func:`evaluate`, :func:`fit`.
+- :mod:`.loop`: :func:`train_step`, :func:`evaluate`, :func:`fit`;
+- :mod:`.jacobian`: :func:`jacobian` (every output w.r.t. every parameter, one forward run);
+- :mod:`.levenberg_marquardt`: full-batch Levenberg–Marquardt on that Jacobian (mse only).
 
 Losses and their metrics live in :mod:`meshprop.losses`.  With a fixed ``seed`` (and a model
 built with a fixed seed) two runs give identical weights.
@@ -13,6 +15,8 @@ built with a fixed seed) two runs give identical weights.
 from ..losses import metrics
 from .batches import make_loader
 from .history import EarlyStopping, History
+from .jacobian import jacobian
+from .levenberg_marquardt import levenberg_marquardt
 from .loop import DivergenceError, evaluate, fit, train_step
 from .optim import OPTIMIZERS, build_optimizer
 
@@ -24,6 +28,8 @@ __all__ = [
     "build_optimizer",
     "evaluate",
     "fit",
+    "jacobian",
+    "levenberg_marquardt",
     "make_loader",
     "metrics",
     "train_step",
