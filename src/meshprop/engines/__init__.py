@@ -13,6 +13,7 @@ from .base import BoundEngine, GradientEngine, bind
 from .bptt import BPTTEngine
 from .fop import FOPEngine
 from .fop_factored import FactoredFOPEngine
+from .fop_sparse import SparseFOPEngine
 from .guard import check_memory
 from .reference import ReferenceEngine
 from .registry import ENGINES, get_engine, register_engine
@@ -35,6 +36,7 @@ _BUILTIN = (
     ReferenceEngine(),
     FactoredFOPEngine(),
     AutoEngine(),
+    SparseFOPEngine(),
 )
 for _engine in _BUILTIN:
     register_engine(_engine)
