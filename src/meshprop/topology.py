@@ -497,9 +497,7 @@ class Topology:
         )
 
 
-def _sample_without_replacement(
-    total: int, keep: int, generator: torch.Generator
-) -> torch.Tensor:
+def _sample_without_replacement(total: int, keep: int, generator: torch.Generator) -> torch.Tensor:
     """``keep`` distinct integers drawn uniformly from [0, total) in O(keep) memory.
 
     Draws independent uniform integers until ``keep`` distinct values are seen, then keeps a

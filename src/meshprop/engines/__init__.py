@@ -13,7 +13,6 @@ from .base import BoundEngine, GradientEngine, bind
 from .bptt import BPTTEngine
 from .fop import FOPEngine
 from .fop_factored import FactoredFOPEngine
-from .fop_sparse import SparseFOPEngine
 from .guard import check_memory
 from .reference import ReferenceEngine
 from .registry import ENGINES, get_engine, register_engine
@@ -36,7 +35,6 @@ _BUILTIN = (
     ReferenceEngine(),
     FactoredFOPEngine(),
     AutoEngine(),
-    SparseFOPEngine(),
 )
 for _engine in _BUILTIN:
     register_engine(_engine)

@@ -127,9 +127,7 @@ def edge_grad(index: EdgeIndex, S: torch.Tensor, e: torch.Tensor) -> torch.Tenso
     return out
 
 
-def sparse_step_autograd(
-    index: EdgeIndex, w: torch.Tensor, S: torch.Tensor
-) -> torch.Tensor:
+def sparse_step_autograd(index: EdgeIndex, w: torch.Tensor, S: torch.Tensor) -> torch.Tensor:
     """T = S A[:, free] from differentiable gather / ``index_add`` operations (autograd
     records it; the baseline the explicit engines are checked against)."""
     messages = S[:, index.src] * w

@@ -35,10 +35,16 @@ import torch
 from ..dynamics import Dynamics
 from ..topology import Topology
 from .base import GradientEngine
-from .edge_ops import edge_index_of, propagate
+from .edge_ops import CHUNK, edge_index_of, propagate
 from .reach import needed_columns
 
-__all__ = ["SparseFOPEngine", "pair_counts", "sparse_fop_backward", "sparse_fop_forward"]
+__all__ = [
+    "FOP_SPARSE",
+    "SparseFOPEngine",
+    "pair_counts",
+    "sparse_fop_backward",
+    "sparse_fop_forward",
+]
 
 #: ticks above which the cost model stops counting walks and bounds the pairs by P·|R_n|.
 WALK_TICKS = 12
@@ -68,7 +74,6 @@ def _plan(topology: Topology, ticks: int) -> tuple[_Tick, ...]:
     C, F = topology.n_clamped, topology.n_free
     edges = topology.edges
     src, dst = edges[:, 0], edges[:, 1] - C
-    P = len(edges)
     # the free block's edges grouped by source (k → o), with their index in the edge list
     free = (src >= C).nonzero().flatten()
     order = free[torch.argsort(src[free] - C, stable=True)]
@@ -145,18 +150,18 @@ def pair_counts(topology: Topology, ticks: int) -> tuple[tuple[float, ...], tupl
         flags = torch.zeros(F, dtype=torch.float64)
         flags[R] = 1.0
         indicators.append(flags)
+    previous = torch.zeros(len(dst), dtype=torch.float64)
     for n in range(1, ticks + 1):
         per_edge = walks_from(indicators[n - 1], n - 1)[dst].clamp(max=sizes[n - 1])
         K.append(float(per_edge.sum()))
         if n == 1:
             M.append(0.0)
-            continue
-        fan = torch.zeros(F, dtype=torch.float64).index_add_(
-            0, fs, indicators[n - 1][fd]
-        )  # out-degree into R_n
-        weight = fan * indicators[n - 2]
-        bound = walks_from(weight, n - 2)[dst]
-        M.append(float(bound.sum()))
+        else:
+            fan = torch.zeros(F, dtype=torch.float64).index_add_(0, fs, indicators[n - 1][fd])
+            weight = fan * indicators[n - 2]  # out-degree into R_n of the neurons of R_{n-1}
+            bound = walks_from(weight, n - 2)[dst].clamp(max=previous * float(fan.max()))
+            M.append(float(bound.sum()))
+        previous = per_edge
     return tuple(K), tuple(M)
 
 
@@ -174,8 +179,11 @@ def sparse_fop_forward(
         S_prev = torch.cat([dyn.clamped_state(x, n), h], dim=1)
         h, D = dyn.activations(propagate(index, w, S_prev))  # Eq. 3
         Z_next = torch.zeros(B, len(tick.edge), dtype=w.dtype, device=dev)
-        if len(tick.src_pair):  # Σ_k Z_{n-1}[p, k] A_f[k, o]
-            Z_next.index_add_(1, tick.dst_pair, Z[:, tick.src_pair] * w[tick.via])
+        step = max(1, CHUNK // B)  # transitions in chunks: a temporary of ≤ CHUNK numbers
+        for start in range(0, len(tick.src_pair), step):  # Σ_k Z_{n-1}[p, k] A_f[k, o]
+            part = slice(start, start + step)
+            moved = Z[:, tick.src_pair[part]].mul_(w[tick.via[part]])
+            Z_next.index_add_(1, tick.dst_pair[part], moved)
         # + S̃_{n-1}: S_{n-1, i_p} at (p, j_p)   (Eq. 16)
         Z_next.index_add_(1, tick.inject_pair, S_prev[:, index.src[tick.inject_edge]])
         Z = Z_next.mul_(D[:, tick.col])  # · φ′(T_n)
@@ -199,12 +207,15 @@ GATHER_COST = 8
 def sparse_fop_bytes(dyn: Dynamics, batch: int, itemsize: int) -> int:
     """Bytes of one step: Z_{n-1}, its gathered transitions and Z_n per sample, the plan."""
     K, M = pair_counts(dyn.topology, dyn.ticks)
-    per_sample = max(K[n - 1] + M[n] + K[n] for n in range(1, dyn.ticks)) if dyn.ticks > 1 else 0
-    per_sample = max(per_sample, K[0] + K[-1])
     P, N = dyn.topology.n_edges, dyn.topology.n_neurons
+    # tick n: Z_{n-1}, Z_n, φ′ on Z_n's columns, the injected S values (≤ P) and one chunk of
+    # gathered transitions (≤ CHUNK numbers, with the weights of the chunk)
+    live = max(K[n - 1] + 2 * K[n] + P for n in range(1, dyn.ticks)) if dyn.ticks > 1 else 0
+    live = max(live, 3 * K[0] + P)
+    moved = min(max(M), CHUNK / max(batch, 1)) if max(M) else 0.0
     plan = 8 * (3 * sum(M) + 4 * sum(K))
-    states = itemsize * batch * (4 * N) + itemsize * 3 * P  # S, T, h, D; w and its permutation
-    return int(itemsize * batch * per_sample + plan + states)
+    states = itemsize * batch * (6 * N) + itemsize * 3 * P  # S, T, h, D; w and its permutation
+    return int(itemsize * (batch * (live + moved) + 2 * moved + K[-1]) + plan + states)
 
 
 def sparse_fop_flops(dyn: Dynamics, batch: int) -> int:
@@ -234,3 +245,7 @@ class SparseFOPEngine(GradientEngine):
 
     def estimate_flops(self, dyn, batch):
         return sparse_fop_flops(dyn, batch)
+
+
+#: the one instance ``auto`` weighs (not in the registry of methods).
+FOP_SPARSE = SparseFOPEngine()
