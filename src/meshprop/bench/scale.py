@@ -79,7 +79,7 @@ def peak_tensor_bytes(step) -> int:
         step()
     events = sorted(
         (e.start_ns(), e.nbytes())
-        for e in prof.profiler.kineto_results.events()  # type: ignore[union-attr]
+        for e in prof.profiler.kineto_results.events()
         if e.name() == "[memory]"
     )
     live = peak = 0

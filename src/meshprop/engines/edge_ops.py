@@ -62,11 +62,8 @@ class EdgeIndex:
     def to(self, device: torch.device) -> EdgeIndex:
         if self.src.device == device:
             return self
-        return EdgeIndex(
-            *(getattr(self, f).to(device) for f in _TENSORS),
-            n_neurons=self.n_neurons,
-            n_free=self.n_free,
-        )
+        moved = {name: getattr(self, name).to(device) for name in _TENSORS}
+        return EdgeIndex(**moved, n_neurons=self.n_neurons, n_free=self.n_free)
 
 
 _TENSORS = ("src", "dst", "by_target", "crow_target", "col_target", "crow_source")
@@ -89,7 +86,14 @@ def _edge_index(topology: Topology) -> EdgeIndex:
 
 def edge_index_of(topology: Topology, device: torch.device) -> EdgeIndex:
     """The cached :class:`EdgeIndex` of ``topology`` on ``device``."""
-    return _edge_index(topology).to(device)
+    if device.type == "cpu":
+        return _edge_index(topology)
+    return _edge_index_on(topology, str(device))
+
+
+@lru_cache(maxsize=8)
+def _edge_index_on(topology: Topology, device: str) -> EdgeIndex:
+    return _edge_index(topology).to(torch.device(device))
 
 
 def _csr(crow, col, values, size) -> torch.Tensor:
