@@ -1,5 +1,8 @@
 """A 100,000-neuron, 10^6-edge sparse mesh on scikit-learn digits: 30 Adam steps with bptt and
-sparse FOP, median step time and max RSS (issue 15).  Run: PYTHONPATH=src python benchmarks/sparse_1e5.py"""
+sparse FOP, median step time and max RSS (issue 15).
+
+Run: PYTHONPATH=src python benchmarks/sparse_1e5.py
+"""
 
 import resource
 import time
@@ -29,7 +32,7 @@ with thread_policy(1):
         opt = torch.optim.Adam(net.parameters(), lr=1e-2)
         times = []
         losses = []
-        for step in range(30):
+        for _step in range(30):
             idx = torch.randint(0, len(X), (32,))
             t = time.perf_counter()
             opt.zero_grad()
