@@ -26,6 +26,7 @@ __all__ = [
     "available_bytes",
     "format_bytes",
     "get_memory_limit",
+    "limit_setting",
     "memory_limit",
     "parse_bytes",
     "set_memory_limit",
@@ -132,6 +133,14 @@ def get_memory_limit() -> int | None:
     if env is not None and env.strip():
         return parse_bytes(env, source=f"${MEMORY_LIMIT_ENV}")
     return available_bytes() // 2
+
+
+def limit_setting() -> tuple[object, str | None]:
+    """What decides the limit, without reading /proc/meminfo: the value set in code (or a
+    marker for "the default") and ``$MESHPROP_MEMORY_LIMIT`` — a key for caches of decisions
+    that depend on the limit (``method="auto"``)."""
+    explicit = "default" if _limit is _UNSET else _limit
+    return explicit, os.environ.get(MEMORY_LIMIT_ENV)
 
 
 def set_memory_limit(limit: int | float | str | object | None = _UNSET) -> None:

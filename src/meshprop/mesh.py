@@ -19,10 +19,16 @@ from .activations import NeuronActivations, resolve_activations
 from .dynamics import Dynamics
 from .engines import GradientEngine, bind, check_memory, get_engine
 from .engines.autograd import differentiable_output
+from .engines.edge_ops import edge_index_of, propagate, sparse_output
+from .engines.sparse_layout import bind_sparse, differentiable_sparse_output, get_sparse
 from .losses import LossFn, check_target
+from .memory import MemoryLimitError, format_bytes, get_memory_limit
 from .topology import Topology
 
-__all__ = ["MeshNet", "gradient"]
+__all__ = ["LAYOUTS", "MeshNet", "gradient"]
+
+#: how a MeshNet stores its weights: an N×N matrix ``A`` or one weight per edge ``weight``.
+LAYOUTS = ("dense", "sparse")
 
 
 def engine_output(
@@ -51,6 +57,13 @@ class MeshNet(nn.Module):
         grad: the engine ``loss.backward()`` uses: any name of ``meshprop.GRADIENT_METHODS``.
         dtype, device: of the parameter A.
         seed: seeds the initial weights (default: torch's global generator).
+        layout: ``"dense"`` (default) keeps the N×N matrix ``net.A``; ``"sparse"`` keeps one
+            weight per edge in ``net.weight`` (shape (P,), in ``topology.edges`` order) and runs
+            every tick as a sparse product (``engines/edge_ops.py``): nothing of size N×N is
+            allocated, so meshes of 10⁵ neurons fit.  There ``net.A`` raises AttributeError
+            (``net.dense_weights()`` materialises the N×N matrix, memory-guarded), gradients
+            are per edge, and the engines are those of ``engines/sparse_layout.py`` (``fop`` is
+            the sparse FOP; ``fop_factored`` and ``reference`` go through an N×N matrix).
 
     Weights start uniform in ±1/√(in-degree) per target neuron (PyTorch's ``nn.Linear``
     default); entries outside the mask are 0 and stay exactly 0: the forward pass reads A
@@ -69,10 +82,14 @@ class MeshNet(nn.Module):
         dtype: torch.dtype | None = None,
         device: torch.device | str | None = None,
         seed: int | None = None,
+        layout: str = "dense",
     ) -> None:
         super().__init__()
         if not isinstance(topology, Topology):
             raise TypeError(f"topology must be a meshprop.Topology, got {type(topology).__name__}")
+        if layout not in LAYOUTS:
+            raise ValueError(f"layout must be one of {LAYOUTS}, got {layout!r}")
+        self.layout = layout
         names = resolve_activations(
             activation,
             topology.n_neurons,
@@ -85,11 +102,42 @@ class MeshNet(nn.Module):
         self.output_activation = output_activation
         self.dynamics = Dynamics(topology, ticks, NeuronActivations(names))
         self.grad = grad
+        if layout == "sparse":
+            self.weight = nn.Parameter(torch.zeros(topology.n_edges, dtype=dtype, device=device))
+            self.reset_parameters(seed)
+            return
+        itemsize = torch.empty(0, dtype=dtype).element_size()
+        _check_dense(topology, itemsize)
         self.register_buffer("mask", topology.mask, persistent=False)
         A = torch.zeros(topology.n_neurons, topology.n_neurons, dtype=dtype, device=device)
         self.A = nn.Parameter(A)
         self.reset_parameters(seed)
         self.A.register_hook(self._mask_gradient)
+
+    def __getattr__(self, name: str):
+        if name in ("A", "mask") and self.__dict__.get("layout") == "sparse":
+            raise AttributeError(
+                f"a MeshNet with layout='sparse' has no N×N {name!r}: its weights are "
+                f"net.weight, one per edge ({self.topology.n_edges},) in topology.edges order; "
+                "net.dense_weights() builds the N×N matrix when it fits in memory"
+            )
+        return super().__getattr__(name)
+
+    @property
+    def parameter(self) -> torch.Tensor:
+        """The weights as stored: ``A`` (dense layout) or ``weight`` (sparse layout)."""
+        return self.weight if self.layout == "sparse" else self.A
+
+    def dense_weights(self) -> torch.Tensor:
+        """The N×N weight matrix A (a copy in the sparse layout; memory-guarded)."""
+        if self.layout == "dense":
+            return self.A.detach()
+        _check_dense(self.topology, self.weight.element_size())
+        N = self.topology.n_neurons
+        A = torch.zeros(N, N, dtype=self.weight.dtype, device=self.weight.device)
+        src, dst = self.topology.edges.to(A.device).unbind(1)
+        A[src, dst] = self.weight.detach()
+        return A
 
     # ---------------------------------------------------------------- set-up
     @property
@@ -106,7 +154,10 @@ class MeshNet(nn.Module):
 
     @grad.setter
     def grad(self, method: str) -> None:
-        get_engine(method)  # validates the name
+        if self.__dict__.get("layout") == "sparse":
+            get_sparse(method)  # validates the name
+        else:
+            get_engine(method)
         self._grad = method
 
     def with_topology(self, topology: Topology) -> MeshNet:
@@ -133,11 +184,24 @@ class MeshNet(nn.Module):
             activation=self.activation,
             output_activation=self.output_activation,
             grad=self.grad,
-            dtype=self.A.dtype,
-            device=self.A.device,
+            dtype=self.parameter.dtype,
+            device=self.parameter.device,
+            layout=self.layout,
         )
         with torch.no_grad():
-            new.A.copy_(self.A.detach() * new.mask.to(self.A.dtype))
+            if self.layout == "sparse":
+                N = topology.n_neurons
+                old_keys = old.edges[:, 0] * N + old.edges[:, 1]  # sorted (row-major)
+                new_keys = topology.edges[:, 0] * N + topology.edges[:, 1]
+                at = torch.searchsorted(old_keys, new_keys).clamp(max=max(len(old_keys) - 1, 0))
+                shared = (
+                    old_keys[at] == new_keys if len(old_keys) else torch.zeros_like(new_keys) > 0
+                )
+                weight = torch.zeros_like(new.weight)
+                weight[shared.to(weight.device)] = self.weight.detach()[at[shared]]
+                new.weight.copy_(weight)
+            else:
+                new.A.copy_(self.A.detach() * new.mask.to(self.A.dtype))
         return new
 
     @property
@@ -147,6 +211,14 @@ class MeshNet(nn.Module):
 
     def reset_parameters(self, seed: int | None = None) -> None:
         generator = None if seed is None else torch.Generator().manual_seed(int(seed))
+        if self.layout == "sparse":  # the same law per edge, drawn for the P edges only
+            dst = self.topology.edges[:, 1]
+            fan_in = torch.bincount(dst, minlength=self.topology.n_neurons)
+            bound = 1.0 / fan_in.clamp(min=1).to(torch.float64).sqrt()[dst]
+            uniform = torch.rand(len(dst), generator=generator, dtype=torch.float64)
+            with torch.no_grad():
+                self.weight.copy_((2 * uniform - 1) * bound)
+            return
         fan_in = self.mask.sum(dim=0).cpu().clamp(min=1).to(torch.float64)
         bound = (1.0 / fan_in.sqrt()).expand(self.topology.n_neurons, -1)
         uniform = torch.rand(self.A.shape, generator=generator, dtype=torch.float64)
@@ -159,13 +231,15 @@ class MeshNet(nn.Module):
 
     # --------------------------------------------------------------- forward
     def prepare_input(self, x: torch.Tensor) -> torch.Tensor:
-        """Validate x and move it to A's dtype and device (see ``Dynamics.check_input``)."""
-        return self.dynamics.check_input(x, self.A.dtype, self.A.device)
+        """Validate x and move it to the weights' dtype and device (``Dynamics.check_input``)."""
+        return self.dynamics.check_input(x, self.parameter.dtype, self.parameter.device)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """The outputs y = S_T[outputs], shape (B, O), for x of shape (B, I) or (T, B, I)."""
         requires_x_grad = isinstance(x, torch.Tensor) and x.requires_grad
         x = self.prepare_input(x)
+        if self.layout == "sparse":
+            return self._sparse_forward(x, requires_x_grad)
         if not torch.is_grad_enabled() or not (self.A.requires_grad or requires_x_grad):
             return self.dynamics.output(self.A, x)
         if self.grad == "autograd":
@@ -173,16 +247,56 @@ class MeshNet(nn.Module):
             return differentiable_output(self.dynamics, self.A, x)
         return engine_output(get_engine(self.grad), self.dynamics, self.A, x)
 
+    def _sparse_forward(self, x: torch.Tensor, requires_x_grad: bool) -> torch.Tensor:
+        w, dyn = self.weight, self.dynamics
+        if not torch.is_grad_enabled() or not (w.requires_grad or requires_x_grad):
+            return sparse_output(dyn, w, x)
+        engine = get_sparse(self.grad)
+        engine.check_memory(dyn, dyn.batch_size(x), w.element_size())
+        if self.grad == "autograd":
+            return differentiable_sparse_output(dyn, w, x)
+        return protocol.apply(bind_sparse(engine, dyn), {"weight": w}, x)
+
     @torch.no_grad()
     def trajectory(self, x: torch.Tensor) -> torch.Tensor:
         """Every state S_0..S_T of the whole network, shape (T+1, B, N)."""
-        return self.dynamics.trajectory(self.A, self.prepare_input(x))
+        x = self.prepare_input(x)
+        if self.layout == "dense":
+            return self.dynamics.trajectory(self.A, x)
+        dyn, w = self.dynamics, self.weight
+        index = edge_index_of(self.topology, w.device)
+        h = torch.zeros(dyn.batch_size(x), dyn.n_free, dtype=w.dtype, device=w.device)
+        states = []
+        for n in range(1, dyn.ticks + 1):
+            states.append(torch.cat([dyn.clamped_state(x, n), h], dim=1))
+            h, _ = dyn.activations(propagate(index, w, states[-1]))
+        states.append(torch.cat([dyn.clamped_state(x, dyn.ticks), h], dim=1))
+        return torch.stack(states)
 
     def extra_repr(self) -> str:
         act = self.activation if isinstance(self.activation, str) else "per-neuron"
         return (
             f"{self.topology!r}, ticks={self.ticks}, activation={act!r}, "
             f"output_activation={self.output_activation!r}, grad={self.grad!r}"
+            + ("" if self.layout == "dense" else ", layout='sparse'")
+        )
+
+
+def _check_dense(topology: Topology, itemsize: int) -> None:
+    """Refuse an N×N layout that cannot fit: the memory guard's error, before allocating."""
+    N = topology.n_neurons
+    need = N * N * (2 * itemsize + 1)  # A, its gradient and the boolean mask
+    limit = get_memory_limit()
+    if limit is not None and need > limit:
+        raise MemoryLimitError(
+            f"the dense layout keeps an N×N weight matrix: {N} neurons need about "
+            f"{format_bytes(need)} for A, its gradient and the mask, but the memory limit is "
+            f"{format_bytes(limit)}; use MeshNet(..., layout='sparse') (one weight per edge: "
+            f"{topology.n_edges} edges), or raise the limit (meshprop.set_memory_limit)",
+            "dense layout",
+            need,
+            limit,
+            None,
         )
 
 
@@ -193,13 +307,24 @@ def gradient(
     loss: str | LossFn = "cross_entropy",
     method: str | GradientEngine | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """The loss and dE/dA (N×N, zero outside the mask) of ``net`` on a batch, by ``method``.
+    """The loss and dE/dA (N×N, zero outside the mask) of ``net`` on a batch, by ``method``;
+    for a sparse-layout net, dE/dweight of shape (P,) in ``topology.edges`` order.
 
     ``method`` defaults to ``net.grad``.  ``net.A.grad`` is left untouched.  The engine's memory
     is checked against ``meshprop.memory``'s limit first (``MemoryLimitError`` when it does not
     fit).  With ``method="auto"`` the engine used is logged and kept in
     ``meshprop.get_engine("auto").last_choice``.
     """
+    if net.layout == "sparse":
+        sparse = get_sparse(net.grad if method is None else method)  # type: ignore[arg-type]
+        x = net.prepare_input(x)
+        check_target(loss, target, net.dynamics.batch_size(x), net.topology.n_outputs)
+        target = target.to(net.weight.device)
+        sparse.check_memory(net.dynamics, net.dynamics.batch_size(x), net.weight.element_size())
+        value, grads = protocol.value_and_grad(
+            bind_sparse(sparse, net.dynamics), {"weight": net.weight}, x, target, loss
+        )
+        return value, grads["weight"]
     engine = get_engine(net.grad if method is None else method)
     x = net.prepare_input(x)
     check_target(loss, target, net.dynamics.batch_size(x), net.topology.n_outputs)

@@ -18,7 +18,12 @@ import networkx as nx
 import numpy as np
 import torch
 
-__all__ = ["Topology"]
+__all__ = ["RANDOM_DENSE_LIMIT", "Topology"]
+
+#: :meth:`Topology.random` draws with ``torch.randperm`` over every allowed edge up to this many
+#: allowed edges (the draws every figure so far was made with) and with
+#: :func:`_sample_without_replacement`, whose memory is O(kept edges), above it.
+RANDOM_DENSE_LIMIT = 2**22
 
 
 def _check_count(name: str, value: int, minimum: int) -> int:
@@ -314,14 +319,22 @@ class Topology:
         density = float(density)
         if not 0.0 < density <= 1.0 or np.isnan(density):
             raise ValueError(f"density must be in (0, 1], got {density}")
-        full = cls.mesh(inputs, hidden, outputs, bias, output_feedback)
-        candidates = full.mask.nonzero()
-        keep = max(1, round(density * len(candidates)))
+        _check_count("inputs", inputs, 0)
+        _check_count("hidden", hidden, 0)
+        _check_count("outputs", outputs, 1)
+        n = inputs + int(bias) + hidden + outputs
+        clamped = inputs + int(bias)
+        free = n - clamped
+        rows = n if output_feedback else n - outputs  # sources: every neuron but (maybe) outputs
+        total = rows * free  # allowed edges, row-major: candidate k is (k // free, C + k % free)
+        keep = max(1, round(density * total))
         generator = torch.Generator().manual_seed(0 if seed is None else int(seed))
-        chosen = candidates[torch.randperm(len(candidates), generator=generator)[:keep]]
-        mask = torch.zeros_like(full.mask)
-        mask[chosen[:, 0], chosen[:, 1]] = True
-        return cls(inputs, hidden, outputs, bias, mask)
+        if total <= RANDOM_DENSE_LIMIT:  # the original draw (figures depend on it): O(total)
+            chosen = torch.randperm(total, generator=generator)[:keep]
+        else:  # O(keep) memory: never anything of size N² (see _sample_without_replacement)
+            chosen = _sample_without_replacement(total, keep, generator)
+        edges = torch.stack([chosen // free, clamped + chosen % free], dim=1)
+        return cls(inputs, hidden, outputs, bias, edges=edges)
 
     @classmethod
     def layered(cls, sizes: Sequence[int], bias: bool = True) -> Topology:
@@ -334,8 +347,7 @@ class Topology:
             raise ValueError(f"layered needs at least an input and an output size, got {sizes}")
         inputs, outputs = sizes[0], sizes[-1]
         hidden = sum(sizes[1:-1])
-        n = inputs + int(bias) + hidden + outputs
-        mask = torch.zeros(n, n, dtype=torch.bool)
+        blocks = []
         starts = [0]
         position = inputs + int(bias)
         for size in sizes[1:]:
@@ -343,10 +355,13 @@ class Topology:
             position += size
         for h in range(1, len(sizes)):
             src, dst = starts[h - 1], starts[h]
-            mask[src : src + sizes[h - 1], dst : dst + sizes[h]] = True
+            sources = torch.arange(src, src + sizes[h - 1])
             if bias:
-                mask[inputs, dst : dst + sizes[h]] = True
-        return cls(inputs, hidden, outputs, bias, mask, layer_sizes=tuple(sizes))
+                sources = torch.cat([sources, torch.tensor([inputs])])
+            targets = torch.arange(dst, dst + sizes[h])
+            blocks.append(torch.cartesian_prod(sources, targets).reshape(-1, 2))
+        edges = torch.cat(blocks)  # the constructor sorts them row-major; no N×N mask
+        return cls(inputs, hidden, outputs, bias, layer_sizes=tuple(sizes), edges=edges)
 
     @classmethod
     def from_edges(
@@ -480,6 +495,27 @@ class Topology:
             f"Topology(inputs={self.n_inputs}, bias={self.bias}, hidden={self.n_hidden}, "
             f"outputs={self.n_outputs}, edges={self.n_edges})"
         )
+
+
+def _sample_without_replacement(total: int, keep: int, generator: torch.Generator) -> torch.Tensor:
+    """``keep`` distinct integers drawn uniformly from [0, total) in O(keep) memory.
+
+    Draws independent uniform integers until ``keep`` distinct values are seen, then keeps a
+    uniformly random ``keep`` of them.  The procedure commutes with every relabelling of
+    [0, total), so every ``keep``-subset is equally likely (the same law as ``randperm``'s
+    prefix, not the same draws).
+    """
+    if keep > total:
+        raise ValueError(f"cannot keep {keep} of {total} candidates")
+    if 2 * keep > total:  # dense: the complement is the small side only when total is small
+        return torch.randperm(total, generator=generator)[:keep]
+    seen = torch.empty(0, dtype=torch.long)
+    while len(seen) < keep:
+        missing = keep - len(seen)
+        extra = int(missing * total / (total - len(seen))) + 64  # expected misses included
+        draws = torch.randint(0, total, (extra,), generator=generator, dtype=torch.long)
+        seen = torch.unique(torch.cat([seen, draws]))
+    return seen[torch.randperm(len(seen), generator=generator)[:keep]]
 
 
 def _as_pairs(edges: Iterable[tuple[int, int]] | torch.Tensor) -> torch.Tensor:

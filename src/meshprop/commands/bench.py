@@ -50,7 +50,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         nargs="+",
         default=list(DEFAULT_WORKLOADS),
         metavar="NAME",
-        help=f"workloads to run, from {', '.join(WORKLOADS)} (default: "
+        help=f"workloads to run, from {', '.join(WORKLOADS)}, or scale (step time and memory "
+        "against N = 10^3..10^5 sparse neurons, run alone; see meshprop.bench.scale) (default: "
         f"{' '.join(DEFAULT_WORKLOADS)})",
     )
     p.add_argument(
@@ -83,6 +84,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="skip an engine whose predicted step time exceeds this (default: 2)",
     )
     add_threads_option(p, BENCH_THREADS)
+    p.add_argument(
+        "--sizes",
+        type=int,
+        nargs="+",
+        default=None,
+        metavar="N",
+        help="neuron counts of --workload scale (default: 1000 3000 10000 30000 100000)",
+    )
     p.add_argument("--json", action="store_true", help="print JSON rows instead of a table")
     p.add_argument("--output", default=None, metavar="PATH", help="also write the JSON rows here")
     p.set_defaults(handler=run)
@@ -90,7 +99,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     for name in args.workload:
-        if name not in WORKLOADS:
+        if name not in WORKLOADS and name != "scale":
             raise ValueError(f"unknown workload {name!r}; expected one of {tuple(WORKLOADS)}")
     for name in args.engines or ():
         if name not in ENGINES:
@@ -107,6 +116,8 @@ def _run(args: argparse.Namespace, threads: int) -> int:
     def progress(text: str) -> None:
         print(f"[bench] {text}", file=sys.stderr, flush=True)
 
+    if "scale" in args.workload:
+        return _run_scale(args, threads, progress)
     rows = []
     for name in args.workload:
         memory = args.memory == "all" or (args.memory == "auto" and name in MEMORY_WORKLOADS)
@@ -138,4 +149,34 @@ def _run(args: argparse.Namespace, threads: int) -> int:
     print(table(rows))
     for line in summary(rows, rate if math.isfinite(rate) else None):
         print(line)
+    return 0
+
+
+def _run_scale(args: argparse.Namespace, threads: int, progress) -> int:
+    """``--workload scale``: step time and peak memory against N (meshprop.bench.scale)."""
+    from ..bench import scale
+
+    sizes = scale.SIZES if args.sizes is None else tuple(args.sizes)
+    rows, rate = scale.run_scale(sizes=sizes, progress=progress)
+    fits = scale.slopes(rows)
+    records = [{"bandwidth_bytes_s": rate, "threads": threads, "slopes": fits}]
+    records += scale.as_dicts(rows)
+    if args.output:
+        with open(args.output, "w") as f:
+            json.dump(records, f, indent=1)
+        scale.plot(rows, os.path.splitext(args.output)[0] + ".png")
+    if args.json:
+        json.dump(records, sys.stdout, indent=1)
+        print()
+        return 0
+    print(f"measured bandwidth: {rate / 1e9:.1f} GB/s ({threads} threads)")
+    for r in rows:
+        time_s = "-" if r.median_s is None else f"{r.median_s * 1e3:.2f} ms"
+        peak = "-" if r.peak_bytes is None else f"{r.peak_bytes / 2**20:.1f} MiB"
+        print(
+            f"{r.layout:6} {r.engine:12} N={r.neurons:<7} P={r.edges:<8} T={r.ticks} "
+            f"{time_s:>12} peak {peak:>10}  limit {r.limit_s * 1e3:.2f} ms {r.note[:60]}"
+        )
+    for key, slope in fits.items():
+        print(f"slope of log(time) vs log(edges), {key}: {slope:.2f}")
     return 0

@@ -15,8 +15,13 @@ least once), drops every candidate whose bytes exceed the memory limit (``meshpr
 takes the fastest.  The two constants only weigh flops against bytes, so their ratio matters, not
 the machine's absolute speed; ``meshprop bench`` prints the choice next to the measured times.
 
-The choice is logged on the ``meshprop.engines.auto`` logger (INFO when it changes) and kept in
-:attr:`AutoEngine.last_choice`; :meth:`AutoEngine.choose` answers without running anything.
+The candidates are the dense engines ``fop_factored`` and ``fop`` and the sparse FOP
+``fop_sparse`` (Eq. 13 over the reachable (edge, neuron) pairs: it wins on large sparse meshes).
+The choice is computed once per (topology, ticks, batch, dtype, memory-limit setting) and cached
+(:func:`choice_key`): a step costs what the chosen engine costs, with no model evaluation and no
+read of /proc/meminfo.  It is logged on the ``meshprop.engines.auto`` logger (INFO when first
+made) and kept in :attr:`AutoEngine.last_choice`; :meth:`AutoEngine.choose` answers without
+running anything.
 ``AutoEngine(candidates=(...))`` builds a selector over other engines (e.g. adding ``"bptt"``).
 """
 
@@ -28,18 +33,35 @@ from dataclasses import dataclass
 import torch
 
 from ..dynamics import Dynamics
-from ..memory import get_memory_limit
+from ..memory import get_memory_limit, limit_setting
 from .base import GradientEngine
+from .fop_sparse import FOP_SPARSE
 from .guard import refuse
 from .registry import get_engine
 
-__all__ = ["AutoEngine", "Choice"]
+__all__ = ["AutoEngine", "Choice", "choice_key", "predict_seconds"]
 
 log = logging.getLogger(__name__)
 
 #: float operations per second and bytes per second the model assumes (2-core AVX-512 CPU).
 FLOP_RATE = 1.0e11
 BANDWIDTH = 5.0e9
+
+
+def predict_seconds(flops: float, nbytes: float) -> float:
+    """The model's time of one step: flops / FLOP_RATE + bytes / BANDWIDTH."""
+    return flops / FLOP_RATE + nbytes / BANDWIDTH
+
+
+def choice_key(dyn: Dynamics, batch: int, itemsize: int) -> tuple:
+    """What ``auto``'s choice depends on: (topology, ticks, batch, dtype size, limit setting)."""
+    return (dyn.topology, dyn.ticks, batch, itemsize, limit_setting())
+
+
+def _candidate(name: str) -> GradientEngine:
+    """A registered engine, or ``fop_sparse`` (the sparse FOP on the dense layout: a candidate
+    of ``auto``, not a registered method — on dense meshes its pair plan would be huge)."""
+    return FOP_SPARSE if name == FOP_SPARSE.name else get_engine(name)
 
 
 @dataclass(frozen=True)
@@ -62,22 +84,35 @@ class Choice:
 class AutoEngine(GradientEngine):
     name = "auto"
 
-    def __init__(self, candidates: tuple[str, ...] = ("fop_factored", "fop")) -> None:
+    def __init__(self, candidates: tuple[str, ...] = ("fop_factored", "fop", "fop_sparse")) -> None:
         if not candidates or "auto" in candidates:
             raise ValueError(f"candidates must name other engines, got {candidates!r}")
         self.candidates = tuple(candidates)
         self.last_choice: Choice | None = None
+        self._cache: dict[tuple, Choice] = {}
 
     def predict(self, engine: GradientEngine, dyn: Dynamics, batch: int, itemsize: int):
         """(seconds, bytes) the cost model predicts for one step of ``engine``."""
         nbytes = int(engine.estimate_bytes(dyn, batch, itemsize))
-        return engine.estimate_flops(dyn, batch) / FLOP_RATE + nbytes / BANDWIDTH, nbytes
+        return predict_seconds(engine.estimate_flops(dyn, batch), nbytes), nbytes
 
     def choose(self, dyn: Dynamics, batch: int, itemsize: int) -> Choice:
-        """The fastest candidate whose memory fits the limit (raises MemoryLimitError if none)."""
+        """The fastest candidate whose memory fits the limit (raises MemoryLimitError if none),
+        cached per :func:`choice_key`."""
+        key = choice_key(dyn, batch, itemsize)
+        cached = self._cache.get(key)
+        if cached is None:
+            cached = self._choose(dyn, batch, itemsize)
+            if len(self._cache) > 256:
+                self._cache.clear()
+            self._cache[key] = cached
+            log.info("%s", cached)
+        return cached
+
+    def _choose(self, dyn: Dynamics, batch: int, itemsize: int) -> Choice:
         limit = get_memory_limit()
         costs = {
-            name: self.predict(get_engine(name), dyn, batch, itemsize) for name in self.candidates
+            name: self.predict(_candidate(name), dyn, batch, itemsize) for name in self.candidates
         }
         fitting = [n for n, (_, b) in costs.items() if limit is None or b <= limit]
         if not fitting:
@@ -91,16 +126,12 @@ class AutoEngine(GradientEngine):
         return choice.costs[choice.engine][1]
 
     def estimate_flops(self, dyn, batch):
-        return min(get_engine(name).estimate_flops(dyn, batch) for name in self.candidates)
+        return min(_candidate(name).estimate_flops(dyn, batch) for name in self.candidates)
 
     def forward(self, dyn: Dynamics, A: torch.Tensor, x: torch.Tensor):
         choice = self.choose(dyn, dyn.batch_size(x), A.element_size())
-        if self.last_choice is None or self.last_choice.engine != choice.engine:
-            log.info("%s", choice)
-        else:
-            log.debug("%s", choice)
         self.last_choice = choice
-        engine = get_engine(choice.engine)
+        engine = _candidate(choice.engine)
         y, saved = engine.forward(dyn, A, x)
         return y, (engine, saved)
 

@@ -28,13 +28,16 @@ __all__ = ["needed_columns"]
 def needed_columns(topology: Topology, ticks: int) -> tuple[torch.Tensor, ...]:
     """(R_1, ..., R_T): sorted free-neuron indices (0..F-1) whose tick-n sensitivities matter."""
     C, F, O = topology.n_clamped, topology.n_free, topology.n_outputs
-    edge_f = topology.dense_mask()[C:, C:]
+    edges = topology.edges  # O(P): never the N×N mask
+    inside = edges[:, 0] >= C
+    src_f, dst_f = edges[inside, 0] - C, edges[inside, 1] - C
     current = torch.zeros(F, dtype=torch.bool)
     current[F - O :] = True
     sets: list[torch.Tensor] = [current]
     seen: dict[bytes, torch.Tensor] = {}
     for _ in range(ticks - 1):
-        current = (edge_f & current).any(dim=1)
+        previous, current = current, torch.zeros(F, dtype=torch.bool)
+        current[src_f[previous[dst_f]]] = True  # predecessors of the current set
         key = current.numpy().tobytes()
         current = seen.setdefault(key, current)  # share identical sets (long runs cycle)
         sets.append(current)

@@ -1,0 +1,201 @@
+"""``meshprop bench --workload scale``: time and peak memory of a training step against the size
+of a sparse mesh (issue 15).
+
+Meshes of N = 10³ … 10⁵ neurons at mean degree 10 (``Topology.random`` with density 10/F, 64
+inputs, 10 outputs), T = 2 and 3 ticks, batch 32, float32.  Every engine that fits the memory
+limit runs: the sparse layout's ``bptt``, ``fop`` (sparse FOP) and ``autograd``, and the dense
+layout's ``bptt`` and ``fop_factored`` where an N×N matrix fits (``DENSE_MAX``).  One step is
+forward + dE/dw (``meshprop.gradient``) + an SGD update.  Per row: the median time of
+``repeats`` steps, the peak of live torch tensor bytes during one step (the CPU allocator's events
+in the torch profiler), and the *physical limit*: the bytes a step must move at least (reading
+and writing the weights, the edge structure and the states once per tick and per pass), divided
+by the memory bandwidth measured in the same process (a large tensor copy).  :func:`slopes` fits
+log(time) against log(edges) per engine and ticks; :func:`plot` draws the log-log figure.
+"""
+
+from __future__ import annotations
+
+import math
+import statistics
+import time
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import torch
+from torch.profiler import ProfilerActivity, profile
+
+from ..memory import MemoryLimitError
+from ..mesh import MeshNet, gradient
+from ..topology import Topology
+
+__all__ = [
+    "DENSE_MAX",
+    "SIZES",
+    "ScaleRow",
+    "bandwidth",
+    "plot",
+    "run_scale",
+    "slopes",
+]
+
+SIZES = (1_000, 3_000, 10_000, 30_000, 100_000)
+#: the largest N the dense layout is timed at (its N×N matrices: 4·N² bytes each)
+DENSE_MAX = 3_000
+SPARSE_ENGINES = ("bptt", "fop", "autograd")
+DENSE_ENGINES = ("bptt", "fop_factored")
+
+
+@dataclass
+class ScaleRow:
+    layout: str
+    engine: str
+    neurons: int
+    edges: int
+    ticks: int
+    batch: int
+    median_s: float | None
+    peak_bytes: int | None
+    min_bytes_moved: int
+    limit_s: float
+    note: str = ""
+
+
+def bandwidth(nbytes: int = 2**28, repeats: int = 5) -> float:
+    """Measured memory bandwidth in bytes/s: a tensor copy reads and writes ``nbytes``."""
+    a = torch.empty(nbytes // 4)
+    b = torch.empty_like(a)
+    b.copy_(a)
+    times = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        b.copy_(a)
+        times.append(time.perf_counter() - t0)
+    return 2 * nbytes / min(times)
+
+
+def peak_tensor_bytes(step) -> int:
+    """Peak live bytes of torch tensors during ``step()`` (CPU allocator events)."""
+    with profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
+        step()
+    events = sorted(
+        (e.start_ns(), e.nbytes())
+        for e in prof.profiler.kineto_results.events()
+        if e.name() == "[memory]"
+    )
+    live = peak = 0
+    for _, n in events:
+        live += n
+        peak = max(peak, live)
+    return peak
+
+
+def min_bytes_moved(topology: Topology, ticks: int, batch: int, itemsize: int = 4) -> int:
+    """A lower bound of the memory traffic of one step: per tick and pass, the weights, the
+    edge indices (8-byte source and target) and the B×N state read once and the B×F result
+    written once; forward and one reverse pass (3 sparse products per tick in all)."""
+    P, N, F = topology.n_edges, topology.n_neurons, topology.n_free
+    per_product = P * (itemsize + 16) + batch * (N + F) * itemsize
+    return 3 * ticks * per_product
+
+
+def _topology(neurons: int, seed: int = 0) -> Topology:
+    inputs, outputs = 64, 10
+    hidden = neurons - inputs - 1 - outputs
+    free = hidden + outputs
+    return Topology.random(inputs, hidden, outputs, density=10 / free, seed=seed)
+
+
+def run_scale(
+    sizes: tuple[int, ...] = SIZES,
+    ticks: tuple[int, ...] = (2, 3),
+    batch: int = 32,
+    repeats: int = 3,
+    dense_max: int = DENSE_MAX,
+    progress=None,
+) -> tuple[list[ScaleRow], float]:
+    """Rows for every (size, ticks, layout, engine) that fits, and the measured bandwidth."""
+    rate = bandwidth()
+    rows = []
+    for n in sizes:
+        topo = _topology(n)
+        for T in ticks:
+            g = torch.Generator().manual_seed(0)
+            x = torch.randn(batch, 64, generator=g)
+            labels = torch.randint(0, 10, (batch,), generator=g)
+            moved = min_bytes_moved(topo, T, batch)
+            plans = [("sparse", e) for e in SPARSE_ENGINES]
+            if n <= dense_max:
+                plans += [("dense", e) for e in DENSE_ENGINES]
+            for layout, engine in plans:
+                row = ScaleRow(
+                    layout, engine, n, topo.n_edges, T, batch, None, None, moved, moved / rate
+                )
+                try:
+                    net = MeshNet(topo, ticks=T, layout=layout, seed=0)
+                    weights = net.parameter
+
+                    def step(net=net, weights=weights, engine=engine, x=x, labels=labels) -> None:
+                        _, grad = gradient(net, x, labels, method=engine)
+                        with torch.no_grad():
+                            weights.sub_(0.01 * grad)
+
+                    step()  # warm-up: plans and caches
+                    times = []
+                    for _ in range(repeats):
+                        t0 = time.perf_counter()
+                        step()
+                        times.append(time.perf_counter() - t0)
+                    row.median_s = statistics.median(times)
+                    row.peak_bytes = peak_tensor_bytes(step)
+                except MemoryLimitError as error:
+                    row.note = f"does not fit: {error}"[:200]
+                rows.append(row)
+                if progress:
+                    progress(f"scale N={n} T={T} {layout}/{engine}: {row.median_s} s")
+    return rows, rate
+
+
+def slopes(rows: list[ScaleRow]) -> dict[str, float]:
+    """The least-squares slope of log(time) against log(edges), per layout/engine/ticks."""
+    groups: dict[str, list[tuple[float, float]]] = {}
+    for r in rows:
+        if r.median_s:
+            key = f"{r.layout}/{r.engine} T={r.ticks}"
+            groups.setdefault(key, []).append((math.log(r.edges), math.log(r.median_s)))
+    out = {}
+    for key, pts in groups.items():
+        if len(pts) >= 2:
+            mx = sum(p[0] for p in pts) / len(pts)
+            my = sum(p[1] for p in pts) / len(pts)
+            sxx = sum((p[0] - mx) ** 2 for p in pts)
+            out[key] = sum((p[0] - mx) * (p[1] - my) for p in pts) / sxx
+    return out
+
+
+def plot(rows: list[ScaleRow], path: str) -> None:
+    """Log-log step time against edges, one line per layout/engine/ticks, and the limit."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    keys = sorted({(r.layout, r.engine, r.ticks) for r in rows if r.median_s})
+    for layout, engine, T in keys:
+        pts = sorted(
+            (r.edges, r.median_s)
+            for r in rows
+            if (r.layout, r.engine, r.ticks) == (layout, engine, T) and r.median_s
+        )
+        ax.plot(*zip(*pts, strict=True), marker="o", label=f"{layout}/{engine} T={T}")
+    limit = sorted({(r.edges, r.limit_s) for r in rows if r.ticks == max(x.ticks for x in rows)})
+    ax.plot(*zip(*limit, strict=True), "k--", label="bytes moved / bandwidth")
+    ax.set(xscale="log", yscale="log", xlabel="edges P", ylabel="seconds per step")
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def as_dicts(rows: list[ScaleRow]) -> list[dict[str, Any]]:
+    return [asdict(r) for r in rows]

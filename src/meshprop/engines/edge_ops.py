@@ -1,0 +1,148 @@
+"""The state transition of paper 000 Eq. 3 over an edge list: one weight per edge, no N×N matrix.
+
+With the P edges p = (i_p → j_p) of a topology (row-major, ``topo.edges``) and their weights
+w_p, the tick T_n = S_{n-1} A[:, free] of Eq. 3 is
+
+    T_n[b, j] = Σ_{p : j_p = j} S_{n-1}[b, i_p] · w_p,
+
+and the two products the reverse passes need are its transposes:
+
+    δ[b, i] = Σ_{p : i_p = i} e[b, j_p] · w_p            (e Aᵀ: rule 4 of paper 004),
+    dE/dw_p = Σ_b S_{n-1}[b, i_p] · e[b, j_p]            (Sᵀ e read at the edges only).
+
+The first two are sparse-matrix × dense products: ``torch.sparse`` CSR matrices built from the
+weights each call (the structure — row pointers, column indices, the permutation to target-major
+order — is computed once per topology and cached).  Measured on this machine (one thread, float32,
+B = 32, mean degree 10, load average 0.3): S A took 3.0 ms (CSR) vs 16 ms (gather +
+``index_add_``) at N = 10⁴ and 31 ms vs 207 ms at N = 10⁵; e Aᵀ 0.7 vs 11 ms and 31 vs 240 ms —
+so the CSR product is used (``index_add_`` also allocates a B×P temporary).  The
+third is a gather-multiply-sum over the edges, computed in chunks so that its temporary stays
+below :data:`CHUNK` numbers.
+"""
+
+from __future__ import annotations
+
+import warnings
+from dataclasses import dataclass
+from functools import lru_cache
+
+import torch
+
+from ..dynamics import Dynamics
+from ..topology import Topology
+
+__all__ = [
+    "CHUNK",
+    "EdgeIndex",
+    "edge_grad",
+    "edge_index_of",
+    "propagate",
+    "sparse_output",
+    "sparse_step_autograd",
+    "transpose_product",
+]
+
+#: the largest B·(edges) temporary :func:`edge_grad` allocates at once (numbers).
+CHUNK = 2**22
+
+
+@dataclass(frozen=True)
+class EdgeIndex:
+    """The structure of a topology's edges as the sparse matrices of the transition."""
+
+    src: torch.Tensor  # (P,) source neuron i_p
+    dst: torch.Tensor  # (P,) target as a free-neuron index j_p − C
+    by_target: torch.Tensor  # (P,) permutation of the edges into target-major order
+    crow_target: torch.Tensor  # (F+1,) CSR row pointers of A[:, free]ᵀ (rows = targets)
+    col_target: torch.Tensor  # (P,) its column indices (sources), in target-major order
+    crow_source: torch.Tensor  # (N+1,) CSR row pointers of A[:, free] (rows = sources)
+    n_neurons: int
+    n_free: int
+
+    def to(self, device: torch.device) -> EdgeIndex:
+        if self.src.device == device:
+            return self
+        moved = {name: getattr(self, name).to(device) for name in _TENSORS}
+        return EdgeIndex(**moved, n_neurons=self.n_neurons, n_free=self.n_free)
+
+
+_TENSORS = ("src", "dst", "by_target", "crow_target", "col_target", "crow_source")
+
+
+@lru_cache(maxsize=32)
+def _edge_index(topology: Topology) -> EdgeIndex:
+    edges = topology.edges
+    C, N, F = topology.n_clamped, topology.n_neurons, topology.n_free
+    src, dst = edges[:, 0].contiguous(), (edges[:, 1] - C).contiguous()
+    by_target = torch.argsort(dst * N + src)
+    crow_target = torch.zeros(F + 1, dtype=torch.long)
+    crow_target[1:] = torch.cumsum(torch.bincount(dst, minlength=F), 0)
+    crow_source = torch.zeros(N + 1, dtype=torch.long)
+    crow_source[1:] = torch.cumsum(torch.bincount(src, minlength=N), 0)
+    return EdgeIndex(
+        src, dst, by_target, crow_target, src[by_target].contiguous(), crow_source, N, F
+    )
+
+
+def edge_index_of(topology: Topology, device: torch.device) -> EdgeIndex:
+    """The cached :class:`EdgeIndex` of ``topology`` on ``device``."""
+    if device.type == "cpu":
+        return _edge_index(topology)
+    return _edge_index_on(topology, str(device))
+
+
+@lru_cache(maxsize=8)
+def _edge_index_on(topology: Topology, device: str) -> EdgeIndex:
+    return _edge_index(topology).to(torch.device(device))
+
+
+def _csr(crow, col, values, size) -> torch.Tensor:
+    with warnings.catch_warnings():  # "sparse CSR support is in beta": measured, tested here
+        warnings.simplefilter("ignore", UserWarning)
+        return torch.sparse_csr_tensor(crow, col, values, size=size, check_invariants=False)
+
+
+def propagate(index: EdgeIndex, w: torch.Tensor, S: torch.Tensor) -> torch.Tensor:
+    """T = S A[:, free] (B, F) for the full state S (B, N): paper 000 Eq. 3 before φ̂."""
+    if len(w) == 0:
+        return S.new_zeros(S.shape[0], index.n_free)
+    matrix = _csr(
+        index.crow_target, index.col_target, w[index.by_target], (index.n_free, index.n_neurons)
+    )
+    return torch.sparse.mm(matrix, S.T.contiguous()).T
+
+
+def transpose_product(index: EdgeIndex, w: torch.Tensor, e: torch.Tensor) -> torch.Tensor:
+    """e A[:, free]ᵀ (B, N) for e (B, F): the reciprocal network's gain Aᵀ (paper 004 rule 4)."""
+    if len(w) == 0:
+        return e.new_zeros(e.shape[0], index.n_neurons)
+    matrix = _csr(index.crow_source, index.dst, w, (index.n_neurons, index.n_free))
+    return torch.sparse.mm(matrix, e.T.contiguous()).T
+
+
+def edge_grad(index: EdgeIndex, S: torch.Tensor, e: torch.Tensor) -> torch.Tensor:
+    """(Sᵀ e)[i_p, j_p] for every edge p, shape (P,): Σ_b S[b, i_p] e[b, j_p]."""
+    P, B = len(index.src), S.shape[0]
+    out = torch.empty(P, dtype=S.dtype, device=S.device)
+    step = max(1, CHUNK // max(B, 1))
+    for start in range(0, P, step):
+        src, dst = index.src[start : start + step], index.dst[start : start + step]
+        torch.sum(S[:, src] * e[:, dst], dim=0, out=out[start : start + step])
+    return out
+
+
+def sparse_step_autograd(index: EdgeIndex, w: torch.Tensor, S: torch.Tensor) -> torch.Tensor:
+    """T = S A[:, free] from differentiable gather / ``index_add`` operations (autograd
+    records it; the baseline the explicit engines are checked against)."""
+    messages = S[:, index.src] * w
+    return S.new_zeros(S.shape[0], index.n_free).index_add(1, index.dst, messages)
+
+
+def sparse_output(dyn: Dynamics, w: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+    """y = S_T[outputs] over the edge list, without gradients."""
+    index = edge_index_of(dyn.topology, w.device)
+    h = torch.zeros(dyn.batch_size(x), dyn.n_free, dtype=w.dtype, device=w.device)
+    for n in range(1, dyn.ticks + 1):
+        c = dyn.clamped_state(x, n)
+        h, _ = dyn.activations(propagate(index, w, torch.cat([c, h], dim=1)))
+    return h[:, dyn.n_free - dyn.n_outputs :]
