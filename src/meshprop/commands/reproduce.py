@@ -24,6 +24,7 @@ from ..reporting import Reporter, format_table
 from ..runs import RunConfig, run
 from ..threads import DEFAULT_THREADS, thread_policy
 from .options import add_threads_option
+from .reproduce_fashion import add_parser as add_fashion_parser
 
 #: hidden neurons per toy set (the reference: 5 each, spirals 15).
 TOY_HIDDEN = {"moons": 5, "circles": 5, "blobs": 5, "blobs2": 5, "spirals": 15}
@@ -86,6 +87,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     add_threads_option(iris, DEFAULT_THREADS)
     iris.set_defaults(handler=handle_iris)
+    add_fashion_parser(sub)
 
 
 def iris_config(seed: int, grad: str, epochs: int = 1000) -> RunConfig:
