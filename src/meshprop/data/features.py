@@ -99,7 +99,10 @@ def _encode(cae: ConvAutoencoder, X: torch.Tensor, chunk: int = 2048) -> np.ndar
 
 @torch.no_grad()
 def _mse(cae: ConvAutoencoder, X: torch.Tensor, chunk: int = 2048) -> float:
-    total = sum(float(((cae(X[i : i + chunk]) - X[i : i + chunk]) ** 2).sum()) for i in range(0, len(X), chunk))
+    total = sum(
+        float(((cae(X[i : i + chunk]) - X[i : i + chunk]) ** 2).sum())
+        for i in range(0, len(X), chunk)
+    )
     return total / X.numel()
 
 

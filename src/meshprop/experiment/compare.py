@@ -22,7 +22,16 @@ from ..reporting import Reporter, format_table
 from ..training import evaluate, fit
 from .models import ModelSpec, build_model
 
-__all__ = ["ConfigResult", "Features", "Protocol", "compare", "results_json", "results_table"]
+__all__ = [
+    "ConfigResult",
+    "Features",
+    "Protocol",
+    "compare",
+    "console_table",
+    "details_json",
+    "results_json",
+    "results_table",
+]
 
 
 @dataclass
@@ -155,24 +164,37 @@ def compare(
     return results
 
 
-def results_json(results: Sequence[ConfigResult], extra: dict | None = None) -> dict:
-    """DESIGN.md §6's schema; per-config extras (seconds, the engine comparison) are added
-    under keys of their own, ``extra`` at the top level."""
-    configs = []
-    for r in results:
-        configs.append(
+def results_json(results: Sequence[ConfigResult]) -> dict:
+    """Exactly DESIGN.md §6's schema: ``{"configs": [{"name", "params", "accuracies", "mean",
+    "std"}, ...]}`` (std: the sample standard deviation, 0 for one run)."""
+    return {
+        "configs": [
             {
                 "name": r.name,
                 "params": r.params,
                 "accuracies": r.accuracies,
                 "mean": r.mean,
                 "std": r.std,
-                "seconds_per_run": statistics.mean(r.seconds),
+            }
+            for r in results
+        ]
+    }
+
+
+def details_json(results: Sequence[ConfigResult], extra: dict | None = None) -> dict:
+    """What results.json leaves out: times per run, the engine comparison, ``extra``."""
+    return {
+        "configs": [
+            {
+                "name": r.name,
+                "seconds": r.seconds,
                 "compare_accuracy": r.compare_accuracy,
                 "max_weight_difference": r.max_weight_difference,
             }
-        )
-    return {"configs": configs, **(extra or {})}
+            for r in results
+        ],
+        **(extra or {}),
+    }
 
 
 def results_table(results: Sequence[ConfigResult], compare_grad: str | None) -> str:
@@ -199,6 +221,9 @@ def console_table(results: Sequence[ConfigResult]) -> str:
     rows = [("config", "params | mean ± std | time / run")]
     for r in results:
         rows.append(
-            (r.name, f"{r.params:6d} | {r.mean:.4f} ± {r.std:.4f} | {statistics.mean(r.seconds):.1f} s")
+            (
+                r.name,
+                f"{r.params:6d} | {r.mean:.4f} ± {r.std:.4f} | {statistics.mean(r.seconds):.1f} s",
+            )
         )
     return format_table(rows)
