@@ -3,7 +3,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: setup run test lint bench clean
+.PHONY: setup run test lint bench clean data
 
 setup: $(STAMP)
 
@@ -32,3 +32,21 @@ bench: setup
 
 clean:
 	rm -rf $(VENV) runs build *.egg-info src/*.egg-info .pytest_cache
+
+# Fashion-MNIST's four IDX files for `meshprop reproduce fashion-mnist` (Debian's package puts them
+# in /usr/share/datasets/fashion-mnist). Elsewhere: put train-images-idx3-ubyte, train-labels-
+# idx1-ubyte, t10k-images-idx3-ubyte, t10k-labels-idx1-ubyte (plain or .gz) in a directory and
+# pass --data-dir DIR.
+data:
+	@if [ -f /usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz ]; then \
+		echo "Fashion-MNIST is installed in /usr/share/datasets/fashion-mnist"; \
+	elif command -v apt-get >/dev/null 2>&1; then \
+		SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+		$$SUDO apt-get update && $$SUDO apt-get install -y dataset-fashion-mnist; \
+	else \
+		echo "apt-get is not available: download the four Fashion-MNIST IDX files"; \
+		echo "(train-images-idx3-ubyte, train-labels-idx1-ubyte, t10k-images-idx3-ubyte,"; \
+		echo "t10k-labels-idx1-ubyte, plain or .gz) from the dataset's authors into a directory"; \
+		echo "and pass it as: meshprop reproduce fashion-mnist --data-dir DIR"; \
+		exit 1; \
+	fi

@@ -25,6 +25,8 @@ from ..runs import RunConfig, run
 from ..threads import DEFAULT_THREADS, thread_policy
 from . import reproduce_structure
 from .options import add_threads_option
+from .reproduce_fashion import add_parser as add_fashion_parser
+from .reproduce_mnist1d import add_parser as add_mnist1d_parser
 
 #: hidden neurons per toy set (the reference: 5 each, spirals 15).
 TOY_HIDDEN = {"moons": 5, "circles": 5, "blobs": 5, "blobs2": 5, "spirals": 15}
@@ -88,6 +90,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     add_threads_option(iris, DEFAULT_THREADS)
     iris.set_defaults(handler=handle_iris)
     reproduce_structure.register(sub)
+    add_fashion_parser(sub)
+    add_mnist1d_parser(sub)
 
 
 def iris_config(seed: int, grad: str, epochs: int = 1000) -> RunConfig:
