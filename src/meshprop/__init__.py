@@ -21,6 +21,7 @@ from types import ModuleType
 from .activations import ACTIVATIONS
 from .checkpoint import load_checkpoint, save_checkpoint
 from .engines import GRADIENT_METHODS, GradientEngine, get_engine, register_engine
+from .export import export_onnx
 from .losses import LOSSES
 from .memory import MemoryLimitError, get_memory_limit, memory_limit, set_memory_limit
 from .mesh import MeshNet, gradient
@@ -44,6 +45,7 @@ __all__ = [
     "data",
     "diagram",
     "evaluate",
+    "export_onnx",
     "fit",
     "get_engine",
     "get_memory_limit",
