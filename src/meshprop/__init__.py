@@ -16,6 +16,8 @@ the first time they are used.
 from __future__ import annotations
 
 import importlib
+from importlib.metadata import PackageNotFoundError
+from importlib.metadata import version as _metadata_version
 from types import ModuleType
 
 from .activations import ACTIVATIONS
@@ -58,7 +60,10 @@ __all__ = [
     "set_memory_limit",
 ]
 
-__version__ = "0.1.0"
+try:  # the installed distribution's version (pyproject.toml), not a second copy of it
+    __version__ = _metadata_version("meshprop")
+except PackageNotFoundError:  # imported from a source tree that was never installed
+    __version__ = "0+unknown"
 
 
 def __getattr__(name: str) -> ModuleType:
