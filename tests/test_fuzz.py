@@ -1,5 +1,5 @@
 """Property-based tests (hypothesis): Topology builders, MeshNet inputs, every gradient engine
-against autograd (the checkpoint loader: tests/test_fuzz_checkpoint.py).
+against autograd, the CSV reader (the checkpoint loader: tests/test_fuzz_checkpoint.py).
 
 Two profiles: ``ci`` (the default: a few hundred examples in all, part of ``make test``) and
 ``fuzz`` (``make fuzz``: 2,000 examples per test, over 10,000 in all).  A bad input must end in
@@ -11,7 +11,9 @@ from __future__ import annotations
 
 import json
 import os
+import tempfile
 from datetime import timedelta
+from pathlib import Path
 
 import pytest
 import torch
@@ -172,3 +174,34 @@ def test_fop_with_no_carried_edge():
     for method in mp.GRADIENT_METHODS:
         _, dA = mp.gradient(net, x, target, loss="mse", method=method)
         assert torch.equal(dA, torch.zeros_like(dA)), method  # y does not depend on A
+
+
+# ------------------------------------------------------------------ the CSV reader
+_CELLS = st.one_of(
+    st.sampled_from(["", " ", "nan", "inf", "-1e999", "1", "0", "2.5", "a", '"', "x,y"]),
+    st.floats(allow_nan=True, allow_infinity=True).map(repr),
+    st.text(max_size=4),
+)
+
+
+@given(
+    raw=st.one_of(
+        st.binary(max_size=300),
+        st.lists(st.lists(_CELLS, min_size=1, max_size=4), max_size=6).map(
+            lambda rows: "\n".join(",".join(r) for r in rows).encode()
+        ),
+    ),
+    target=st.sampled_from([None, "t", "a", "missing"]),
+    task=st.sampled_from(["auto", "classification", "regression"]),
+)
+def test_csv_reader_reads_or_gives_one_clear_error(raw, target, task):
+    with tempfile.TemporaryDirectory() as folder:
+        path = Path(folder) / "d.csv"
+        path.write_bytes((b"a,b,t\n" if raw[:1] != b"\xff" else b"") + raw)
+        try:
+            ds = mp.data.load_csv(path, target, task=task)
+        except CLEAR as error:  # UnicodeDecodeError is a ValueError
+            assert str(error)
+            return
+        assert ds.X.ndim == 2 and ds.X.dtype.kind == "f"
+        assert not (ds.X != ds.X).any()  # no NaN slipped through
