@@ -3,7 +3,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: setup run test lint bench clean data
+.PHONY: setup run test lint bench fuzz clean data
 
 setup: $(STAMP)
 
@@ -24,6 +24,11 @@ lint: setup
 	$(BIN)/ruff format --check src tests benchmarks
 	$(BIN)/lint-imports
 	$(BIN)/mypy
+
+# Property-based fuzzing (hypothesis): 2,000 examples per property, over 10,000 in all
+fuzz: setup
+	MESHPROP_HYPOTHESIS_PROFILE=fuzz $(BIN)/python -m pytest -q \
+		tests/test_fuzz.py tests/test_fuzz_checkpoint.py --hypothesis-show-statistics
 
 # On a shared, loaded CPU run `OMP_WAIT_POLICY=PASSIVE make bench` (see docs/performance.md)
 bench: setup

@@ -85,6 +85,7 @@ def test_train_writes_metrics_checkpoint_and_plots_and_evaluate_reproduces_them(
     assert names == {
         "config.json",
         "metrics.json",
+        "metrics.csv",
         "checkpoint",
         "curves.png",
         "topology.png",
@@ -96,6 +97,7 @@ def test_train_writes_metrics_checkpoint_and_plots_and_evaluate_reproduces_them(
     }
     metrics = json.loads((in_tmp / "run" / "metrics.json").read_text())
     config = json.loads((in_tmp / "run" / "config.json").read_text())
+    assert config.pop("provenance")["seed"] == config["seed"]
     assert config == metrics["config"] == RunConfig(n_samples=200, dtype=dtype, epochs=3).to_dict()
     assert len(metrics["history"]["epochs"]) == 3
     assert metrics["dataset"] | {"name": "moons"} == {
@@ -417,6 +419,7 @@ def test_config_file_values_are_defaults_that_flags_override(capsys, in_tmp):
     )
     assert code == 0, err
     config = json.loads((in_tmp / "a" / "config.json").read_text())
+    config.pop("provenance")
     expected = RunConfig(dataset="iris", hidden=4, density=0.5, epochs=2, lr=1.0)
     assert config == expected.to_dict()
     assert isinstance(config["lr"], float)
@@ -434,6 +437,7 @@ def test_rerunning_a_saved_config_repeats_the_run(capsys, in_tmp):
     first, again = (
         json.loads((in_tmp / d / "config.json").read_text()) for d in ("first", "again")
     )
+    assert first.pop("provenance")["torch"] == again.pop("provenance")["torch"]
     assert again == first and first["seed"] == 4 and first["patience"] == 2
     assert RunConfig.from_dict(first) == RunConfig(**first)
     metrics = [json.loads((in_tmp / d / "metrics.json").read_text()) for d in ("first", "again")]

@@ -16,11 +16,14 @@ the first time they are used.
 from __future__ import annotations
 
 import importlib
+from importlib.metadata import PackageNotFoundError
+from importlib.metadata import version as _metadata_version
 from types import ModuleType
 
 from .activations import ACTIVATIONS
 from .checkpoint import load_checkpoint, save_checkpoint
 from .engines import GRADIENT_METHODS, GradientEngine, get_engine, register_engine
+from .export import export_onnx
 from .losses import LOSSES
 from .memory import MemoryLimitError, get_memory_limit, memory_limit, set_memory_limit
 from .mesh import MeshNet, gradient
@@ -44,6 +47,7 @@ __all__ = [
     "data",
     "diagram",
     "evaluate",
+    "export_onnx",
     "fit",
     "get_engine",
     "get_memory_limit",
@@ -58,7 +62,10 @@ __all__ = [
     "structure",
 ]
 
-__version__ = "0.1.0"
+try:  # the installed distribution's version (pyproject.toml), not a second copy of it
+    __version__ = _metadata_version("meshprop")
+except PackageNotFoundError:  # imported from a source tree that was never installed
+    __version__ = "0+unknown"
 
 
 def __getattr__(name: str) -> ModuleType:

@@ -12,6 +12,7 @@ import argparse
 import importlib
 import sys
 from collections.abc import Sequence
+from importlib.metadata import PackageNotFoundError, version
 
 __all__ = ["COMMAND_MODULES", "build_parser", "main"]
 
@@ -23,7 +24,16 @@ COMMAND_MODULES: tuple[str, ...] = (
     "reproduce",
     "timeseries",
     "bench",
+    "export",
 )
+
+
+def meshprop_version() -> str:
+    """The installed package's version, from its metadata."""
+    try:
+        return version("meshprop")
+    except PackageNotFoundError:
+        return "0+unknown (not installed)"
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -33,6 +43,7 @@ def build_parser() -> argparse.ArgumentParser:
         "or reciprocal (BPTT) gradients.",
     )
     parser.add_argument("--debug", action="store_true", help="show full tracebacks on errors")
+    parser.add_argument("--version", action="version", version=f"%(prog)s {meshprop_version()}")
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name in COMMAND_MODULES:
         importlib.import_module(f"meshprop.commands.{name}").register(subparsers)

@@ -12,6 +12,7 @@ import argparse
 from .. import distributed
 from ..reporting import Reporter, format_table
 from ..runs import describe_model, run, summary_rows, write_run
+from ..runs.logs import EpochLog, describe_provenance, provenance
 from ..threads import DEFAULT_THREADS, thread_policy
 from .options import add_config_options, add_threads_option, resolve_config
 
@@ -38,6 +39,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--out", default="runs/train", metavar="DIR", help="output directory (default: runs/train)"
     )
     out.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    out.add_argument(
+        "--tensorboard",
+        action="store_true",
+        help="also log the per-epoch metrics to TensorBoard in DIR/tensorboard (needs the "
+        "tensorboard package: pip install 'meshprop[tensorboard]'); DIR/metrics.csv is always "
+        "written",
+    )
     add_threads_option(out, DEFAULT_THREADS)
     p.set_defaults(handler=handle)
 
@@ -55,12 +63,18 @@ def handle(args: argparse.Namespace) -> int:
                     f"data-parallel: {parallel.world_size} processes ({parallel.backend}), "
                     f"each on its shard of every batch of {config.batch_size}"
                 )
-            result = run(config, reporter, parallel=parallel)
+            info = provenance(config.seed)
+            reporter.print(describe_provenance(info))
+            log = EpochLog(args.out, tensorboard=args.tensorboard, reporter=reporter)
+            try:
+                result = run(config, reporter, callback=log, parallel=parallel)
+            finally:
+                log.close()
         finally:
             if parallel is not None:
                 distributed.shutdown()
         reporter.print(describe_model(config, result.net))
-        paths = write_run(result, args.out, reporter)
+        paths = write_run(result, args.out, reporter, info)
     reporter.print(format_table(summary_rows(result)))
     reporter.print(
         f"wrote {len(paths)} files to {args.out}: "

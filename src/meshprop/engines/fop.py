@@ -147,7 +147,8 @@ class FOPEngine(GradientEngine):
             tick = plan.ticks[0]
             Z = torch.zeros(B, P * len(tick.columns), dtype=A.dtype, device=dev)
             Z.index_add_(1, _on(tick.flat, dev), u[:, _on(tick.edges, dev)])
-            return h[:, F - dyn.n_outputs :], Z.view(B, P, -1)
+            # explicit width: with no carried edge (P = 0) a -1 would be ambiguous
+            return h[:, F - dyn.n_outputs :], Z.view(B, P, len(tick.columns))
 
         # working width of tick n: |R_n| (padded, see padded_width); the last tick exactly O
         width = [padded_width(len(t.columns)) for t in plan.ticks[:-1]] + [dyn.n_outputs]

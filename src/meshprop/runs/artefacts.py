@@ -2,7 +2,10 @@
 ``predict``:
 
 - ``config.json``: the resolved :class:`~meshprop.runs.config.RunConfig` (a valid
-  ``--config`` file: re-running it repeats the run);
+  ``--config`` file: re-running it repeats the run) and its ``provenance`` (seed, meshprop,
+  torch and Python versions, git revision: :mod:`meshprop.runs.logs`);
+- ``metrics.csv``: one row per epoch, written while training
+  (:class:`~meshprop.runs.logs.EpochLog`);
 - ``metrics.json``: the configuration, dataset sizes, model size, the per-epoch history, the
   test metrics, platform and torch version;
 - ``checkpoint/``: the weights and model (``meshprop.checkpoint``) plus what evaluation needs:
@@ -25,6 +28,7 @@ from ..checkpoint import load_checkpoint, save_checkpoint
 from ..data import CLASSIFICATION
 from ..mesh import MeshNet
 from ..reporting import Reporter
+from .logs import PROVENANCE_KEY, provenance
 from .run import RunResult
 
 __all__ = ["CONFIG_FILE", "METRICS_FILE", "checkpoint_extra", "read_checkpoint", "write_run"]
@@ -78,15 +82,22 @@ def metrics_document(result: RunResult) -> dict[str, Any]:
     }
 
 
-def write_run(result: RunResult, out: str | Path, reporter: Reporter) -> list[Path]:
+def write_run(
+    result: RunResult,
+    out: str | Path,
+    reporter: Reporter,
+    run_provenance: dict[str, Any] | None = None,
+) -> list[Path]:
     """Write the run folder ``out`` (see the module docstring); returns the paths written
-    (``checkpoint/model.json`` standing for the checkpoint)."""
+    (``checkpoint/model.json`` standing for the checkpoint).  ``run_provenance``: what
+    :func:`~meshprop.runs.logs.provenance` gave at the run's start (default: taken now)."""
     from .. import plots  # matplotlib only when a run is written
 
     out = Path(out)
+    info = run_provenance if run_provenance is not None else provenance(result.config.seed)
     ds, split = result.split.dataset, result.split
     written: list[Path | None] = [
-        reporter.write_json(out / CONFIG_FILE, result.config.to_dict()),
+        reporter.write_json(out / CONFIG_FILE, {**result.config.to_dict(), PROVENANCE_KEY: info}),
         reporter.write_json(out / METRICS_FILE, metrics_document(result)),
         reporter.write_with(
             out / CHECKPOINT_DIR / "model.json",

@@ -424,6 +424,7 @@ def load_config_file(path: str | Path) -> dict[str, Any]:
         raise ValueError(f"{path}: not valid {suffix[1:].upper()} ({error})") from None
     if not isinstance(values, dict):
         raise ValueError(f"{path}: expected a table of settings, got {type(values).__name__}")
+    values.pop("provenance", None)  # a run's config.json records it (meshprop.runs.logs)
     unknown = [key for key in values if key not in _DEFAULTS]
     if unknown:
         raise ValueError(

@@ -1,0 +1,146 @@
+"""Logs people read: the provenance of a run (versions, git revision, seed) saved in its
+``config.json`` and printed at its start, the per-epoch metrics as CSV (always) and as
+TensorBoard scalars (``--tensorboard``, the optional ``meshprop[tensorboard]`` extra).
+"""
+
+from __future__ import annotations
+
+import csv
+import platform
+import subprocess
+import time
+from importlib.metadata import PackageNotFoundError, version
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from ..reporting import Reporter
+
+__all__ = [
+    "METRICS_CSV",
+    "PROVENANCE_KEY",
+    "TENSORBOARD_DIR",
+    "EpochLog",
+    "check_tensorboard",
+    "git_revision",
+    "meshprop_version",
+    "provenance",
+]
+
+METRICS_CSV = "metrics.csv"
+TENSORBOARD_DIR = "tensorboard"
+#: the key of ``config.json`` holding the provenance (``--config`` files ignore it)
+PROVENANCE_KEY = "provenance"
+
+
+def meshprop_version() -> str:
+    """The installed package's version (its metadata), ``"unknown"`` when not installed."""
+    try:
+        return version("meshprop")
+    except PackageNotFoundError:
+        return "unknown"
+
+
+def git_revision(path: str | Path | None = None) -> str | None:
+    """The commit of the git checkout holding ``path`` (default: meshprop's own source), with
+    ``+dirty`` when it has uncommitted changes; None outside a checkout or without git."""
+    where = Path(path) if path is not None else Path(__file__).resolve().parent
+    try:
+        head = subprocess.run(
+            ["git", "-C", str(where), "rev-parse", "HEAD"],
+            capture_output=True,
+            text=True,
+            timeout=5,
+            check=True,
+        ).stdout.strip()
+        status = subprocess.run(
+            ["git", "-C", str(where), "status", "--porcelain", "--untracked-files=no"],
+            capture_output=True,
+            text=True,
+            timeout=5,
+            check=True,
+        ).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return f"{head}+dirty" if status else head or None
+
+
+def provenance(seed: int | None) -> dict[str, Any]:
+    """What makes a run reproducible besides its configuration."""
+    return {
+        "seed": seed,
+        "meshprop": meshprop_version(),
+        "torch": torch.__version__,
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+        "git_revision": git_revision(),
+        "started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+    }
+
+
+def describe_provenance(info: dict[str, Any]) -> str:
+    """One line for the start of a run."""
+    git = info["git_revision"] or "not a git checkout"
+    return (
+        f"meshprop {info['meshprop']}, torch {info['torch']}, python {info['python']}, "
+        f"git {git}, seed {info['seed']}"
+    )
+
+
+def check_tensorboard() -> None:
+    """Raise a one-line error when TensorBoard logging cannot work (the package is missing)."""
+    try:
+        import tensorboard  # noqa: F401
+    except ImportError:
+        raise ValueError(
+            "--tensorboard needs the tensorboard package, which is not installed: "
+            "pip install 'meshprop[tensorboard]'"
+        ) from None
+
+
+class EpochLog:
+    """A ``fit`` callback writing every epoch's record to ``DIR/metrics.csv`` as it ends (one
+    row per epoch, flushed, the header from the first record) and, with ``tensorboard``, to
+    TensorBoard scalars under ``DIR/tensorboard``.  Silent when ``reporter`` is disabled (the
+    non-main processes of a data-parallel run).  Call :meth:`close` at the end."""
+
+    def __init__(
+        self, out: str | Path, tensorboard: bool = False, reporter: Reporter | None = None
+    ) -> None:
+        self.out = Path(out)
+        self.enabled = reporter is None or reporter.enabled
+        self.tensorboard = tensorboard
+        if tensorboard:
+            check_tensorboard()
+        self._fields: list[str] | None = None
+        self._writer: Any = None
+        if self.enabled:
+            self.out.mkdir(parents=True, exist_ok=True)
+            (self.out / METRICS_CSV).unlink(missing_ok=True)  # a fresh run starts a fresh log
+
+    def __call__(self, epoch: int, net: Any, record: dict[str, float]) -> None:
+        if not self.enabled:
+            return
+        path = self.out / METRICS_CSV
+        if self._fields is None:
+            self._fields = list(record)
+        with open(path, "a", newline="", encoding="utf-8") as handle:
+            writer = csv.DictWriter(handle, self._fields, extrasaction="ignore")
+            if handle.tell() == 0:
+                writer.writeheader()
+            writer.writerow(record)
+        if self.tensorboard:
+            if self._writer is None:
+                from torch.utils.tensorboard import SummaryWriter
+
+                self._writer = SummaryWriter(log_dir=str(self.out / TENSORBOARD_DIR))
+            for key, value in record.items():
+                if key != "epoch":
+                    self._writer.add_scalar(key, value, epoch)
+            self._writer.flush()
+
+    def close(self) -> None:
+        if self._writer is not None:
+            self._writer.close()
+            self._writer = None
