@@ -24,6 +24,7 @@ from .engines import GRADIENT_METHODS, GradientEngine, get_engine, register_engi
 from .losses import LOSSES
 from .memory import MemoryLimitError, get_memory_limit, memory_limit, set_memory_limit
 from .mesh import MeshNet, gradient
+from .sequence import ChaoticNetworkError, OnlineLearner, SequenceState, sequence_gradient
 from .topology import Topology
 from .training import EarlyStopping, History, evaluate, fit
 
@@ -32,6 +33,10 @@ LAZY_SUBMODULES = ("bench", "data", "diagram", "layered", "plots", "runs")
 
 __all__ = [
     "ACTIVATIONS",
+    "ChaoticNetworkError",
+    "OnlineLearner",
+    "SequenceState",
+    "sequence_gradient",
     "GRADIENT_METHODS",
     "LOSSES",
     "EarlyStopping",
