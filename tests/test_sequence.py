@@ -52,7 +52,9 @@ def sequence_case(seed: int, length: int | None = None) -> SeqCase:
     if torch.randint(0, 2, (1,), generator=gen):
         mask = torch.rand(L, B, generator=gen) < 0.5
         mask[-1, 0] = True  # at least one pair carries a loss
-    description = f"seed={seed} {topo!r} ticks={ticks} L={L} B={B} loss={loss} mask={mask is not None}"
+    description = (
+        f"seed={seed} {topo!r} ticks={ticks} L={L} B={B} loss={loss} mask={mask is not None}"
+    )
     return SeqCase(net, x, target, loss, mask, description)
 
 
@@ -157,13 +159,21 @@ def test_fop_streaming_in_chunks_equals_one_call(seed: int) -> None:
         share = int(mask[start:stop].sum())
         if share == 0:
             mp.sequence_gradient(  # still advances the stream (a chunk without loss)
-                case.net, case.x[start:stop], case.target[start:stop], loss=case.loss,
-                mask=torch.ones(stop - start, B, dtype=torch.bool), state=state,
+                case.net,
+                case.x[start:stop],
+                case.target[start:stop],
+                loss=case.loss,
+                mask=torch.ones(stop - start, B, dtype=torch.bool),
+                state=state,
             )
             continue
         v, g = mp.sequence_gradient(
-            case.net, case.x[start:stop], case.target[start:stop], loss=case.loss,
-            mask=mask[start:stop], state=state,
+            case.net,
+            case.x[start:stop],
+            case.target[start:stop],
+            loss=case.loss,
+            mask=mask[start:stop],
+            state=state,
         )
         value, dA = value + v * share / total, dA + g * share / total
     assert relative_error(dA, dA_ref) <= TOL, case.description

@@ -36,6 +36,7 @@ from .engines.sequence import (
     sensitivity_step,
     unroll_states,
 )
+from .engines.fop import edge_index
 from .losses import loss_value, validate_target
 from .mesh import MeshNet
 
@@ -155,7 +156,11 @@ def sequence_gradient(
         return one
 
     if method == "autograd":
-        h0 = torch.zeros(B, F, dtype=A.dtype, device=dev) if state is None or state.h is None else state.h
+        h0 = (
+            torch.zeros(B, F, dtype=A.dtype, device=dev)
+            if state is None or state.h is None
+            else state.h
+        )
         with torch.enable_grad():
             leaf = A.detach().requires_grad_(True)
             y, h = unroll_states(dyn, leaf, x, h0.detach().to(A.dtype))
@@ -215,7 +220,9 @@ class OnlineLearner:
     ) -> None:
         self.net = _check_net(net)
         if not isinstance(optimizer, torch.optim.Optimizer):
-            raise TypeError(f"optimizer must be a torch.optim.Optimizer, got {type(optimizer).__name__}")
+            raise TypeError(
+                f"optimizer must be a torch.optim.Optimizer, got {type(optimizer).__name__}"
+            )
         if not any(p is net.A for group in optimizer.param_groups for p in group["params"]):
             raise ValueError("the optimizer does not hold net.A: build it from net.parameters()")
         if method not in ONLINE_METHODS:
@@ -233,6 +240,7 @@ class OnlineLearner:
         self.elements = 0  # elements consumed
         self.last_gradient: torch.Tensor | None = None
         self._h: torch.Tensor | None = None
+        self._edges: tuple[torch.Tensor, torch.Tensor] | None = None
         self._Z: torch.Tensor | None = None
         self._window: deque[tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]] = deque()
         self._grad = torch.zeros_like(net.A, memory_format=torch.contiguous_format).detach()
@@ -254,13 +262,27 @@ class OnlineLearner:
         self, x_t: torch.Tensor, target_t: torch.Tensor, mask_t: torch.Tensor | None = None
     ) -> float:
         net = self.net
-        x = net.prepare_sequence(x_t.unsqueeze(0) if isinstance(x_t, torch.Tensor) and x_t.dim() == 2 else x_t)
+        x = net.prepare_sequence(
+            x_t.unsqueeze(0) if isinstance(x_t, torch.Tensor) and x_t.dim() == 2 else x_t
+        )
         B, F, O, dev = x.shape[1], net.topology.n_free, net.topology.n_outputs, net.A.device
         target = _check_sequence_target(
-            self.loss, target_t.unsqueeze(0) if isinstance(target_t, torch.Tensor) else target_t,
-            1, B, O, dev,
+            self.loss,
+            target_t.unsqueeze(0) if isinstance(target_t, torch.Tensor) else target_t,
+            1,
+            B,
+            O,
+            dev,
         )
-        mask = _check_mask(None if mask_t is None else mask_t.unsqueeze(0) if isinstance(mask_t, torch.Tensor) else mask_t, (1, B), dev)
+        mask = _check_mask(
+            None
+            if mask_t is None
+            else mask_t.unsqueeze(0)
+            if isinstance(mask_t, torch.Tensor)
+            else mask_t,
+            (1, B),
+            dev,
+        )
         if self._h is not None and self._h.shape[0] != B:
             raise ValueError(f"the stream's batch is {self._h.shape[0]}, this element has {B}")
         m = int(mask.sum())
@@ -277,24 +299,42 @@ class OnlineLearner:
         return value
 
     def _fop_step(self, x: torch.Tensor, target: torch.Tensor, mask: torch.Tensor, m: int) -> float:
+        """One element of RTRL: the ticks with Eq. 3 and Eq. 17 (``sensitivity_step``), then
+        Algorithm 1's last line with dE_t/dy_t."""
         net = self.net
         dyn, A = net.dynamics, net.A.detach()
-        state = SequenceState(self._h, self._Z)
-        feed = (lambda l, y: element_loss(self.loss, y, target, mask, m)) if m else (lambda l, y: None)
-        value, dA, _, after = fop_sequence(dyn, A, x.unsqueeze(0), feed, state)
-        Z = after.sensitivities
-        assert Z is not None
-        if not bool(torch.isfinite(Z).all()):
+        B, F, O, C = x.shape[0], dyn.n_free, dyn.n_outputs, dyn.n_clamped
+        if self._edges is None:
+            self._edges = edge_index(dyn, A.device)
+        src, dst = self._edges
+        if self._h is None or self._Z is None:
+            self._h = torch.zeros(B, F, dtype=A.dtype, device=A.device)
+            self._Z = torch.zeros(B, len(src), F, dtype=A.dtype, device=A.device)
+        A_c, A_f = dyn.split(A)
+        h, Z = self._h, self._Z
+        c = dyn.clamped_state(x, 1)
+        drive = c @ A_c
+        for _ in range(dyn.ticks):
+            S_prev = torch.cat([c, h], dim=1)
+            h, D = dyn.activations(drive + h @ A_f)  # Eq. 3
+            Z = sensitivity_step(Z, A_f, S_prev, D, src, dst)  # Eq. 17
+        if not math.isfinite(float(Z.sum())):
             raise ChaoticNetworkError(
                 f"the {A.dtype} sensitivities overflowed to inf/NaN after {self.elements + 1} "
                 "elements: the network turned chaotic (its state is unstable with these "
                 "weights); lower the learning rate, use float64, or constrain the weights"
             )
-        self._h, self._Z = after.h, Z
-        self._grad += dA * m
-        return float(value) if m else math.nan
+        self._h, self._Z = h, Z
+        if not m:
+            return math.nan
+        value, g = element_loss(self.loss, h[:, F - O :], target, mask, m)  # type: ignore[misc]
+        grad_edges = torch.einsum("bpo,bo->p", Z[:, :, F - O :], g)
+        self._grad[src, dst + C] += grad_edges * m
+        return float(value)
 
-    def _tbptt_step(self, x: torch.Tensor, target: torch.Tensor, mask: torch.Tensor, m: int) -> float:
+    def _tbptt_step(
+        self, x: torch.Tensor, target: torch.Tensor, mask: torch.Tensor, m: int
+    ) -> float:
         net = self.net
         dyn, A = net.dynamics, net.A.detach()
         B, F = x.shape[0], net.topology.n_free
@@ -309,7 +349,9 @@ class OnlineLearner:
         def feed(l: int, y: torch.Tensor):
             return element_loss(self.loss, y, target, mask, m) if (l == last and m) else None
 
-        value, dA, _, after = bptt_sequence(dyn, A, xs, feed, SequenceState(self._window[0][3], None))
+        value, dA, _, after = bptt_sequence(
+            dyn, A, xs, feed, SequenceState(self._window[0][3], None)
+        )
         self._h = after.h
         self._grad += dA * m
         return float(value) if m else math.nan

@@ -148,7 +148,9 @@ def fop_sequence(
     if state is not None and state.sensitivities is not None:
         Z = state.sensitivities.to(device=A.device, dtype=A.dtype)
         if Z.shape != (B, P, F):
-            raise ValueError(f"state.sensitivities must have shape {(B, P, F)}, got {tuple(Z.shape)}")
+            raise ValueError(
+                f"state.sensitivities must have shape {(B, P, F)}, got {tuple(Z.shape)}"
+            )
     else:
         Z = torch.zeros(B, P, F, dtype=A.dtype, device=A.device)
     grad_edges = torch.zeros(P, dtype=A.dtype, device=A.device)
