@@ -33,17 +33,16 @@ LAZY_SUBMODULES = ("bench", "data", "diagram", "layered", "plots", "runs")
 
 __all__ = [
     "ACTIVATIONS",
-    "ChaoticNetworkError",
-    "OnlineLearner",
-    "SequenceState",
-    "sequence_gradient",
     "GRADIENT_METHODS",
     "LOSSES",
+    "ChaoticNetworkError",
     "EarlyStopping",
     "GradientEngine",
     "History",
     "MemoryLimitError",
     "MeshNet",
+    "OnlineLearner",
+    "SequenceState",
     "Topology",
     "bench",
     "data",
@@ -58,6 +57,7 @@ __all__ = [
     "memory_limit",
     "register_engine",
     "save_checkpoint",
+    "sequence_gradient",
     "set_memory_limit",
 ]
 

@@ -27,6 +27,7 @@ from collections import deque
 
 import torch
 
+from .engines.fop import edge_index
 from .engines.sequence import (
     SEQUENCE_LOSSES,
     SequenceState,
@@ -36,7 +37,6 @@ from .engines.sequence import (
     sensitivity_step,
     unroll_states,
 )
-from .engines.fop import edge_index
 from .losses import loss_value, validate_target
 from .mesh import MeshNet
 
@@ -265,7 +265,7 @@ class OnlineLearner:
         x = net.prepare_sequence(
             x_t.unsqueeze(0) if isinstance(x_t, torch.Tensor) and x_t.dim() == 2 else x_t
         )
-        B, F, O, dev = x.shape[1], net.topology.n_free, net.topology.n_outputs, net.A.device
+        B, O, dev = x.shape[1], net.topology.n_outputs, net.A.device
         target = _check_sequence_target(
             self.loss,
             target_t.unsqueeze(0) if isinstance(target_t, torch.Tensor) else target_t,

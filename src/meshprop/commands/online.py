@@ -206,11 +206,11 @@ def run_online(args: argparse.Namespace, progress: bool = True) -> OnlineResult:
             if stream.classification:
                 ms[: stream.delay] = False  # a fresh zero state: the first D targets are unseen
             if bool(ms.any()):
-                value, dA = sequence_gradient(net, xs, ys, method="bptt", mask=ms)
+                seq_loss, dA = sequence_gradient(net, xs, ys, method="bptt", mask=ms)
                 net.A.grad = dA
                 optimizer.step()
                 optimizer.zero_grad(set_to_none=True)
-                window_loss += float(value) * int(ms.sum())
+                window_loss += float(seq_loss) * int(ms.sum())
                 window_n += int(ms.sum())
             done += L
             if done // args.log_every != (done - L) // args.log_every:
