@@ -23,6 +23,7 @@ from ..data import TOY_DATASETS, bayes_correct
 from ..reporting import Reporter, format_table
 from ..runs import RunConfig, run
 from ..threads import DEFAULT_THREADS, thread_policy
+from . import online_study
 from .options import add_threads_option
 
 #: hidden neurons per toy set (the reference: 5 each, spirals 15).
@@ -86,6 +87,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     add_threads_option(iris, DEFAULT_THREADS)
     iris.set_defaults(handler=handle_iris)
+    online_study.add_parser(sub)
 
 
 def iris_config(seed: int, grad: str, epochs: int = 1000) -> RunConfig:
