@@ -27,6 +27,7 @@ from .export import export_onnx
 from .losses import LOSSES
 from .memory import MemoryLimitError, get_memory_limit, memory_limit, set_memory_limit
 from .mesh import MeshNet, gradient
+from .sequence import ChaoticNetworkError, OnlineLearner, SequenceState, sequence_gradient
 from .topology import Topology
 from .training import EarlyStopping, History, evaluate, fit, jacobian
 
@@ -37,11 +38,14 @@ __all__ = [
     "ACTIVATIONS",
     "GRADIENT_METHODS",
     "LOSSES",
+    "ChaoticNetworkError",
     "EarlyStopping",
     "GradientEngine",
     "History",
     "MemoryLimitError",
     "MeshNet",
+    "OnlineLearner",
+    "SequenceState",
     "Topology",
     "bench",
     "data",
@@ -58,6 +62,7 @@ __all__ = [
     "memory_limit",
     "register_engine",
     "save_checkpoint",
+    "sequence_gradient",
     "set_memory_limit",
     "structure",
 ]

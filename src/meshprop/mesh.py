@@ -21,6 +21,7 @@ from .engines import GradientEngine, bind, check_memory, get_engine
 from .engines.autograd import differentiable_output
 from .engines.edge_ops import edge_index_of, propagate, sparse_output
 from .engines.sparse_layout import bind_sparse, differentiable_sparse_output, get_sparse
+from .engines.sequence import SequenceState, unroll_states
 from .losses import LossFn, check_target
 from .memory import MemoryLimitError, format_bytes, get_memory_limit
 from .topology import Topology
@@ -256,6 +257,48 @@ class MeshNet(nn.Module):
         if self.grad == "autograd":
             return differentiable_sparse_output(dyn, w, x)
         return protocol.apply(bind_sparse(engine, dyn), {"weight": w}, x)
+
+    def prepare_sequence(self, x: torch.Tensor) -> torch.Tensor:
+        """Validate a sequence x of shape (L, B, I) and move it to A's dtype and device."""
+        I = self.topology.n_inputs
+        if not isinstance(x, torch.Tensor):
+            raise TypeError(f"x must be a torch.Tensor, got {type(x).__name__}")
+        if x.dim() != 3 or x.shape[2] != I or x.shape[0] < 1:
+            raise ValueError(
+                f"a sequence x must have shape (L, B, {I}) with L >= 1 (L elements, a batch of B, "
+                f"{I} inputs), got {tuple(x.shape)}"
+            )
+        L, B = x.shape[0], x.shape[1]
+        flat = self.dynamics.check_input(x.reshape(L * B, I), self.A.dtype, self.A.device)
+        return flat.reshape(L, B, I)
+
+    def unroll(
+        self, x: torch.Tensor, state: torch.Tensor | SequenceState | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Run a sequence x (L, B, I): ``ticks`` ticks per element, the hidden and output states
+        carried over from element to element.  Returns y (L, B, O), the outputs after each
+        element, and the state h (B, F) of the free neurons after the last one; passing it back
+        as ``state`` continues the stream exactly (default: h = 0).  With gradients enabled and
+        A requiring grad, y is differentiable by autograd (an ordinary graph); for the
+        forward-only or reciprocal gradient use ``meshprop.sequence_gradient``."""
+        x = self.prepare_sequence(x)
+        B, F = x.shape[1], self.topology.n_free
+        if isinstance(state, SequenceState):
+            state = state.h
+        if state is None:
+            h = torch.zeros(B, F, dtype=self.A.dtype, device=self.A.device)
+        elif not isinstance(state, torch.Tensor) or tuple(state.shape) != (B, F):
+            got = tuple(state.shape) if isinstance(state, torch.Tensor) else type(state).__name__
+            raise ValueError(
+                f"state must be the (B, F) = ({B}, {F}) free-neuron state returned by unroll, "
+                f"got {got}"
+            )
+        else:
+            h = state.to(device=self.A.device, dtype=self.A.dtype)
+        if torch.is_grad_enabled() and self.A.requires_grad:
+            return unroll_states(self.dynamics, self.A, x, h)
+        with torch.no_grad():
+            return unroll_states(self.dynamics, self.A, x, h)
 
     @torch.no_grad()
     def trajectory(self, x: torch.Tensor) -> torch.Tensor:

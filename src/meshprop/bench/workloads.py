@@ -20,7 +20,7 @@ import torch
 from ..mesh import MeshNet, gradient
 from ..topology import Topology
 
-__all__ = ["ALL_ENGINES", "WORKLOADS", "Point", "step"]
+__all__ = ["ALL_ENGINES", "STREAM_WORKLOADS", "WORKLOADS", "Point", "step"]
 
 ALL_ENGINES = ("reference", "fop", "fop_factored", "auto", "bptt", "autograd")
 
@@ -186,3 +186,7 @@ WORKLOADS: dict[str, Callable[[], list[Point]]] = {
         for t in (1, 3)
     ],
 }
+
+#: workloads that are streams, not engine points: run by :mod:`meshprop.bench.online`
+#: (online FOP ticks/s against the network size; peak memory against the stream length).
+STREAM_WORKLOADS: tuple[str, ...] = ("online",)

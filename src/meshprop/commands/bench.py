@@ -26,6 +26,7 @@ from ..bench import (
     table,
 )
 from ..bench.report import machine_record
+from ..bench.workloads import STREAM_WORKLOADS
 from ..engines import ENGINES
 from ..threads import thread_policy
 from .options import add_threads_option
@@ -50,8 +51,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         nargs="+",
         default=list(DEFAULT_WORKLOADS),
         metavar="NAME",
-        help=f"workloads to run, from {', '.join(WORKLOADS)}, or scale (step time and memory "
-        "against N = 10^3..10^5 sparse neurons, run alone; see meshprop.bench.scale) (default: "
+        help=f"workloads to run, from {', '.join([*WORKLOADS, *STREAM_WORKLOADS])}, or scale "
+        "(step time and memory against N = 10^3..10^5 sparse neurons, run alone; see "
+        "meshprop.bench.scale) (default: "
         f"{' '.join(DEFAULT_WORKLOADS)})",
     )
     p.add_argument(
@@ -99,8 +101,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     for name in args.workload:
-        if name not in WORKLOADS and name != "scale":
-            raise ValueError(f"unknown workload {name!r}; expected one of {tuple(WORKLOADS)}")
+        if name not in WORKLOADS and name not in STREAM_WORKLOADS and name != "scale":
+            known = (*WORKLOADS, *STREAM_WORKLOADS, "scale")
+            raise ValueError(f"unknown workload {name!r}; expected one of {known}")
     for name in args.engines or ():
         if name not in ENGINES:
             raise ValueError(f"unknown engine {name!r}; expected one of {tuple(ENGINES)}")
@@ -119,7 +122,15 @@ def _run(args: argparse.Namespace, threads: int) -> int:
     if "scale" in args.workload:
         return _run_scale(args, threads, progress)
     rows = []
+    streams: list[dict] = []
     for name in args.workload:
+        if name in STREAM_WORKLOADS:  # online FOP: ticks/s against H; memory against length
+            from ..bench import online
+
+            streams += online.throughput(threads=threads)
+            if args.memory == "all":
+                streams += online.stream_peak()
+            continue
         memory = args.memory == "all" or (args.memory == "auto" and name in MEMORY_WORKLOADS)
         rows += run_workload(
             name,
@@ -133,7 +144,7 @@ def _run(args: argparse.Namespace, threads: int) -> int:
     rates.append(matmul_rate())
     rate = max(rates)  # the better of before/after: FOP's fraction is not flattered by load
     wait_policy = os.environ.get("OMP_WAIT_POLICY", "unset")
-    records = [machine_record(rate, threads, wait_policy)] + [asdict(r) for r in rows]
+    records = [machine_record(rate, threads, wait_policy)] + [asdict(r) for r in rows] + streams
     if args.output:
         with open(args.output, "w") as f:
             json.dump(records, f, indent=1)
@@ -146,7 +157,10 @@ def _run(args: argparse.Namespace, threads: int) -> int:
         f"(best of {rates[0] / 1e9:.1f} before and {rates[1] / 1e9:.1f} after the workloads); "
         f"OMP_WAIT_POLICY={wait_policy}"
     )
-    print(table(rows))
+    if rows:
+        print(table(rows))
+    for record in streams:
+        print(json.dumps(record))
     for line in summary(rows, rate if math.isfinite(rate) else None):
         print(line)
     return 0

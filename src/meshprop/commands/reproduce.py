@@ -24,6 +24,7 @@ from ..reporting import Reporter, format_table
 from ..runs import RunConfig, run
 from ..threads import DEFAULT_THREADS, thread_policy
 from . import reproduce_structure
+from . import online_study
 from .options import add_threads_option
 from .reproduce_fashion import add_parser as add_fashion_parser
 from .reproduce_mnist1d import add_parser as add_mnist1d_parser
@@ -92,6 +93,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     reproduce_structure.register(sub)
     add_fashion_parser(sub)
     add_mnist1d_parser(sub)
+    online_study.add_parser(sub)
 
 
 def iris_config(seed: int, grad: str, epochs: int = 1000) -> RunConfig:

@@ -1,0 +1,127 @@
+"""``meshprop reproduce online``: delayed-recall accuracy against the delay D for online FOP
+(RTRL), truncated BPTT with a window of D/2 and offline full BPTT, over several seeds, with the
+training wall time; writes results.json, a Markdown table and a plot (issue 10)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import time
+from pathlib import Path
+
+from ..threads import DEFAULT_THREADS, thread_policy
+from .online import check_args, default_train_ticks, run_online
+from .options import add_threads_option
+
+__all__ = ["add_parser", "study_args"]
+
+STUDY_METHODS = ("fop", "tbptt", "bptt")
+
+
+def add_parser(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "online",
+        help="delayed recall: accuracy against the delay for fop, tbptt(D/2) and bptt",
+        description=__doc__,
+    )
+    p.add_argument("--delays", type=int, nargs="+", default=[5, 10, 20, 40], help="delays D")
+    p.add_argument("--methods", nargs="+", choices=STUDY_METHODS, default=list(STUDY_METHODS))
+    p.add_argument("--seeds", type=int, default=3, help="seeds per (D, method)")
+    p.add_argument(
+        "--train-ticks", type=int, help="training elements (default: the online command's, by D)"
+    )
+    p.add_argument("--out", default="runs/reproduce-online", metavar="DIR")
+    add_threads_option(p, DEFAULT_THREADS)
+    p.set_defaults(handler=handle)
+
+
+def study_args(delay: int, method: str, seed: int, train_ticks: int | None) -> argparse.Namespace:
+    """The ``meshprop online`` options of one cell of the study (the command's defaults)."""
+    args = argparse.Namespace(
+        task="delayed-recall", data=None, column=None, method=method, truncation=None,
+        delay=delay, train_ticks=train_ticks, test_ticks=5000, sequence_length=None, hidden=32,
+        lr=3e-4, seed=seed, log_every=500, dtype="float32",
+    )  # fmt: skip
+    check_args(args)
+    return args
+
+
+def _cell(values: list[float]) -> str:
+    if len(values) == 1:
+        return f"{100 * values[0]:.1f} %"
+    return f"{100 * statistics.mean(values):.1f} ± {100 * statistics.stdev(values):.1f} %"
+
+
+def handle(args: argparse.Namespace) -> int:
+    if args.seeds < 1:
+        raise ValueError(f"--seeds must be >= 1, got {args.seeds}")
+    cells = {
+        (D, m, s): study_args(D, m, s, args.train_ticks)
+        for D in args.delays
+        for m in args.methods
+        for s in range(args.seeds)
+    }  # every option validated before any training
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    results = []
+    start = time.perf_counter()
+    with thread_policy(args.threads):
+        for (D, method, seed), cell_args in cells.items():
+            result = run_online(cell_args, progress=False)
+            results.append(result.metrics)
+            label = f"D={D} {method}"
+            if method == "tbptt":
+                label += f"(k={cell_args.truncation})"
+            print(
+                f"{label} seed={seed}: accuracy {result.metrics['test_accuracy']:.4f} "
+                f"({result.metrics['train_seconds']:.1f} s)",
+                flush=True,
+            )
+            (out / "results.json").write_text(json.dumps(results, indent=2) + "\n")
+    wall = time.perf_counter() - start
+    lines = [
+        "| D | train ticks | " + " | ".join(_header(m) for m in args.methods) + " |",
+        "| --- | --- | " + " | ".join("---" for _ in args.methods) + " |",
+    ]
+    for D in args.delays:
+        row = [str(D), str(args.train_ticks or default_train_ticks("delayed-recall", D))]
+        for m in args.methods:
+            acc = [r["test_accuracy"] for r in results if r["delay"] == D and r["method"] == m]
+            secs = [r["train_seconds"] for r in results if r["delay"] == D and r["method"] == m]
+            row.append(f"{_cell(acc)} ({statistics.mean(secs):.0f} s)")
+        lines.append("| " + " | ".join(row) + " |")
+    table = "\n".join(lines)
+    summary = f"{table}\n\nseeds: {args.seeds}; total wall time {wall:.0f} s\n"
+    (out / "table.md").write_text(summary)
+    _plot(results, args, out / "accuracy_vs_delay.png")
+    print(summary)
+    return 0
+
+
+def _header(method: str) -> str:
+    return {"fop": "fop online (RTRL)", "tbptt": "tbptt (k = D/2)", "bptt": "full bptt"}[method]
+
+
+def _plot(results: list[dict], args: argparse.Namespace, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(5, 3.5))
+    for m in args.methods:
+        means = [
+            statistics.mean(
+                r["test_accuracy"] for r in results if r["delay"] == D and r["method"] == m
+            )
+            for D in args.delays
+        ]
+        ax.plot(args.delays, means, marker="o", label=_header(m))
+    ax.set_xlabel("delay D")
+    ax.set_ylabel("test accuracy")
+    ax.set_ylim(0.4, 1.02)
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)

@@ -1,0 +1,368 @@
+"""Sequences and streams through a MeshNet: ``sequence_gradient`` and ``OnlineLearner``.
+
+A sequence x (L, B, I) gives an output after every element, y (L, B, O) (``MeshNet.unroll``);
+the loss is the mean over the masked (l, b) pairs of the per-sample loss (mse: mean over the
+outputs of (y − t)²; cross_entropy: −log softmax(y)[label]).  Its gradient dE/dA comes from:
+
+- ``"fop"``: paper 000 Eq. 13 / 17 carried from element to element
+  (:func:`meshprop.engines.sequence.fop_sequence`): exact, forward in time, memory flat in L;
+- ``"bptt"``: the reciprocal network of paper 004 over the whole stored sequence
+  (:func:`meshprop.engines.sequence.bptt_sequence`): exact, memory O(L);
+- ``"autograd"``: PyTorch's graph over the unrolled sequence (the oracle);
+- ``"tbptt"`` with ``truncation=k``: windows [0, k), [k, 2k), …; the state entering a window is
+  a constant; the gradient of the same total loss with those cuts (BPTT inside each window).
+
+``fop_factored`` (paper 000 Eqs. 14–16) is not offered for sequences: unrolled over a sequence
+its products of Jacobians grow with (L·T)², where the carried sensitivities of ``fop`` stay flat.
+
+:class:`OnlineLearner` consumes a stream one element at a time: real-time recurrent learning when
+``method="fop"`` (the sensitivities are carried across elements *and* across weight updates, as
+RTRL does), truncated BPTT through the last ``truncation`` elements when ``method="tbptt"``.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import deque
+
+import torch
+
+from .engines.fop import edge_index
+from .engines.sequence import (
+    SEQUENCE_LOSSES,
+    SequenceState,
+    bptt_sequence,
+    element_loss,
+    fop_sequence,
+    sensitivity_step,
+    unroll_states,
+)
+from .losses import loss_value, validate_target
+from .mesh import MeshNet
+
+__all__ = [
+    "ONLINE_METHODS",
+    "SEQUENCE_METHODS",
+    "ChaoticNetworkError",
+    "OnlineLearner",
+    "SequenceState",
+    "sequence_gradient",
+]
+
+SEQUENCE_METHODS = ("fop", "bptt", "autograd", "tbptt")
+ONLINE_METHODS = ("fop", "tbptt")
+
+
+class ChaoticNetworkError(FloatingPointError):
+    """The carried sensitivities overflowed (inf/NaN): the network turned chaotic."""
+
+
+def _check_net(net: object) -> MeshNet:
+    if not isinstance(net, MeshNet):
+        raise TypeError(f"net must be a meshprop.MeshNet, got {type(net).__name__}")
+    return net
+
+
+def _check_loss(loss: object) -> str:
+    if loss not in SEQUENCE_LOSSES:
+        raise ValueError(f"unknown sequence loss {loss!r}; expected one of {SEQUENCE_LOSSES}")
+    return str(loss)
+
+
+def _check_truncation(method: str, truncation: object) -> int | None:
+    if method == "tbptt":
+        if isinstance(truncation, bool) or not isinstance(truncation, int) or truncation < 1:
+            raise ValueError(
+                f"method 'tbptt' needs truncation=k, an integer >= 1 (the window length), "
+                f"got {truncation!r}"
+            )
+        return truncation
+    if truncation is not None:
+        raise ValueError(f"truncation applies to method 'tbptt' only, not {method!r}")
+    return None
+
+
+def _check_mask(mask: object, shape: tuple[int, int], device: torch.device) -> torch.Tensor:
+    if mask is None:
+        return torch.ones(shape, dtype=torch.bool, device=device)
+    if not isinstance(mask, torch.Tensor) or mask.dtype != torch.bool:
+        what = mask.dtype if isinstance(mask, torch.Tensor) else type(mask).__name__
+        raise TypeError(f"mask must be a torch.bool tensor of shape {shape}, got {what}")
+    if tuple(mask.shape) != shape:
+        raise ValueError(f"mask must have shape {shape} (elements, batch), got {tuple(mask.shape)}")
+    return mask.to(device)
+
+
+def _check_sequence_target(
+    loss: str, target: object, L: int, B: int, O: int, device: torch.device
+) -> torch.Tensor:
+    if not isinstance(target, torch.Tensor):
+        raise TypeError(f"target must be a torch.Tensor, got {type(target).__name__}")
+    expected = (L, B, O) if loss == "mse" else (L, B)
+    if tuple(target.shape) != expected:
+        what = "floats" if loss == "mse" else "class labels"
+        raise ValueError(
+            f"{loss} over a sequence expects a target of shape {expected} ({what}), "
+            f"got {tuple(target.shape)}"
+        )
+    flat = target.reshape(L * B, O) if loss == "mse" else target.reshape(L * B)
+    validate_target(loss, flat, (L * B, O))
+    return target.to(device)
+
+
+def sequence_gradient(
+    net: MeshNet,
+    x: torch.Tensor,
+    target: torch.Tensor,
+    loss: str = "mse",
+    method: str = "fop",
+    mask: torch.Tensor | None = None,
+    truncation: int | None = None,
+    state: SequenceState | None = None,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """The loss of a sequence and dE/dA (N×N, zero outside the mask) by ``method``.
+
+    x: (L, B, I); target: (L, B, O) floats for "mse", (L, B) labels for "cross_entropy"; mask:
+    (L, B) bool, the elements that carry a loss (default: all).  ``state`` (a
+    :class:`SequenceState`, optional) is the stream's state entering x and is advanced in place
+    to the state after x: with ``method="fop"`` it holds the sensitivities, so a stream cut into
+    chunks gets exactly the gradient of the whole (the chunks' losses and gradients add up,
+    each weighted by its share of the masked pairs); the other methods treat the entering state
+    as a constant.  ``net.A.grad`` is left untouched.
+    """
+    net = _check_net(net)
+    if method not in SEQUENCE_METHODS:
+        raise ValueError(f"unknown sequence method {method!r}; expected one of {SEQUENCE_METHODS}")
+    loss = _check_loss(loss)
+    k = _check_truncation(method, truncation)
+    if state is not None and not isinstance(state, SequenceState):
+        raise TypeError(f"state must be a meshprop.SequenceState, got {type(state).__name__}")
+    x = net.prepare_sequence(x)
+    L, B = x.shape[0], x.shape[1]
+    O, F, dev = net.topology.n_outputs, net.topology.n_free, net.A.device
+    target = _check_sequence_target(loss, target, L, B, O, dev)
+    mask = _check_mask(mask, (L, B), dev)
+    total = int(mask.sum())
+    if total == 0:
+        raise ValueError("mask selects no element: at least one (l, b) pair must carry a loss")
+    if state is not None and state.h is not None and tuple(state.h.shape) != (B, F):
+        raise ValueError(f"state.h must have shape {(B, F)}, got {tuple(state.h.shape)}")
+    dyn, A = net.dynamics, net.A
+
+    def feed(offset: int):
+        def one(l: int, y: torch.Tensor):
+            return element_loss(loss, y, target[offset + l], mask[offset + l], total)
+
+        return one
+
+    if method == "autograd":
+        h0 = (
+            torch.zeros(B, F, dtype=A.dtype, device=dev)
+            if state is None or state.h is None
+            else state.h
+        )
+        with torch.enable_grad():
+            leaf = A.detach().requires_grad_(True)
+            y, h = unroll_states(dyn, leaf, x, h0.detach().to(A.dtype))
+            value = loss_value(loss, y[mask], target[mask])
+            (dA,) = torch.autograd.grad(value, leaf)
+        if state is not None:
+            state.h, state.sensitivities = h.detach(), None
+        return value.detach(), dA * dyn.mask_like(A)
+    if method == "fop":
+        value, dA, _, after = fop_sequence(dyn, A, x, feed(0), state)
+    elif method == "bptt":
+        value, dA, _, after = bptt_sequence(dyn, A, x, feed(0), state)
+    else:  # tbptt: BPTT inside each window, the entering state a constant
+        assert k is not None
+        value = torch.zeros((), dtype=A.dtype, device=dev)
+        dA = torch.zeros_like(A)
+        after = SequenceState(None if state is None else state.h, None)
+        for start in range(0, L, k):
+            v, g, _, after = bptt_sequence(dyn, A, x[start : start + k], feed(start), after)
+            value, dA = value + v, dA + g
+    if state is not None:
+        state.h, state.sensitivities = after.h, after.sensitivities
+    return value, dA
+
+
+class OnlineLearner:
+    """Learn from a stream one element at a time.
+
+    ``step(x_t, target_t, mask_t=None)`` runs element t (x_t: (B, I)) for ``net.ticks`` ticks
+    from the state left by element t−1, returns its loss (the mean over the masked samples of
+    the per-sample loss; NaN when none is masked) and accumulates its gradient; every
+    ``update_every`` elements the optimizer is stepped with the gradient of the mean loss over
+    the masked (element, sample) pairs since the last step (written to ``net.A.grad``, kept in
+    :attr:`last_gradient`).
+
+    - ``method="fop"``: real-time recurrent learning.  The sensitivities Z = ∂h/∂A (paper 000
+      Eq. 17) are carried forward across elements and across weight updates, so the gradient of
+      element t is exact through the whole past (exact while the weights are frozen; with
+      updates, the past's sensitivities were computed with the older weights, as in RTRL).
+      Memory O(B·P·F), flat in the stream's length.
+    - ``method="tbptt"``: the loss of element t is backpropagated (reciprocal network) through
+      the last ``truncation`` elements, from the state that entered them (a constant).  Memory
+      O(truncation).
+
+    float32 sensitivities can overflow when the weights make the network chaotic: the learner
+    checks them after every element and raises :class:`ChaoticNetworkError`.
+    """
+
+    def __init__(
+        self,
+        net: MeshNet,
+        optimizer: torch.optim.Optimizer,
+        loss: str = "mse",
+        method: str = "fop",
+        truncation: int | None = None,
+        update_every: int = 1,
+    ) -> None:
+        self.net = _check_net(net)
+        if not isinstance(optimizer, torch.optim.Optimizer):
+            raise TypeError(
+                f"optimizer must be a torch.optim.Optimizer, got {type(optimizer).__name__}"
+            )
+        if not any(p is net.A for group in optimizer.param_groups for p in group["params"]):
+            raise ValueError("the optimizer does not hold net.A: build it from net.parameters()")
+        if method not in ONLINE_METHODS:
+            raise ValueError(
+                f"unknown online method {method!r}; expected one of {ONLINE_METHODS} (full "
+                "'bptt' needs the whole sequence: use sequence_gradient)"
+            )
+        if isinstance(update_every, bool) or not isinstance(update_every, int) or update_every < 1:
+            raise ValueError(f"update_every must be an integer >= 1, got {update_every!r}")
+        self.optimizer = optimizer
+        self.loss = _check_loss(loss)
+        self.method = method
+        self.truncation = _check_truncation(method, truncation)
+        self.update_every = update_every
+        self.elements = 0  # elements consumed
+        self.last_gradient: torch.Tensor | None = None
+        self._h: torch.Tensor | None = None
+        self._edges: tuple[torch.Tensor, torch.Tensor] | None = None
+        self._Z: torch.Tensor | None = None
+        self._window: deque[tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]] = deque()
+        self._grad = torch.zeros_like(net.A, memory_format=torch.contiguous_format).detach()
+        self._count = 0
+        self._since_update = 0
+
+    @property
+    def state(self) -> torch.Tensor | None:
+        """The free neurons' state h (B, F) after the last element (None before the first)."""
+        return self._h
+
+    def reset(self) -> None:
+        """Start a new stream: state and sensitivities back to 0 (the accumulated gradient and
+        the optimizer are kept)."""
+        self._h, self._Z = None, None
+        self._window.clear()
+
+    def step(
+        self, x_t: torch.Tensor, target_t: torch.Tensor, mask_t: torch.Tensor | None = None
+    ) -> float:
+        net = self.net
+        x = net.prepare_sequence(
+            x_t.unsqueeze(0) if isinstance(x_t, torch.Tensor) and x_t.dim() == 2 else x_t
+        )
+        B, O, dev = x.shape[1], net.topology.n_outputs, net.A.device
+        target = _check_sequence_target(
+            self.loss,
+            target_t.unsqueeze(0) if isinstance(target_t, torch.Tensor) else target_t,
+            1,
+            B,
+            O,
+            dev,
+        )
+        mask = _check_mask(
+            None
+            if mask_t is None
+            else mask_t.unsqueeze(0)
+            if isinstance(mask_t, torch.Tensor)
+            else mask_t,
+            (1, B),
+            dev,
+        )
+        if self._h is not None and self._h.shape[0] != B:
+            raise ValueError(f"the stream's batch is {self._h.shape[0]}, this element has {B}")
+        m = int(mask.sum())
+        value = math.nan
+        if self.method == "fop":
+            value = self._fop_step(x[0], target[0], mask[0], m)
+        else:
+            value = self._tbptt_step(x[0], target[0], mask[0], m)
+        self._count += m
+        self.elements += 1
+        self._since_update += 1
+        if self._since_update == self.update_every:
+            self._update()
+        return value
+
+    def _fop_step(self, x: torch.Tensor, target: torch.Tensor, mask: torch.Tensor, m: int) -> float:
+        """One element of RTRL: the ticks with Eq. 3 and Eq. 17 (``sensitivity_step``), then
+        Algorithm 1's last line with dE_t/dy_t."""
+        net = self.net
+        dyn, A = net.dynamics, net.A.detach()
+        B, F, O, C = x.shape[0], dyn.n_free, dyn.n_outputs, dyn.n_clamped
+        if self._edges is None:
+            self._edges = edge_index(dyn, A.device)
+        src, dst = self._edges
+        if self._h is None or self._Z is None:
+            self._h = torch.zeros(B, F, dtype=A.dtype, device=A.device)
+            self._Z = torch.zeros(B, len(src), F, dtype=A.dtype, device=A.device)
+        A_c, A_f = dyn.split(A)
+        h, Z = self._h, self._Z
+        c = dyn.clamped_state(x, 1)
+        drive = c @ A_c
+        for _ in range(dyn.ticks):
+            S_prev = torch.cat([c, h], dim=1)
+            h, D = dyn.activations(drive + h @ A_f)  # Eq. 3
+            Z = sensitivity_step(Z, A_f, S_prev, D, src, dst)  # Eq. 17
+        if not math.isfinite(float(Z.sum())):
+            raise ChaoticNetworkError(
+                f"the {A.dtype} sensitivities overflowed to inf/NaN after {self.elements + 1} "
+                "elements: the network turned chaotic (its state is unstable with these "
+                "weights); lower the learning rate, use float64, or constrain the weights"
+            )
+        self._h, self._Z = h, Z
+        if not m:
+            return math.nan
+        value, g = element_loss(self.loss, h[:, F - O :], target, mask, m)  # type: ignore[misc]
+        grad_edges = torch.einsum("bpo,bo->p", Z[:, :, F - O :], g)
+        self._grad[src, dst + C] += grad_edges * m
+        return float(value)
+
+    def _tbptt_step(
+        self, x: torch.Tensor, target: torch.Tensor, mask: torch.Tensor, m: int
+    ) -> float:
+        net = self.net
+        dyn, A = net.dynamics, net.A.detach()
+        B, F = x.shape[0], net.topology.n_free
+        h_in = self._h if self._h is not None else torch.zeros(B, F, dtype=A.dtype, device=A.device)
+        self._window.append((x, target, mask, h_in))
+        assert self.truncation is not None
+        while len(self._window) > self.truncation:
+            self._window.popleft()
+        xs = torch.stack([w[0] for w in self._window])
+        last = len(self._window) - 1
+
+        def feed(l: int, y: torch.Tensor):
+            return element_loss(self.loss, y, target, mask, m) if (l == last and m) else None
+
+        value, dA, _, after = bptt_sequence(
+            dyn, A, xs, feed, SequenceState(self._window[0][3], None)
+        )
+        self._h = after.h
+        self._grad += dA * m
+        return float(value) if m else math.nan
+
+    def _update(self) -> None:
+        if self._count:
+            grad = self._grad / self._count
+            self.net.A.grad = grad.clone()
+            self.last_gradient = grad
+            self.optimizer.step()
+            self.optimizer.zero_grad(set_to_none=True)
+        self._grad.zero_()
+        self._count = 0
+        self._since_update = 0

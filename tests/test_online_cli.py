@@ -1,0 +1,96 @@
+"""``meshprop online``, ``meshprop reproduce online`` and the ``online`` bench workload, on tiny
+settings (the figures themselves are taken by the commands, not here)."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from meshprop.bench import online as bench_online
+from meshprop.cli import main
+
+
+def test_online_delayed_recall_writes_metrics_and_curve(tmp_path, capsys) -> None:
+    out = tmp_path / "run"
+    code = main(
+        ["online", "--task", "delayed-recall", "--delay", "2", "--train-ticks", "600",
+         "--test-ticks", "200", "--log-every", "100", "--no-progress", "--out", str(out)]
+    )  # fmt: skip
+    assert code == 0
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert 0.0 <= metrics["test_accuracy"] <= 1.0
+    assert metrics["ticks_per_second"] > 0 and metrics["peak_memory_mib"] > 0
+    assert metrics["train_ticks"] == 600 and metrics["method"] == "fop"
+    assert (out / "learning_curve.png").stat().st_size > 0
+    curve = json.loads((out / "curve.json").read_text())
+    assert [p["tick"] for p in curve] == [100, 200, 300, 400, 500, 600]
+
+
+@pytest.mark.parametrize("method", ["tbptt", "bptt"])
+def test_online_other_methods(tmp_path, method: str) -> None:
+    out = tmp_path / method
+    assert main(
+        ["online", "--method", method, "--delay", "2", "--train-ticks", "200",
+         "--test-ticks", "50", "--no-progress", "--out", str(out)]
+    ) == 0  # fmt: skip
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["method"] == method
+    if method == "tbptt":
+        assert metrics["truncation"] == 1  # D/2
+
+
+def test_online_prediction_from_csv(tmp_path) -> None:
+    data = tmp_path / "series.csv"
+    data.write_text("t,value\n" + "".join(f"{k},{(k % 7) / 7:.4f}\n" for k in range(120)))
+    out = tmp_path / "csv"
+    assert main(
+        ["online", "--data", str(data), "--column", "value", "--train-ticks", "150",
+         "--no-progress", "--out", str(out)]
+    ) == 0  # fmt: skip
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["test_nmse"] >= 0 and "test_accuracy" not in metrics
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["--truncation", "3"], "--truncation applies to --method tbptt only"),
+        (["--method", "tbptt", "--truncation", "0"], "--truncation must be >= 1"),
+        (["--delay", "0"], "--delay must be >= 1"),
+        (["--lr", "-1"], "--lr must be a positive number"),
+        (["--data", "nowhere.csv", "--column", "x"], "no such file"),
+        (["--column", "x"], "--column applies with --data"),
+        (["--method", "bptt", "--sequence-length", "5", "--delay", "10"], "must exceed --delay"),
+    ],
+)
+def test_online_validates_before_work(tmp_path, capsys, argv, message) -> None:
+    out = tmp_path / "never"
+    assert main(["online", *argv, "--out", str(out)]) == 2
+    assert message in capsys.readouterr().err
+    assert not out.exists()
+
+
+def test_reproduce_online_tiny(tmp_path) -> None:
+    out = tmp_path / "study"
+    assert main(
+        ["reproduce", "online", "--delays", "2", "--seeds", "1", "--train-ticks", "100",
+         "--methods", "fop", "tbptt", "--out", str(out)]
+    ) == 0  # fmt: skip
+    results = json.loads((out / "results.json").read_text())
+    assert [(r["delay"], r["method"]) for r in results] == [(2, "fop"), (2, "tbptt")]
+    assert "| 2 | 100 |" in (out / "table.md").read_text()
+    assert (out / "accuracy_vs_delay.png").exists()
+
+
+def test_bench_online_throughput_rows() -> None:
+    rows = bench_online.throughput(hidden=(3,), ticks=20)
+    assert rows[0]["hidden"] == 3 and rows[0]["neurons"] == 6 and rows[0]["ticks_per_second"] > 0
+
+
+def test_bench_online_memory_bptt_grows_fop_does_not() -> None:
+    """One stream of 2,000 elements: full BPTT keeps its trajectory (≥ 1 MB more than online
+    FOP, whose carried tensors are a few KiB here)."""
+    rows = bench_online.stream_peak(lengths=(2000,), hidden=4)
+    peak = {r["method"]: r["peak_bytes"] for r in rows}
+    assert peak["bptt"] > peak["fop"] + 1_000_000
