@@ -20,8 +20,8 @@ from .dynamics import Dynamics
 from .engines import GradientEngine, bind, check_memory, get_engine
 from .engines.autograd import differentiable_output
 from .engines.edge_ops import edge_index_of, propagate, sparse_output
-from .engines.sparse_layout import bind_sparse, differentiable_sparse_output, get_sparse
 from .engines.sequence import SequenceState, unroll_states
+from .engines.sparse_layout import bind_sparse, differentiable_sparse_output, get_sparse
 from .losses import LossFn, check_target
 from .memory import MemoryLimitError, format_bytes, get_memory_limit
 from .topology import Topology

@@ -23,8 +23,7 @@ from ..data import TOY_DATASETS, bayes_correct
 from ..reporting import Reporter, format_table
 from ..runs import RunConfig, run
 from ..threads import DEFAULT_THREADS, thread_policy
-from . import reproduce_structure
-from . import online_study
+from . import online_study, reproduce_structure
 from .options import add_threads_option
 from .reproduce_fashion import add_parser as add_fashion_parser
 from .reproduce_mnist1d import add_parser as add_mnist1d_parser
