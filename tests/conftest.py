@@ -11,6 +11,11 @@ import os
 import random
 import zlib
 
+# scikit-learn's check_estimator runs its array-API check (NumPy inputs with array-API dispatch
+# enabled must give the same results) only when SciPy's array-API support is switched on, which must
+# happen before SciPy is first imported.
+os.environ.setdefault("SCIPY_ARRAY_API", "1")
+
 import numpy as np
 import pytest
 import torch
