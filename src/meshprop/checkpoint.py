@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
 from .mesh import MeshNet
@@ -98,20 +99,32 @@ def load_checkpoint(path: str | Path, grad: str | None = None) -> tuple[MeshNet,
             f"{directory / CONFIG}: checkpoint version {document.get('version')!r}, "
             f"this meshprop reads version {VERSION}"
         )
-    topology = Topology.from_dict(document["topology"])
-    config = document["model"]
-    dtype = _DTYPES.get(config["dtype"])
-    if dtype is None:
-        raise ValueError(f"{directory / CONFIG}: unsupported dtype {config['dtype']!r}")
-    net = MeshNet(
-        topology,
-        ticks=int(config["ticks"]),
-        activation=config["activation"],
-        output_activation=config["output_activation"],
-        grad=grad or config["grad"],
-        dtype=dtype,
-    )
-    tensors = load_file(str(directory / WEIGHTS))
+    where = directory / CONFIG
+    try:
+        topology = Topology.from_dict(_section(document, "topology", where))
+    except (KeyError, TypeError, ValueError, AttributeError, IndexError, RuntimeError) as error:
+        raise ValueError(f"{where}: invalid topology ({_describe(error)})") from None
+    config = _section(document, "model", where)
+    try:
+        dtype = _DTYPES.get(str(config["dtype"]))
+        if dtype is None:
+            raise ValueError(f"unsupported dtype {config['dtype']!r}")
+        net = MeshNet(
+            topology,
+            ticks=int(config["ticks"]),
+            activation=config["activation"],
+            output_activation=config["output_activation"],
+            grad=grad or config["grad"],
+            dtype=dtype,
+        )
+    except (KeyError, TypeError, ValueError, AttributeError, IndexError) as error:
+        raise ValueError(f"{where}: invalid model settings ({_describe(error)})") from None
+    try:
+        tensors = load_file(str(directory / WEIGHTS))
+    except (SafetensorError, OSError, ValueError, RuntimeError) as error:
+        raise ValueError(
+            f"{directory / WEIGHTS}: not a readable safetensors file ({_describe(error)})"
+        ) from None
     A = tensors.get("A")
     if A is None or A.shape != net.A.shape:
         shape = None if A is None else tuple(A.shape)
@@ -124,3 +137,19 @@ def load_checkpoint(path: str | Path, grad: str | None = None) -> tuple[MeshNet,
     with torch.no_grad():
         net.A.copy_(A.to(dtype))
     return net, document
+
+
+def _section(document: dict[str, Any], key: str, where: Path) -> dict[str, Any]:
+    """``document[key]``, which must be a JSON object."""
+    value = document.get(key)
+    if not isinstance(value, dict):
+        found = "missing" if value is None else f"a {type(value).__name__}"
+        raise ValueError(f"{where}: the {key!r} section must be an object, found {found}")
+    return value
+
+
+def _describe(error: Exception) -> str:
+    """One line for an error raised while reading a checkpoint: a missing key is named."""
+    if isinstance(error, KeyError):
+        return f"missing key {error.args[0]!r}"
+    return str(error).splitlines()[0] if str(error) else type(error).__name__
