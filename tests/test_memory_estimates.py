@@ -3,7 +3,8 @@
 The memory guard refuses a step before it allocates, trusting ``estimate_bytes``; an estimate
 below the real peak would let a step through that does not fit.  The peak is measured exactly,
 not from the process's resident size: torch's profiler records every allocation and free of the
-CPU allocator (their running sum's maximum is the peak of live tensor bytes), and tracemalloc
+CPU allocator (their running sum's maximum is the peak of live tensor bytes;
+``meshprop.bench.scale.peak_tensor_bytes``, the probe of the scale benchmark), and tracemalloc
 sees NumPy's allocations (the literal ``reference`` engine works in NumPy).  The probe itself is
 checked on a known sequence of allocations.
 """
@@ -15,26 +16,10 @@ from collections.abc import Callable
 
 import pytest
 import torch
-from torch.profiler import ProfilerActivity, profile
 
 import meshprop as mp
+from meshprop.bench.scale import peak_tensor_bytes as torch_peak_bytes
 from meshprop.engines import ENGINES
-
-
-def torch_peak_bytes(step: Callable[[], object]) -> int:
-    """Peak live bytes of torch tensors allocated by ``step`` (the CPU allocator's events)."""
-    with profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
-        step()
-    events = sorted(
-        (event.start_ns(), event.nbytes())
-        for event in prof.profiler.kineto_results.events()
-        if event.name() == "[memory]"
-    )
-    live = peak = 0
-    for _, nbytes in events:
-        live += nbytes
-        peak = max(peak, live)
-    return peak
 
 
 def python_peak_bytes(step: Callable[[], object]) -> int:

@@ -9,13 +9,13 @@ import torch
 import meshprop as mp
 import meshprop.memory as memory
 from helpers import random_case, relative_error
+from meshprop.bench.scale import peak_tensor_bytes as torch_peak_bytes
 from meshprop.engines import auto as auto_module
 from meshprop.engines.auto import AutoEngine
 from meshprop.engines.fop_sparse import FOP_SPARSE, _plan, pair_counts
 from meshprop.engines.reach import needed_columns
 from meshprop.engines.sparse_layout import SPARSE_ENGINES
 from meshprop.topology import RANDOM_DENSE_LIMIT, _sample_without_replacement
-from test_memory_estimates import torch_peak_bytes
 
 SPARSE_METHODS = sorted(SPARSE_ENGINES)
 
