@@ -18,7 +18,7 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Protocol
 
 import torch
 
@@ -65,13 +65,38 @@ class GradientEngine(ABC):
         return f"<{type(self).__name__} {self.name!r}>"
 
 
+class _Steps(Protocol):
+    """What :class:`BoundEngine` needs of an engine (dense or sparse layout)."""
+
+    @property
+    def name(self) -> str: ...
+
+    @property
+    def provides_input_grad(self) -> bool: ...
+
+    def forward(
+        self, dyn: Dynamics, weights: torch.Tensor, x: torch.Tensor
+    ) -> tuple[torch.Tensor, Any]: ...
+
+    def backward(
+        self,
+        dyn: Dynamics,
+        weights: torch.Tensor,
+        x: torch.Tensor,
+        saved: Any,
+        grad_y: torch.Tensor,
+    ) -> tuple[torch.Tensor, torch.Tensor | None]: ...
+
+
 @dataclass(frozen=True)
 class BoundEngine:
     """A gradient engine with its dynamics fixed: the :class:`~meshprop.protocol.VJPFunction`
-    y = MNN(A, x) whose parameters are ``{"A": A}``."""
+    y = MNN(θ, x) of the one parameter ``{parameter: θ}`` — ``"A"`` (N×N) for the dense layout,
+    ``"weight"`` (P,) for the sparse one."""
 
-    engine: GradientEngine
+    engine: _Steps
     dynamics: Dynamics
+    parameter: str = "A"
 
     @property
     def provides_input_grad(self) -> bool:
@@ -80,16 +105,16 @@ class BoundEngine:
     def forward(
         self, params: Mapping[str, torch.Tensor], x: torch.Tensor
     ) -> tuple[torch.Tensor, Any]:
-        return self.engine.forward(self.dynamics, params["A"], x)
+        return self.engine.forward(self.dynamics, params[self.parameter], x)
 
     def backward(
         self, params: Mapping[str, torch.Tensor], x: torch.Tensor, saved: Any, grad_y: torch.Tensor
     ) -> tuple[dict[str, torch.Tensor], torch.Tensor | None]:
-        dA, dx = self.engine.backward(self.dynamics, params["A"], x, saved, grad_y)
-        return {"A": dA}, dx
+        grad, dx = self.engine.backward(self.dynamics, params[self.parameter], x, saved, grad_y)
+        return {self.parameter: grad}, dx
 
     def __repr__(self) -> str:
-        return f"<{self.engine.name!r} engine>"
+        return f"<{self.engine.name!r} engine of {self.parameter!r}>"
 
 
 def bind(engine: GradientEngine, dynamics: Dynamics) -> BoundEngine:

@@ -18,8 +18,6 @@ and returns dE/dw of shape (P,).  No N×N tensor is ever allocated by ``bptt``, 
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Mapping
-from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -27,12 +25,12 @@ import torch
 from ..dynamics import Dynamics
 from ..memory import MemoryLimitError, format_bytes, get_memory_limit
 from .auto import choice_key, predict_seconds
-from .base import GradientEngine
+from .base import BoundEngine, GradientEngine
 from .edge_ops import edge_grad, edge_index_of, propagate, sparse_step_autograd, transpose_product
 from .fop_sparse import sparse_fop_backward, sparse_fop_bytes, sparse_fop_flops, sparse_fop_forward
 from .registry import get_engine
 
-__all__ = ["SPARSE_ENGINES", "BoundSparseEngine", "SparseEngine", "bind_sparse", "get_sparse"]
+__all__ = ["SPARSE_ENGINES", "SparseEngine", "bind_sparse", "get_sparse"]
 
 
 class SparseEngine(ABC):
@@ -300,33 +298,7 @@ def get_sparse(method: str) -> SparseEngine:
     return SPARSE_ENGINES[method]
 
 
-@dataclass(frozen=True)
-class BoundSparseEngine:
-    """A sparse-layout engine with its dynamics fixed: the VJP function y = MNN(w, x) of
-    ``{"weight": w}``."""
-
-    engine: SparseEngine
-    dynamics: Dynamics
-
-    @property
-    def provides_input_grad(self) -> bool:
-        return self.engine.provides_input_grad
-
-    def forward(
-        self, params: Mapping[str, torch.Tensor], x: torch.Tensor
-    ) -> tuple[torch.Tensor, Any]:
-        return self.engine.forward(self.dynamics, params["weight"], x)
-
-    def backward(
-        self, params: Mapping[str, torch.Tensor], x: torch.Tensor, saved: Any, grad_y: torch.Tensor
-    ) -> tuple[dict[str, torch.Tensor], torch.Tensor | None]:
-        dw, dx = self.engine.backward(self.dynamics, params["weight"], x, saved, grad_y)
-        return {"weight": dw}, dx
-
-    def __repr__(self) -> str:
-        return f"<sparse {self.engine.name!r} engine>"
-
-
-def bind_sparse(engine: str | SparseEngine, dynamics: Dynamics) -> BoundSparseEngine:
+def bind_sparse(engine: str | SparseEngine, dynamics: Dynamics) -> BoundEngine:
     """``engine`` (a sparse-layout engine or its name) as a VJP function of ``{"weight": w}``."""
-    return BoundSparseEngine(get_sparse(engine) if isinstance(engine, str) else engine, dynamics)
+    chosen = get_sparse(engine) if isinstance(engine, str) else engine
+    return BoundEngine(chosen, dynamics, parameter="weight")
