@@ -91,14 +91,7 @@ def handle(args: argparse.Namespace) -> int:
 
 def _run(args: argparse.Namespace) -> int:
     from ..experiment import fashion
-    from ..experiment.compare import (
-        compare,
-        console_table,
-        details_json,
-        results_json,
-        results_table,
-    )
-    from ..plots import plt, saver
+    from ..experiment.compare import compare, results_table, write_outputs
 
     start = time.perf_counter()
     out = Path(args.out)
@@ -123,8 +116,9 @@ def _run(args: argparse.Namespace) -> int:
     results = compare(fashion.SPECS, data, args.runs, protocol, reporter, args.threads)
     wall = time.perf_counter() - start
     verdicts = fashion.verdicts(results)
-    reporter.write_json(out / "results.json", results_json(results))
-    details = details_json(
+    write_outputs(
+        out,
+        reporter,
         results,
         {
             "protocol": fashion.protocol_dict(protocol),
@@ -139,21 +133,11 @@ def _run(args: argparse.Namespace) -> int:
             "wall_time_s": wall,
             "machine": platform.processor() or platform.machine(),
         },
+        f"{results_table(results, protocol.compare_grad)}\n\nCAE features: {cae_seconds:.0f} s.",
+        lambda: fashion.plot_accuracies(results, f"Fashion-MNIST, {args.runs} runs each"),
+        verdicts,
+        wall,
     )
-    reporter.write_json(out / "details.json", details)
-    table = results_table(results, protocol.compare_grad)
-    text = (
-        f"{table}\n\n"
-        + "\n".join(f"- {v}" for v in verdicts)
-        + f"\n\nTotal wall time {wall:.0f} s (CAE {cae_seconds:.0f} s).\n"
-    )
-    reporter.write_text(out / "results.md", text)
-    fig = fashion.plot_accuracies(results, f"Fashion-MNIST, {args.runs} runs each")
-    reporter.write_with(out / "accuracies.png", saver(fig, dpi=90))
-    plt.close(fig)
-    reporter.print(console_table(results))
-    for v in verdicts:
-        reporter.print(v)
     for r in results:
         if r.max_weight_difference is not None:
             reporter.print(

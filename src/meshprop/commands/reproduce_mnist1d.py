@@ -71,15 +71,8 @@ def handle(args: argparse.Namespace) -> int:
 
 def _run(args: argparse.Namespace) -> int:
     from ..experiment import mnist1d
-    from ..experiment.compare import (
-        compare,
-        console_table,
-        details_json,
-        results_json,
-        results_table,
-    )
+    from ..experiment.compare import compare, results_table, write_outputs
     from ..experiment.fashion import plot_accuracies, protocol_dict, verdicts
-    from ..plots import plt, saver
 
     start = time.perf_counter()
     out = Path(args.out)
@@ -96,18 +89,6 @@ def _run(args: argparse.Namespace) -> int:
     everything = results + baselines
     wall = time.perf_counter() - start
     lines = verdicts(results, mnist1d.PAIRS)
-    reporter.write_json(out / "results.json", results_json(everything))
-    details = details_json(
-        everything,
-        {
-            "protocol": protocol_dict(protocol),
-            "torch_baselines": dataclasses.asdict(mnist1d.TORCH_BUDGET),
-            "published": mnist1d.PUBLISHED,
-            "verdicts": lines,
-            "wall_time_s": wall,
-        },
-    )
-    reporter.write_json(out / "details.json", details)
     table = results_table(results, protocol.compare_grad)
     base = ["| baseline | params | test accuracy (mean ± std) | runs | time / run | published |"]
     base.append("| --- | --- | --- | --- | --- | --- |")
@@ -116,20 +97,21 @@ def _run(args: argparse.Namespace) -> int:
             f"| {r.name} | {r.params} | {r.mean:.4f} ± {r.std:.4f} | {len(r.accuracies)} | "
             f"{sum(r.seconds) / len(r.seconds):.1f} s | {mnist1d.PUBLISHED[r.name]:.2f} |"
         )
-    text = (
-        table
-        + "\n\n"
-        + "\n".join(base)
-        + "\n\n"
-        + "\n".join(f"- {v}" for v in lines)
-        + f"\n\nTotal wall time {wall:.0f} s.\n"
+    write_outputs(
+        out,
+        reporter,
+        everything,
+        {
+            "protocol": protocol_dict(protocol),
+            "torch_baselines": dataclasses.asdict(mnist1d.TORCH_BUDGET),
+            "published": mnist1d.PUBLISHED,
+            "verdicts": lines,
+            "wall_time_s": wall,
+        },
+        table + "\n\n" + "\n".join(base),
+        lambda: plot_accuracies(everything, f"MNIST-1D, {args.runs} runs each"),
+        lines,
+        wall,
     )
-    reporter.write_text(out / "results.md", text)
-    fig = plot_accuracies(everything, f"MNIST-1D, {args.runs} runs each")
-    reporter.write_with(out / "accuracies.png", saver(fig, dpi=90))
-    plt.close(fig)
-    reporter.print(console_table(everything))
-    for v in lines:
-        reporter.print(v)
     reporter.print(f"wrote {out / 'results.json'} ({wall:.0f} s)")
     return 0

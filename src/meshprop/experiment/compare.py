@@ -14,6 +14,8 @@ import statistics
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -227,3 +229,31 @@ def console_table(results: Sequence[ConfigResult]) -> str:
             )
         )
     return format_table(rows)
+
+
+def write_outputs(
+    out: Path,
+    reporter: Reporter,
+    results: Sequence[ConfigResult],
+    details: dict,
+    markdown: str,
+    plot: Callable[[], Any],
+    verdicts: Sequence[str],
+    wall: float,
+) -> None:
+    """Write a comparison's files — DIR/results.json (:func:`results_json`), DIR/details.json
+    (:func:`details_json` with ``details``), DIR/results.md (``markdown``, the verdicts and the
+    wall time) and DIR/accuracies.png (the figure ``plot()`` returns) — and print the console
+    table, the verdicts and where the results went."""
+    from ..plots import plt, saver
+
+    reporter.write_json(out / "results.json", results_json(results))
+    reporter.write_json(out / "details.json", details_json(results, details))
+    text = markdown + "\n\n" + "\n".join(f"- {v}" for v in verdicts)
+    reporter.write_text(out / "results.md", f"{text}\n\nTotal wall time {wall:.0f} s.\n")
+    fig = plot()
+    reporter.write_with(out / "accuracies.png", saver(fig, dpi=90))
+    plt.close(fig)
+    reporter.print(console_table(results))
+    for v in verdicts:
+        reporter.print(v)
