@@ -30,7 +30,7 @@ def twin_learners(net: mp.MeshNet, loss: str, update_every: int, lr: float = 1e-
             update_every=update_every,
             lean=lean,
         )
-        for n, lean in zip(nets, (True, False))
+        for n, lean in zip(nets, (True, False), strict=True)
     ]
     return nets, learners
 

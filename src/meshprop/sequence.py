@@ -24,6 +24,8 @@ from __future__ import annotations
 
 import math
 from collections import deque
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 
 import torch
 
@@ -47,6 +49,8 @@ __all__ = [
     "ChaoticNetworkError",
     "OnlineLearner",
     "SequenceState",
+    "fast_adam",
+    "flush_denormals",
     "sequence_gradient",
 ]
 
@@ -298,7 +302,9 @@ class OnlineLearner:
             and isinstance(target_t, torch.Tensor)
             and x_t.shape == self._x_shape
             and target_t.shape == self._target_shape
-            and (mask_t is None or (mask_t.dtype is torch.bool and mask_t.shape == self._mask_shape))
+            and (
+                mask_t is None or (mask_t.dtype is torch.bool and mask_t.shape == self._mask_shape)
+            )
         ):
             return self._lean_step(x_t, target_t, mask_t)
         return self._checked_step(x_t, target_t, mask_t)
@@ -355,9 +361,7 @@ class OnlineLearner:
             self._update()
         return value
 
-    def _lean_step(
-        self, x: torch.Tensor, target: torch.Tensor, mask: torch.Tensor | None
-    ) -> float:
+    def _lean_step(self, x: torch.Tensor, target: torch.Tensor, mask: torch.Tensor | None) -> float:
         """RTRL on :class:`~meshprop.engines.sequence.RTRLStepper`: a fixed sequence of in-place
         operations, no validation beyond the shapes (checked in :meth:`step`)."""
         stepper = self._stepper
@@ -490,3 +494,27 @@ class OnlineLearner:
         self._grad.zero_()
         self._count = 0
         self._since_update = 0
+
+
+def fast_adam(params: Iterable[torch.nn.Parameter], lr: float) -> torch.optim.Optimizer:
+    """torch.optim.Adam, fused where this torch has a fused Adam for the parameters' device
+    (one kernel per step; the per-step cost that matters when stepping after every element)."""
+    params = list(params)
+    try:
+        return torch.optim.Adam(params, lr=lr, fused=True)
+    except (RuntimeError, TypeError, ValueError):
+        return torch.optim.Adam(params, lr=lr)
+
+
+@contextmanager
+def flush_denormals() -> Iterator[None]:
+    """Denormal floats flushed to zero inside the block (torch's default, off, restored after).
+
+    Long streams drive some sensitivities and Adam moments into the denormal range, where CPU
+    arithmetic is many times slower (measured on the delayed-recall network: 2.5× fewer ticks
+    per second); flushing changes only values below ~1e-38 (float32) / 1e-308 (float64)."""
+    torch.set_flush_denormal(True)
+    try:
+        yield
+    finally:
+        torch.set_flush_denormal(False)

@@ -11,7 +11,14 @@ import time
 from pathlib import Path
 
 from ..threads import DEFAULT_THREADS, thread_policy
-from .online import check_args, default_train_ticks, run_online
+from .online import (
+    DEFAULT_INIT_SCALE,
+    DEFAULT_LR,
+    check_args,
+    default_train_ticks,
+    flush_denormals,
+    run_online,
+)
 from .options import add_threads_option
 
 __all__ = ["add_parser", "study_args"]
@@ -41,7 +48,7 @@ def study_args(delay: int, method: str, seed: int, train_ticks: int | None) -> a
     args = argparse.Namespace(
         task="delayed-recall", data=None, column=None, method=method, truncation=None,
         delay=delay, train_ticks=train_ticks, test_ticks=5000, sequence_length=None, hidden=32,
-        lr=3e-4, seed=seed, log_every=500, dtype="float32",
+        lr=DEFAULT_LR, init_scale=DEFAULT_INIT_SCALE, seed=seed, log_every=500, dtype="float32",
     )  # fmt: skip
     check_args(args)
     return args
@@ -66,7 +73,7 @@ def handle(args: argparse.Namespace) -> int:
     out.mkdir(parents=True, exist_ok=True)
     results = []
     start = time.perf_counter()
-    with thread_policy(args.threads):
+    with thread_policy(args.threads), flush_denormals():
         for (D, method, seed), cell_args in cells.items():
             result = run_online(cell_args, progress=False)
             results.append(result.metrics)

@@ -309,6 +309,7 @@ class RTRLStepper:
         self.w_column = self.w.unsqueeze(2)
         self.err = torch.empty(batch, O, dtype=dtype, device=dev)
         self.err_flat = self.err.view(-1)
+        self.zeros_out = torch.zeros(batch, O, dtype=dtype, device=dev)
         self.grad_edges = torch.zeros(P, dtype=dtype, device=dev)
         self.grad_block = self.grad_edges.view(N, F) if self.full else None
 
@@ -362,7 +363,10 @@ class RTRLStepper:
         err = torch.sub(self.y, target, out=self.err)
         if mask is not None:
             err.mul_(mask.unsqueeze(1))
-        torch.mul(err, self.D_out, out=self.w).mul_(scale)
+        torch.addcmul(self.zeros_out, err, self.D_out, value=scale, out=self.w)
+        if self.err_flat.numel() == 1:
+            e = float(err)
+            return e * e
         return float(torch.dot(self.err_flat, self.err_flat)) / self.O
 
     def output_gradient(self, g: torch.Tensor) -> None:
