@@ -50,6 +50,7 @@ def run_twins(net, x, target, mask, loss, update_every):
     assert relative_error(lean.sensitivities, general.sensitivities) <= TOL
     assert relative_error(lean.state, general.state) <= TOL
     assert relative_error(lean_net.A.detach(), general_net.A.detach()) <= TOL
+    return lean
 
 
 @pytest.mark.parametrize(
@@ -72,7 +73,9 @@ def test_lean_path_equals_general_path_on_full_meshes(
     x = torch.randn(L, batch, 1, generator=gen, dtype=torch.float64)
     target = torch.randn(L, batch, outputs, generator=gen, dtype=torch.float64)
     mask = (torch.rand(L, batch, generator=gen) < 0.7) if masked else None
-    run_twins(net, x, target, mask, "mse", update_every)
+    lean = run_twins(net, x, target, mask, "mse", update_every)
+    assert lean._stepper is not None and lean._stepper.full  # the diagonal scatter was used
+    assert (lean._stepper.bank.out_grid is not None) == (batch == outputs == 1)
 
 
 @pytest.mark.parametrize("seed", range(6))

@@ -213,8 +213,22 @@ class OnlineLearner:
       the last ``truncation`` elements, from the state that entered them (a constant).  Memory
       O(truncation).
 
+    The lean path (``lean=True``, the default for "fop"): the first element is validated in
+    full and builds a :class:`~meshprop.engines.sequence.RTRLStepper` (index tensors and
+    buffers, once); later elements of the same shapes go straight to its fixed sequence of
+    in-place operations (no per-element validation, dispatch or allocation), and with
+    ``update_every=1`` the element's gradient is written directly into ``net.A.grad``, a
+    buffer the learner reuses (so ``net.A.grad`` is left set after each step; other
+    parameters' gradients are not touched).  ``lean=False`` runs the general per-element path
+    (``sensitivity_step``); both give the same gradients (tests/test_online_lean.py).  For
+    throughput use a fused ``torch.optim.Adam`` (:func:`fast_adam`) and flush denormals
+    (:func:`flush_denormals`); ``meshprop online`` does both.
+
     float32 sensitivities can overflow when the weights make the network chaotic: the learner
-    checks them after every element and raises :class:`ChaoticNetworkError`.
+    raises :class:`ChaoticNetworkError` before a non-finite gradient reaches the optimizer (the
+    lean path checks every gradient it hands over, the loss of every element and the carried
+    sensitivities every ``CHAOS_CHECK_EVERY`` elements; the general path checks the
+    sensitivities after every element).  A NaN/inf input or target raises ValueError.
     """
 
     def __init__(

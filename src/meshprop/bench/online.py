@@ -129,6 +129,7 @@ def throughput(
                     for t in range(begin, begin + ticks):
                         step(x, t)
                     elapsed[name] += time.perf_counter() - start
+            parts = _breakdown(learner, x, ticks)
             for name in steps:
                 rows.append(
                     {
@@ -139,9 +140,33 @@ def throughput(
                         "edges": net.topology.n_edges,
                         "ticks": rounds * ticks,
                         "ticks_per_second": rounds * ticks / elapsed[name],
+                        **(parts if name == "fop" else {}),
                     }
                 )
     return rows
+
+
+def _mean_us(fn: Callable[[], object], n: int) -> float:
+    start = time.perf_counter()
+    for _ in range(n):
+        fn()
+    return (time.perf_counter() - start) / n * 1e6
+
+
+def _breakdown(learner: OnlineLearner, x: torch.Tensor, n: int) -> dict[str, float]:
+    """What bounds a lean step (µs each, mean of n): the (P×F)·(F×F) sensitivity product alone
+    (the RTRL work, O(P·F) = O(F³) multiply-adds per tick), the whole forward-and-sensitivity
+    part of the step (``RTRLStepper.advance``), and ``optimizer.step()`` alone."""
+    stepper = learner._stepper
+    if stepper is None or stepper.bank.matrix is None:
+        return {}
+    bank, spare = stepper.bank, stepper.spare
+    matrix, M, out = bank.matrix, stepper.M_matrix, spare.matrix
+    return {
+        "us_sensitivity_product": _mean_us(lambda: torch.mm(matrix, M, out=out), n),
+        "us_advance": _mean_us(lambda: stepper.advance(x[0]), n),
+        "us_optimizer_step": _mean_us(learner.optimizer.step, n),
+    }
 
 
 def _status(key: str) -> int:
