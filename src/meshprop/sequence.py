@@ -432,7 +432,8 @@ class OnlineLearner:
         return value
 
     def _step_optimizer(self, grad: torch.Tensor) -> None:
-        self._param.grad = grad
+        if self._param.grad is not grad:  # zero_grad(set_to_none=True) may have dropped it
+            self._param.grad = grad
         self._last_gradient = grad
         self.optimizer.step()
 
