@@ -154,18 +154,18 @@ def _mean_us(fn: Callable[[], object], n: int) -> float:
 
 
 def _breakdown(learner: OnlineLearner, x: torch.Tensor, n: int) -> dict[str, float]:
-    """What bounds a lean step (µs each, mean of n): the (P×F)·(F×F) sensitivity product alone
+    """What bounds a lean step (µs each, mean of n): the (F×F)·(F×P) sensitivity product alone
     (the RTRL work, P·F² multiply-adds per tick, O(F⁴) on a full mesh), the whole
     forward-and-sensitivity part of the step (``RTRLStepper.advance``), and
     ``optimizer.step()`` alone."""
     stepper = learner._stepper
     if stepper is None:
         return {}
-    matrix, M, out = stepper.bank.matrix, stepper.M_matrix, stepper.spare.matrix
+    matrix, Mt, out = stepper.bank.matrix, stepper.Mt_matrix, stepper.spare.matrix
     if matrix is None or out is None:  # B > 1: no single product to time
         return {}
     return {
-        "us_sensitivity_product": _mean_us(lambda: torch.mm(matrix, M, out=out), n),
+        "us_sensitivity_product": _mean_us(lambda: torch.mm(Mt, matrix, out=out), n),
         "us_advance": _mean_us(lambda: stepper.advance(x[0]), n),
         "us_optimizer_step": _mean_us(learner.optimizer.step, n),
     }

@@ -224,22 +224,22 @@ def bptt_sequence(
 
 
 class _Bank:
-    """One carried sensitivity buffer U (B, P, F) and the views a tick writes or reads."""
+    """One carried sensitivity buffer, stored transposed: V[b, o, p] = U[b, p, o], shape
+    (B, F, P), and the views a tick writes or reads."""
 
-    def __init__(self, U: torch.Tensor, n_rows: int | None, F: int, O: int) -> None:
-        B, P, _ = U.shape
-        self.U = U
-        self.flat = U.view(B, P * F)
-        self.matrix = U[0] if B == 1 else None  # (P, F): one mm instead of a bmm
-        self.out = U[:, :, F - O :]  # the output columns
-        self.out_matrix = self.out[0] if B == 1 else None
-        # B = O = 1 on a full mesh: the output column of U as an (N, F) grid, A.grad's layout
-        self.out_grid = (
-            U[0].view(n_rows, F, F)[:, :, F - 1] if n_rows is not None and B == O == 1 else None
-        )
-        # the full mesh (every (i, j) an edge, row-major): S̃ lands on a diagonal of U
+    def __init__(self, V: torch.Tensor, n_rows: int | None, F: int, O: int) -> None:
+        B, _, P = V.shape
+        self.V = V
+        self.flat = V.view(B, F * P)
+        self.matrix = V[0] if B == 1 else None  # (F, P): one mm instead of a bmm
+        self.out = V[:, F - O :, :]  # the output neurons' rows (B, O, P), contiguous
+        self.out_matrix = self.out[0].T if B == 1 else None  # (P, O)
+        # B = O = 1 on a full mesh: the output row as an (N, F) grid, A.grad[:, C:]'s layout
+        self.out_grid = V[0, F - 1].view(n_rows, F) if n_rows is not None and B == O == 1 else None
+        # the full mesh (every (i, j) an edge, row-major, p = i·F + j): S̃ lands on the
+        # diagonal V[b, j, i, j] of a (B, F, N, F) view, seen as (B, N, F)
         self.diagonal = (
-            U.view(B, n_rows, F, F).diagonal(dim1=2, dim2=3) if n_rows is not None else None
+            V.view(B, F, n_rows, F).diagonal(dim1=1, dim2=3) if n_rows is not None else None
         )
 
 
@@ -248,9 +248,9 @@ class RTRLStepper:
     :class:`meshprop.OnlineLearner`.
 
     Everything that does not change from element to element is built once: the edge index
-    (source i_p, target j_p), the flat positions p·F + j_p where S̃ lands, the clamped/free
-    split, and the buffers S = [c | h], T, D, two carried sensitivity buffers (used in turn),
-    the edge gradient and their views.  A step then runs a fixed sequence of in-place torch
+    (source i_p, target j_p), the flat positions where S̃ lands, the clamped/free split, and
+    the buffers S = [c | h], T, D, two carried sensitivity buffers (used in turn), the edge
+    gradient and their views.  A step then runs a fixed sequence of in-place torch
     operations, with no Python-level bookkeeping.
 
     It carries U_n = Z_{n−1} A_f + S̃_{n−1} instead of Z_n (paper 000 Eq. 17,
@@ -260,12 +260,15 @@ class RTRLStepper:
         U_{n+1} = U_n (diag(D_n) A_f) + S̃_n,        Z_n = U_n D_n,
 
     one (P×F)·(F×F) product and one scatter of P entries per tick and no (P×F)-sized product
-    by D.  After an element with a loss, Algorithm 1's last line reads
-    dE/dA_p += Σ_{b,o} U[b, p, o] D[b, o] dE/dy[b, o] over the output columns o.
+    by D.  U is stored transposed, V = Uᵀ (F×P per sample), so the product is
+    V_{n+1} = (diag(D_n) A_f)ᵀ V_n, an (F×F)·(F×P) product (measured 15–20 % faster than the
+    (P×F)·(F×F) one for F = 33) and the output neurons' sensitivities are contiguous rows.
+    After an element with a loss, Algorithm 1's last line reads
+    dE/dA_p += Σ_{b,o} U[b, p, o] D[b, o] dE/dy[b, o] over the output neurons o.
 
-    When every entry of A's free columns is an edge (a full mesh), S̃_n is added on the
-    diagonal U[b, i, j, j] += S_n[b, i] of a (B, N, F, F) view and the gradient is copied into
-    A.grad[:, C:] as one block; otherwise through the index of the edges.
+    When every entry of A's free columns is an edge (a full mesh), S̃_n is added on a
+    diagonal of a view of V and the gradient is written into A.grad[:, C:] as one block;
+    otherwise through the index of the edges.
     """
 
     def __init__(self, dyn: Dynamics, A: torch.Tensor, mask: torch.Tensor, batch: int) -> None:
@@ -278,7 +281,7 @@ class RTRLStepper:
         self.P, self.B, self.C, self.F, self.O = P, batch, C, F, O
         self.src = src
         self.flat_edges = src * N + dst + C  # position of edge p in A.view(-1)
-        self.scatter_at = torch.arange(P, device=dev) * F + dst  # position in U[b].view(-1)
+        self.scatter_at = dst * P + torch.arange(P, device=dev)  # position in V[b].view(-1)
         self.A = A  # detached view of the parameter (shares its storage)
         self.mask = mask.to(device=dev, dtype=dtype)
         # every entry of the free columns an edge: A[:, C:] is used as it is, unmasked
@@ -286,7 +289,7 @@ class RTRLStepper:
         self.masked = A if self.full else torch.empty_like(A)
         W = self.masked
         self.W_free = W[:, C:]  # (N, F): T_n = S_{n-1} A[:, C:]
-        self.A_f = W[C:, C:].unsqueeze(0)  # (1, F, F)
+        self.A_fT = W[C:, C:].T.unsqueeze(0)  # (1, F, F) view: A_fᵀ
         self.uniform = dyn.activations.uniform
         self.S = torch.zeros(batch, N, dtype=dtype, device=dev)
         if dyn.topology.bias:
@@ -297,35 +300,31 @@ class RTRLStepper:
         self.y = self.S[:, N - O :]
         self.T = torch.empty(batch, F, dtype=dtype, device=dev)
         self.D = torch.ones(batch, F, dtype=dtype, device=dev)
-        self.D_col = self.D.unsqueeze(2)
+        self.D_row = self.D.unsqueeze(1)  # (B, 1, F)
         self.D_out = self.D[:, F - O :]
         self.ones = torch.ones(batch, F, dtype=dtype, device=dev)
-        self.M = torch.empty(batch, F, F, dtype=dtype, device=dev)
-        self.M_matrix = self.M[0]
+        self.Mt = torch.empty(batch, F, F, dtype=dtype, device=dev)  # (diag(D) A_f)ᵀ
+        self.Mt_matrix = self.Mt[0]
         rows = N if self.full else None
-        self.bank = _Bank(torch.zeros(batch, P, F, dtype=dtype, device=dev), rows, F, O)
-        self.spare = _Bank(torch.zeros(batch, P, F, dtype=dtype, device=dev), rows, F, O)
+        self.bank = _Bank(torch.zeros(batch, F, P, dtype=dtype, device=dev), rows, F, O)
+        self.spare = _Bank(torch.zeros(batch, F, P, dtype=dtype, device=dev), rows, F, O)
         self.w = torch.empty(batch, O, dtype=dtype, device=dev)
-        self.w_column = self.w.unsqueeze(2)
+        self.w_row = self.w.unsqueeze(1)  # (B, 1, O)
         self.err = torch.empty(batch, O, dtype=dtype, device=dev)
         self.err_flat = self.err.view(-1)
         self.zeros_out = torch.zeros(batch, O, dtype=dtype, device=dev)
         self.grad_edges = torch.zeros(P, dtype=dtype, device=dev)
         self.grad_block = self.grad_edges.view(N, F) if self.full else None
 
-    @property
-    def U(self) -> torch.Tensor:
-        return self.bank.U
-
     def reset(self) -> None:
         """A new stream: h = 0, sensitivities 0."""
         self.h.zero_()
-        self.bank.U.zero_()
+        self.bank.V.zero_()
         self.D.fill_(1.0)
 
     def sensitivities(self) -> torch.Tensor:
         """Z = ∂h/∂A_p (B, P, F) after the last tick (Eq. 17's Z_n = U_n D_n; a new tensor)."""
-        return self.bank.U * self.D.unsqueeze(1)
+        return self.bank.V.transpose(1, 2) * self.D.unsqueeze(1)
 
     def advance(self, x: torch.Tensor) -> None:
         """Present one element x (B, I) for ``ticks`` ticks: Eq. 3 and Eq. 17 in place."""
@@ -335,11 +334,11 @@ class RTRLStepper:
         dyn, S, h, T, D = self.dyn, self.S, self.h, self.T, self.D
         for _ in range(dyn.ticks):
             old, new = self.bank, self.spare
-            torch.mul(self.A_f, self.D_col, out=self.M)  # diag(D_n) A_f
-            if old.matrix is not None:
-                torch.mm(old.matrix, self.M_matrix, out=new.matrix)
+            torch.mul(self.A_fT, self.D_row, out=self.Mt)  # (diag(D_n) A_f)ᵀ = A_fᵀ diag(D_n)
+            if old.matrix is not None and new.matrix is not None:
+                torch.mm(self.Mt_matrix, old.matrix, out=new.matrix)
             else:
-                torch.bmm(old.U, self.M, out=new.U)
+                torch.bmm(self.Mt, old.V, out=new.V)
             if new.diagonal is not None:  # + S̃_n
                 new.diagonal.add_(self.S_rows)
             else:
@@ -379,9 +378,9 @@ class RTRLStepper:
         if bank.out_matrix is not None:
             out.addmv_(bank.out_matrix, self.w[0], beta=beta)
         elif beta == 0.0:
-            torch.sum(torch.bmm(bank.out, self.w_column), dim=(0, 2), out=out)
+            torch.sum(torch.bmm(self.w_row, bank.out), dim=(0, 1), out=out)
         else:
-            out.add_(torch.bmm(bank.out, self.w_column).sum(dim=(0, 2)))
+            out.add_(torch.bmm(self.w_row, bank.out).sum(dim=(0, 1)))
 
     def accumulate(self) -> None:
         """Algorithm 1's last line for this element: ``grad_edges`` += Z · w."""
@@ -415,4 +414,4 @@ class RTRLStepper:
 
     def finite(self) -> bool:
         """Whether the carried sensitivities are finite (a sum: NaN and inf propagate)."""
-        return math.isfinite(float(self.bank.U.sum()))
+        return math.isfinite(float(self.bank.V.sum()))
