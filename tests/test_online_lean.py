@@ -105,3 +105,19 @@ def test_lean_path_rejects_a_nan_target() -> None:
     learner.step(torch.ones(1, 1), torch.zeros(1, 1))
     with pytest.raises(ValueError, match="NaN or inf"):
         learner.step(torch.ones(1, 1), torch.full((1, 1), float("nan")))
+
+
+def test_reset_starts_a_new_stream_even_with_another_batch() -> None:
+    """After reset the lean learner's state is that of a fresh learner on the new stream."""
+    topo = mp.Topology.random(1, 4, 1, density=1.0, bias=True, seed=1)
+    net = mp.MeshNet(topo, ticks=1, activation="tanh", dtype=torch.float64, seed=1)
+    learner = mp.OnlineLearner(net, torch.optim.SGD(net.parameters(), lr=0.0))
+    gen = torch.Generator().manual_seed(0)
+    x = torch.randn(6, 3, 1, generator=gen, dtype=torch.float64)
+    for t in range(6):
+        learner.step(x[t, :2], x[t, :2])
+    learner.reset()
+    fresh = mp.OnlineLearner(net, torch.optim.SGD(net.parameters(), lr=0.0))
+    for t in range(6):
+        assert learner.step(x[t], x[t]) == fresh.step(x[t], x[t])
+    assert torch.equal(learner.sensitivities, fresh.sensitivities)

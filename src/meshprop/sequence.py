@@ -302,7 +302,10 @@ class OnlineLearner:
         the optimizer are kept)."""
         self._h, self._Z = None, None
         if self._stepper is not None:
-            self._stepper.reset()
+            if self._count:  # keep the accumulated edge gradient: same buffers, same batch
+                self._stepper.reset()
+            else:  # rebuilt at the next element, which may bring another batch size
+                self._stepper = None
         self._window.clear()
 
     def step(
