@@ -79,13 +79,23 @@ def test_reproduce_online_tiny(tmp_path) -> None:
     ) == 0  # fmt: skip
     results = json.loads((out / "results.json").read_text())
     assert [(r["delay"], r["method"]) for r in results] == [(2, "fop"), (2, "tbptt")]
-    assert "| 2 | 100 |" in (out / "table.md").read_text()
+    assert "| 2 | " in (out / "table.md").read_text()
+    assert "(100 ticks, " in (out / "table.md").read_text()
     assert (out / "accuracy_vs_delay.png").exists()
 
 
 def test_bench_online_throughput_rows() -> None:
-    rows = bench_online.throughput(hidden=(3,), ticks=20)
+    rows = bench_online.throughput(hidden=(3,), ticks=20, rounds=2)
+    assert [r["method"] for r in rows] == ["fop", "prototype"]
     assert rows[0]["hidden"] == 3 and rows[0]["neurons"] == 6 and rows[0]["ticks_per_second"] > 0
+
+
+def test_bench_online_fop_peak_does_not_grow_from_1e3_to_1e4_ticks() -> None:
+    """Online FOP keeps nothing per element: 9,000 more elements add less than 256 KiB to the
+    resident high-water mark (a leak of ≥ 30 bytes per element would exceed it)."""
+    rows = bench_online.stream_peak(lengths=(1000, 10000), methods=("fop",), hidden=4)
+    peak = {r["length"]: r["peak_bytes"] for r in rows}
+    assert peak[10000] <= peak[1000] + 256 * 1024, peak
 
 
 def test_bench_online_memory_bptt_grows_fop_does_not() -> None:

@@ -1,15 +1,22 @@
 """The ``online`` benchmark workload: streams through a MeshNet (issue 10).
 
-- :func:`throughput`: ticks per second of online FOP (RTRL, ``mp.OnlineLearner``, Adam stepped at
-  every element) on the delayed-recall network (1 input, bias, H tanh hidden, 1 tanh output,
-  fully connected, 1 tick per element, float32) against H.
+- :func:`throughput`: ticks per second of online FOP (RTRL, ``mp.OnlineLearner``'s lean path,
+  fused torch Adam stepped at every element, denormals flushed) on the delayed-recall network
+  (1 input, bias, H tanh hidden, 1 tanh output, fully connected, 1 tick per element, float32,
+  one thread) against H, timed in interleaved rounds beside :func:`prototype_rtrl`, a plain
+  hand-written RTRL like the one issue 10 measured (8,100 ticks/s at H = 32), so that the two
+  share the machine's load.
 - :func:`stream_peak`: peak extra resident memory against the stream length L for online FOP (a
-  stream of L elements through the learner: flat in L) and full BPTT (``sequence_gradient`` over
-  one sequence of L elements: the trajectory grows with L), each measured in a fresh process::
+  stream of L elements through the learner, its input drawn chunk by chunk: flat in L) and full
+  BPTT (``sequence_gradient`` over one sequence of L elements: the stored trajectory grows with
+  L; lengths above ``bptt_max`` are skipped), each (method, L) in a fresh process::
 
       python -m meshprop.bench.online METHOD LENGTH HIDDEN
 
-  prints ``{"peak_bytes": ...}`` (VmHWM − VmRSS before the run, after a warm-up; Linux only).
+  prints ``{"peak_bytes": ...}``: VmHWM − VmRSS, the resident set's high-water mark (reset by
+  /proc/self/clear_refs after a 50-element warm-up) minus the resident set before the run, with
+  glibc told to mmap every block above 128 KiB so that torch's CPU allocations show (tracemalloc
+  does not see them).  Linux only.
 """
 
 from __future__ import annotations
@@ -20,20 +27,29 @@ import os
 import subprocess
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import torch
 
 from ..mesh import MeshNet
-from ..sequence import OnlineLearner, sequence_gradient
+from ..sequence import OnlineLearner, fast_adam, flush_denormals, sequence_gradient
 from ..threads import thread_policy
 from ..topology import Topology
 
-__all__ = ["DEFAULT_HIDDEN", "DEFAULT_LENGTHS", "stream_peak", "throughput"]
+__all__ = [
+    "DEFAULT_HIDDEN",
+    "DEFAULT_LENGTHS",
+    "prototype_rtrl",
+    "stream_peak",
+    "throughput",
+]
 
 DEFAULT_HIDDEN = (8, 16, 32, 64)
 DEFAULT_LENGTHS = (10**3, 10**4, 10**5, 10**6)
+#: full BPTT stores the whole trajectory: longer streams are not run by default
+BPTT_MAX_LENGTH = 10**5
+_CHUNK = 1_000  # online FOP draws its input stream chunk by chunk
 _SOURCE = str(Path(__file__).resolve().parents[2])
 
 
@@ -47,34 +63,112 @@ def _bits(n: int) -> torch.Tensor:
     return (torch.randint(0, 2, (n, 1, 1), generator=gen) * 2 - 1).float()
 
 
+def prototype_rtrl(hidden: int, delay: int = 10) -> Callable[[torch.Tensor, int], None]:
+    """A plain hand-written RTRL step (the kind issue 10's prototype measured): Z[i, j, o] of
+    a full mesh, einsum for Z A_f, a fresh tensor per operation, torch Adam at every element.
+    Returns step(bits, t) for the delayed-recall stream ``bits`` (L, 1, 1)."""
+    N, F, C = hidden + 3, hidden + 1, 2
+    gen = torch.Generator().manual_seed(0)
+    A = torch.nn.Parameter((torch.rand(N, F, generator=gen) * 2 - 1) / N**0.5)
+    optimizer = torch.optim.Adam([A], lr=3e-4)
+    diagonal = torch.arange(F)
+    h, Z = torch.zeros(F), torch.zeros(N, F, F)
+
+    def step(bits: torch.Tensor, t: int) -> None:
+        nonlocal h, Z
+        W = A.detach()
+        S = torch.cat([bits[t, 0], torch.ones(1), h])
+        h = torch.tanh(S @ W)
+        Z = torch.einsum("ijk,kl->ijl", Z, W[C:])
+        Z[:, diagonal, diagonal] += S[:, None]
+        Z = Z * (1 - h * h)
+        if t >= delay:
+            A.grad = (Z[:, :, -1] * (2 * (h[-1] - bits[t - delay, 0, 0]))).clone()
+            optimizer.step()
+            optimizer.zero_grad()
+
+    return step
+
+
+def _lean_step(learner: OnlineLearner, delay: int) -> Callable[[torch.Tensor, int], None]:
+    def step(bits: torch.Tensor, t: int) -> None:
+        learner.step(bits[t], bits[t - delay])
+
+    return step
+
+
 def throughput(
-    hidden: Sequence[int] = DEFAULT_HIDDEN, ticks: int = 2000, threads: int = 1
+    hidden: Sequence[int] = DEFAULT_HIDDEN,
+    ticks: int = 2000,
+    threads: int = 1,
+    rounds: int = 5,
+    prototype: bool = True,
 ) -> list[dict]:
-    """Rows {workload, method, hidden, neurons, edges, ticks, ticks_per_second}."""
+    """Rows {workload, method, hidden, neurons, edges, ticks, ticks_per_second}: online FOP
+    ("fop") and, with ``prototype``, :func:`prototype_rtrl` ("prototype"), ``rounds`` rounds
+    of ``ticks`` elements each, interleaved; ticks/s of the whole."""
     rows = []
-    with thread_policy(threads):
+    delay = 10
+    with thread_policy(threads), flush_denormals():
         for H in hidden:
             net = _net(H)
-            learner = OnlineLearner(net, torch.optim.Adam(net.parameters(), lr=3e-4))
-            x = _bits(ticks + 100)
-            for t in range(100):  # warm-up
-                learner.step(x[t], x[t])
-            start = time.perf_counter()
-            for t in range(100, ticks + 100):
-                learner.step(x[t], x[t - 10])
-            elapsed = time.perf_counter() - start
-            rows.append(
-                {
-                    "workload": "online",
-                    "method": "fop",
-                    "hidden": H,
-                    "neurons": net.topology.n_neurons,
-                    "edges": net.topology.n_edges,
-                    "ticks": ticks,
-                    "ticks_per_second": ticks / elapsed,
-                }
-            )
+            learner = OnlineLearner(net, fast_adam(net.parameters(), lr=3e-4))
+            x = _bits(rounds * ticks + delay + 100)
+
+            steps = {"fop": _lean_step(learner, delay)}
+            if prototype:
+                steps["prototype"] = prototype_rtrl(H, delay)
+            elapsed = dict.fromkeys(steps, 0.0)
+            for step in steps.values():  # warm-up
+                for t in range(delay, delay + 100):
+                    step(x, t)
+            for r in range(rounds):
+                begin = delay + 100 + r * ticks
+                for name, step in steps.items():
+                    start = time.perf_counter()
+                    for t in range(begin, begin + ticks):
+                        step(x, t)
+                    elapsed[name] += time.perf_counter() - start
+            parts = _breakdown(learner, x, ticks)
+            for name in steps:
+                rows.append(
+                    {
+                        "workload": "online",
+                        "method": name,
+                        "hidden": H,
+                        "neurons": net.topology.n_neurons,
+                        "edges": net.topology.n_edges,
+                        "ticks": rounds * ticks,
+                        "ticks_per_second": rounds * ticks / elapsed[name],
+                        **(parts if name == "fop" else {}),
+                    }
+                )
     return rows
+
+
+def _mean_us(fn: Callable[[], object], n: int) -> float:
+    start = time.perf_counter()
+    for _ in range(n):
+        fn()
+    return (time.perf_counter() - start) / n * 1e6
+
+
+def _breakdown(learner: OnlineLearner, x: torch.Tensor, n: int) -> dict[str, float]:
+    """What bounds a lean step (µs each, mean of n): the (F×F)·(F×P) sensitivity product alone
+    (the RTRL work, P·F² multiply-adds per tick, O(F⁴) on a full mesh), the whole
+    forward-and-sensitivity part of the step (``RTRLStepper.advance``), and
+    ``optimizer.step()`` alone."""
+    stepper = learner._stepper
+    if stepper is None:
+        return {}
+    matrix, Mt, out = stepper.bank.matrix, stepper.Mt_matrix, stepper.spare.matrix
+    if matrix is None or out is None:  # B > 1: no single product to time
+        return {}
+    return {
+        "us_sensitivity_product": _mean_us(lambda: torch.mm(Mt, matrix, out=out), n),
+        "us_advance": _mean_us(lambda: stepper.advance(x[0]), n),
+        "us_optimizer_step": _mean_us(learner.optimizer.step, n),
+    }
 
 
 def _status(key: str) -> int:
@@ -87,12 +181,18 @@ def _status(key: str) -> int:
 
 def _run(method: str, length: int, hidden: int) -> None:
     net = _net(hidden)
-    x = _bits(length)
     if method == "fop":
-        learner = OnlineLearner(net, torch.optim.Adam(net.parameters(), lr=3e-4))
-        for t in range(length):
-            learner.step(x[t], x[t - 1] if t else x[t])
+        learner = OnlineLearner(net, fast_adam(net.parameters(), lr=3e-4))
+        gen = torch.Generator().manual_seed(0)
+        previous = torch.zeros(1, 1)
+        for start in range(0, length, _CHUNK):  # the input drawn chunk by chunk: flat in L
+            n = min(_CHUNK, length - start)
+            x = (torch.randint(0, 2, (n, 1, 1), generator=gen) * 2 - 1).float()
+            for t in range(n):
+                learner.step(x[t], previous)
+                previous = x[t]
     elif method == "bptt":
+        x = _bits(length)
         target = torch.roll(x, 1, dims=0)
         sequence_gradient(net, x, target, method="bptt")
     else:
@@ -115,15 +215,20 @@ def stream_peak(
     methods: Sequence[str] = ("fop", "bptt"),
     hidden: int = 32,
     timeout: float = 3600,
+    bptt_max: int = BPTT_MAX_LENGTH,
 ) -> list[dict]:
-    """Rows {workload, method, hidden, length, peak_bytes}, one fresh process each."""
+    """Rows {workload, method, hidden, length, peak_bytes, seconds}, one fresh process each,
+    the methods side by side at each length (full BPTT up to ``bptt_max`` elements)."""
     if not os.path.exists("/proc/self/clear_refs"):
         raise OSError("peak memory needs Linux /proc/self/clear_refs")
     path = os.pathsep.join(p for p in (_SOURCE, os.environ.get("PYTHONPATH")) if p)
     env = {**os.environ, "MALLOC_MMAP_THRESHOLD_": "131072", "PYTHONPATH": path}
     rows = []
-    for method in methods:
-        for length in lengths:
+    for length in lengths:
+        for method in methods:
+            if method == "bptt" and length > bptt_max:
+                continue
+            began = time.perf_counter()
             command = [sys.executable, "-m", "meshprop.bench.online", method, str(length)]
             result = subprocess.run(
                 [*command, str(hidden)],
@@ -143,6 +248,7 @@ def stream_peak(
                     "hidden": hidden,
                     "length": length,
                     "peak_bytes": peak,
+                    "seconds": time.perf_counter() - began,
                 }
             )
     return rows
@@ -153,7 +259,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if len(args) != 3:
         print("usage: python -m meshprop.bench.online METHOD LENGTH HIDDEN", file=sys.stderr)
         return 2
-    with thread_policy(1):
+    with thread_policy(1), flush_denormals():
         peak = peak_here(args[0], int(args[1]), int(args[2]))
     print(json.dumps({"peak_bytes": peak}))
     return 0

@@ -31,14 +31,24 @@ from pathlib import Path
 import torch
 
 from ..mesh import MeshNet
-from ..sequence import OnlineLearner, sequence_gradient
+from ..sequence import OnlineLearner, fast_adam, flush_denormals, sequence_gradient
 from ..threads import DEFAULT_THREADS, thread_policy
 from ..topology import Topology
 from .options import add_threads_option
 
-__all__ = ["OnlineResult", "Stream", "default_train_ticks", "register", "run_online"]
+__all__ = [
+    "OnlineResult",
+    "Stream",
+    "build_net",
+    "default_train_ticks",
+    "flush_denormals",
+    "register",
+    "run_online",
+]
 
 TASKS = ("delayed-recall", "mackey-glass")
+DEFAULT_LR = 3e-4
+DEFAULT_INIT_SCALE = math.sqrt(3.0)
 METHODS = ("fop", "tbptt", "bptt")
 
 
@@ -66,7 +76,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--test-ticks", type=int, default=5000, help="held-out stream length")
     p.add_argument("--sequence-length", type=int, help="bptt: sequence length (default 4·D)")
     p.add_argument("--hidden", type=int, default=32, help="hidden neurons")
-    p.add_argument("--lr", type=float, default=3e-4, help="Adam learning rate")
+    p.add_argument("--lr", type=float, default=DEFAULT_LR, help="Adam learning rate")
+    p.add_argument(
+        "--init-scale",
+        type=float,
+        default=DEFAULT_INIT_SCALE,
+        help="multiplies MeshNet's uniform ±1/√fan-in initial weights (√3: unit variance "
+        "per fan-in, recurrent spectral radius ≈ 1)",
+    )
     p.add_argument("--seed", type=int, default=0, help="seed of data and weights")
     p.add_argument("--log-every", type=int, default=500, help="learning-curve resolution")
     p.add_argument("--dtype", choices=("float32", "float64"), default="float32")
@@ -132,9 +149,16 @@ def make_stream(args: argparse.Namespace, train_ticks: int) -> Stream:
     return Stream(name, False, x, y, m, whole_x, whole_y, test.view(-1, 1))
 
 
-def build_net(hidden: int, seed: int, dtype: torch.dtype) -> MeshNet:
+def build_net(
+    hidden: int, seed: int, dtype: torch.dtype, init_scale: float = DEFAULT_INIT_SCALE
+) -> MeshNet:
+    """1 input, bias, ``hidden`` tanh, 1 tanh output, fully connected (self-loops and output
+    feedback included), 1 tick per element; MeshNet's initial weights times ``init_scale``."""
     topo = Topology.random(1, hidden, 1, density=1.0, bias=True, seed=seed)
-    return MeshNet(topo, ticks=1, activation="tanh", dtype=dtype, seed=seed)
+    net = MeshNet(topo, ticks=1, activation="tanh", dtype=dtype, seed=seed)
+    with torch.no_grad():
+        net.A.mul_(init_scale)
+    return net
 
 
 def evaluate(net: MeshNet, stream: Stream) -> dict[str, float]:
@@ -164,8 +188,8 @@ def run_online(args: argparse.Namespace, progress: bool = True) -> OnlineResult:
     train_ticks = args.train_ticks or default_train_ticks(args.task, args.delay)
     dtype = getattr(torch, args.dtype)
     stream = make_stream(args, train_ticks)
-    net = build_net(args.hidden, args.seed, dtype)
-    optimizer = torch.optim.Adam(net.parameters(), lr=args.lr)
+    net = build_net(args.hidden, args.seed, dtype, args.init_scale)
+    optimizer = fast_adam(net.parameters(), args.lr)
     curve: list[dict] = []
     from tqdm import tqdm
 
@@ -178,7 +202,7 @@ def run_online(args: argparse.Namespace, progress: bool = True) -> OnlineResult:
         if window_n:
             point = {"tick": t, "loss": window_loss / window_n}
             if stream.classification:
-                point["accuracy"] = window_hits / window_n
+                point["accuracy"] = float(window_hits) / window_n
             curve.append(point)
             bar.set_postfix(loss=f"{point['loss']:.3f}")
         window_loss, window_hits, window_n = 0.0, 0, 0
@@ -186,17 +210,23 @@ def run_online(args: argparse.Namespace, progress: bool = True) -> OnlineResult:
     x, y, m = stream.x_train.to(dtype), stream.y_train.to(dtype), stream.m_train
     if args.method in ("fop", "tbptt"):
         learner = OnlineLearner(net, optimizer, method=args.method, truncation=args.truncation)
+        masked = m[:, 0].tolist()
+        skip = torch.zeros(1, dtype=torch.bool)  # the mask of an element without a target
+        log_every, shown = args.log_every, 0
         for t in range(train_ticks):
-            value = learner.step(x[t], y[t], m[t])
-            if bool(m[t, 0]):
+            if masked[t]:
+                value = learner.step(x[t], y[t])
                 window_loss += value
                 window_n += 1
-                if stream.classification and learner.state is not None:
-                    out = learner.state[0, -1]
-                    window_hits += int(bool(torch.sign(out) == y[t, 0, 0]))
-            if (t + 1) % args.log_every == 0:
+                # ±1 targets, one output: sign(y) = target ⇔ (y − target)² < 1
+                window_hits += value < 1.0
+            else:
+                learner.step(x[t], y[t], skip)
+            if (t + 1) % log_every == 0:
                 record(t + 1)
-            bar.update(1)
+                bar.update(t + 1 - shown)
+                shown = t + 1
+        bar.update(train_ticks - shown)
     else:  # offline full BPTT on independent sequences
         S = args.sequence_length
         done = 0
@@ -254,6 +284,8 @@ def check_args(args: argparse.Namespace) -> None:
         raise ValueError(f"--test-ticks must exceed --delay ({args.delay}), got {args.test_ticks}")
     if not (math.isfinite(args.lr) and args.lr > 0):
         raise ValueError(f"--lr must be a positive number, got {args.lr}")
+    if not (math.isfinite(args.init_scale) and args.init_scale > 0):
+        raise ValueError(f"--init-scale must be a positive number, got {args.init_scale}")
     if args.method == "tbptt":
         if args.truncation is None:
             args.truncation = max(1, args.delay // 2) if args.task == "delayed-recall" else 10
@@ -301,7 +333,7 @@ def _handle(args: argparse.Namespace) -> int:
     check_args(args)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    with thread_policy(args.threads):
+    with thread_policy(args.threads), flush_denormals():
         result = run_online(args, progress=not args.no_progress)
     (out / "metrics.json").write_text(json.dumps(result.metrics, indent=2) + "\n")
     (out / "curve.json").write_text(json.dumps(result.curve) + "\n")
