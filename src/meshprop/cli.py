@@ -14,6 +14,8 @@ import sys
 from collections.abc import Sequence
 from importlib.metadata import PackageNotFoundError, version
 
+from .commands.checks import check_outputs
+
 __all__ = ["COMMAND_MODULES", "build_parser", "main"]
 
 #: modules of ``meshprop.commands`` that provide subcommands, in help order.
@@ -58,6 +60,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.print_help()
         return 1
     try:
+        check_outputs(args)  # every output path, before the command does any work
         return int(args.handler(args) or 0)
     except (ValueError, TypeError, FileNotFoundError, MemoryError) as error:
         if args.debug:

@@ -29,6 +29,7 @@ from ..bench.report import machine_record
 from ..bench.workloads import STREAM_WORKLOADS
 from ..engines import ENGINES
 from ..threads import thread_policy
+from .checks import declare_outputs
 from .options import add_threads_option
 
 __all__ = ["register", "run"]
@@ -97,6 +98,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--json", action="store_true", help="print JSON rows instead of a table")
     p.add_argument("--output", default=None, metavar="PATH", help="also write the JSON rows here")
     p.set_defaults(handler=run)
+    declare_outputs(p, output="file")
 
 
 def run(args: argparse.Namespace) -> int:

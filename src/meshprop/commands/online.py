@@ -34,6 +34,7 @@ from ..mesh import MeshNet
 from ..sequence import OnlineLearner, sequence_gradient
 from ..threads import DEFAULT_THREADS, thread_policy
 from ..topology import Topology
+from .checks import declare_outputs
 from .options import add_threads_option
 
 __all__ = ["OnlineResult", "Stream", "default_train_ticks", "register", "run_online"]
@@ -74,6 +75,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--out", required=True, metavar="DIR", help="output folder")
     add_threads_option(p, DEFAULT_THREADS)
     p.set_defaults(handler=_handle)
+    declare_outputs(p, out="dir")
 
 
 @dataclass

@@ -11,6 +11,7 @@ import time
 from pathlib import Path
 
 from ..threads import DEFAULT_THREADS, thread_policy
+from .checks import declare_outputs
 from .online import check_args, default_train_ticks, run_online
 from .options import add_threads_option
 
@@ -34,6 +35,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--out", default="runs/reproduce-online", metavar="DIR")
     add_threads_option(p, DEFAULT_THREADS)
     p.set_defaults(handler=handle)
+    declare_outputs(p, out="dir")
 
 
 def study_args(delay: int, method: str, seed: int, train_ticks: int | None) -> argparse.Namespace:

@@ -12,6 +12,7 @@ from ..data import load_csv
 from ..reporting import Reporter
 from ..runs.artefacts import read_checkpoint
 from ..runs.evaluation import predict_rows
+from .checks import declare_outputs
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -36,6 +37,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="where to write the predictions (default: -, standard output)",
     )
     p.set_defaults(handler=handle)
+    declare_outputs(p, out="file")
 
 
 def _write(handle: TextIO, header: list[str], rows: list[list[Any]]) -> None:

@@ -24,6 +24,7 @@ from ..reporting import Reporter, format_table
 from ..runs import RunConfig, run
 from ..threads import DEFAULT_THREADS, thread_policy
 from . import online_study, reproduce_structure
+from .checks import declare_outputs
 from .options import add_threads_option
 from .reproduce_fashion import add_parser as add_fashion_parser
 from .reproduce_mnist1d import add_parser as add_mnist1d_parser
@@ -65,6 +66,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     add_threads_option(toys, DEFAULT_THREADS)
     toys.set_defaults(handler=handle_toys)
+    declare_outputs(toys, out="dir")
     iris = sub.add_parser(
         "iris",
         help="the Iris protocol over several seeds, FOP against a second engine",
@@ -89,6 +91,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     add_threads_option(iris, DEFAULT_THREADS)
     iris.set_defaults(handler=handle_iris)
+    declare_outputs(iris, out="dir")
     reproduce_structure.register(sub)
     add_fashion_parser(sub)
     add_mnist1d_parser(sub)

@@ -16,6 +16,7 @@ from pathlib import Path
 
 from ..reporting import Reporter
 from ..threads import DEFAULT_THREADS, thread_policy
+from .checks import declare_outputs
 from .options import add_threads_option
 
 
@@ -78,6 +79,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     )
     add_threads_option(p, DEFAULT_THREADS)
     p.set_defaults(handler=handle)
+    declare_outputs(p, out="dir")
 
 
 def handle(args: argparse.Namespace) -> int:

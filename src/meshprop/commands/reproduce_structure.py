@@ -19,6 +19,7 @@ from ..reporting import Reporter
 from ..runs import RunConfig, run
 from ..structure import STRUCTURES
 from ..threads import DEFAULT_THREADS, thread_policy
+from .checks import declare_outputs
 from .options import add_threads_option
 
 __all__ = ["DENSITIES", "FASHION_FEATURES", "register", "structure_config"]
@@ -80,6 +81,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     add_threads_option(p, DEFAULT_THREADS)
     p.set_defaults(handler=handle)
+    declare_outputs(p, out="dir")
 
 
 def structure_config(

@@ -31,6 +31,7 @@ from ..mesh import MeshNet
 from ..threads import thread_policy
 from ..topology import Topology
 from ..training import History, fit
+from .checks import declare_outputs
 
 __all__ = ["ar_baseline", "load_series", "register", "train_diagram"]
 
@@ -77,6 +78,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--out", required=True, metavar="DIR", help="output directory")
     p.set_defaults(handler=handle)
+    declare_outputs(p, out="dir")
 
 
 def load_series(path: str, column: str | None) -> np.ndarray:

@@ -14,6 +14,7 @@ from ..reporting import Reporter, format_table
 from ..runs import describe_model, run, summary_rows, write_run
 from ..runs.logs import EpochLog, describe_provenance, provenance
 from ..threads import DEFAULT_THREADS, thread_policy
+from .checks import declare_outputs
 from .options import add_config_options, add_threads_option, resolve_config
 
 
@@ -48,6 +49,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     add_threads_option(out, DEFAULT_THREADS)
     p.set_defaults(handler=handle)
+    declare_outputs(p, out="dir")
 
 
 def handle(args: argparse.Namespace) -> int:
