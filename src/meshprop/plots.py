@@ -133,12 +133,19 @@ def plot_structure(log: Sequence[dict], title: str = "") -> Figure:
     return fig
 
 
+#: above this many edges :func:`plot_topology` draws the weight matrix instead of the graph
+GRAPH_EDGES = 2000
+
+
 def plot_topology(net: MeshNet, title: str = "") -> Figure:
     """The network as a directed graph: edge colour = sign of the weight (red +, blue −),
-    width and opacity = |weight|; self-loops drawn as rings."""
+    width and opacity = |weight|; self-loops drawn as rings.  Above :data:`GRAPH_EDGES` edges
+    (a graph drawing would take minutes and gigabytes) the weight matrix, as an image."""
     import networkx as nx
 
     topo = net.topology
+    if topo.n_edges > GRAPH_EDGES:
+        return plot_weight_matrix(net, title)
     graph = topo.to_networkx(net.A)
     pos = _positions(net)
     weights = np.array([abs(d["weight"]) for _, _, d in graph.edges(data=True)])
@@ -186,6 +193,34 @@ def plot_topology(net: MeshNet, title: str = "") -> Figure:
     )
     ax.set_title(title or f"{topo!r}, |w| max {scale:.2f}", fontsize=10)
     ax.set_axis_off()
+    return fig
+
+
+def plot_weight_matrix(net: MeshNet, title: str = "", pixels: int = 600) -> Figure:
+    """The weight matrix A (row = source neuron, column = target) as an image, red for
+    positive and blue for negative weights; larger matrices are shown by the largest |weight|
+    of each block of ``ceil(N / pixels)`` neurons, so the figure stays small."""
+    A = net.dense_weights().detach().to("cpu", torch.float64)
+    N = A.shape[0]
+    step = max(1, -(-N // pixels))
+    if step > 1:
+        pad = (-N) % step
+        padded = torch.nn.functional.pad(A, (0, pad, 0, pad))
+        M = padded.shape[0] // step
+        blocks = padded.reshape(M, step, M, step).permute(0, 2, 1, 3).reshape(M, M, step * step)
+        pick = blocks.abs().argmax(dim=2, keepdim=True)
+        A = blocks.gather(2, pick).squeeze(2)
+    image = A.numpy()
+    scale = float(np.abs(image).max()) or 1.0
+    fig, ax = plt.subplots(figsize=(6.5, 5.5), layout="constrained")
+    shown = ax.imshow(image, cmap="RdBu_r", vmin=-scale, vmax=scale, interpolation="nearest")
+    fig.colorbar(shown, ax=ax, label="weight")
+    ax.set(xlabel="target neuron", ylabel="source neuron")
+    if step > 1:
+        ax.set(
+            xlabel=f"target neuron (blocks of {step})", ylabel=f"source neuron (blocks of {step})"
+        )
+    ax.set_title(title or f"{net.topology!r}", fontsize=10)
     return fig
 
 

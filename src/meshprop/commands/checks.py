@@ -11,14 +11,10 @@ from __future__ import annotations
 
 import argparse
 import os
-import shutil
 import tempfile
 from pathlib import Path
 
-from ..memory import format_bytes
-
 __all__ = [
-    "check_disk_space",
     "check_output_dir",
     "check_output_file",
     "check_outputs",
@@ -116,20 +112,3 @@ def check_output_file(path: str | Path, flag: str = "--out") -> Path | None:
         parent = ancestor
     _probe(parent, path, flag)
     return file
-
-
-def check_disk_space(path: str | Path, need: int, flag: str = "--out", what: str = "") -> None:
-    """A one-line ValueError when the file system holding ``path`` (or its nearest existing
-    ancestor) has less than ``need`` bytes free."""
-    where = Path(path)
-    if not where.exists():
-        where = _existing_ancestor(where)
-    try:
-        free = shutil.disk_usage(where).free
-    except OSError:
-        return  # no figure to compare with: the writes themselves will tell
-    if need > free:
-        raise ValueError(
-            f"{flag} {path}: {what or 'the outputs'} need about {format_bytes(need)} but only "
-            f"{format_bytes(free)} is free there"
-        )

@@ -12,7 +12,9 @@ from ..data import load_csv
 from ..reporting import Reporter
 from ..runs.artefacts import read_checkpoint
 from ..runs.evaluation import predict_rows
+from ..runs.fingerprint import FINGERPRINT_KEY, check_data
 from .checks import declare_outputs
+from .options import add_allow_changed_option
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -36,6 +38,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         metavar="FILE.csv",
         help="where to write the predictions (default: -, standard output)",
     )
+    add_allow_changed_option(p)
     p.set_defaults(handler=handle)
     declare_outputs(p, out="file")
 
@@ -49,6 +52,7 @@ def _write(handle: TextIO, header: list[str], rows: list[list[Any]]) -> None:
 def handle(args: argparse.Namespace) -> int:
     net, document = read_checkpoint(args.checkpoint)
     ds = load_csv(args.data, None, features=document["feature_names"])
+    check_data(document.get(FINGERPRINT_KEY), ds, args.allow_changed_data)
     header, rows = predict_rows(net, document, ds.X)
     if args.out == "-":
         _write(sys.stdout, header, rows)
