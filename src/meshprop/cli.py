@@ -9,9 +9,11 @@ and exit with status 2; ``--debug`` shows the traceback instead.
 from __future__ import annotations
 
 import argparse
+import re
 import importlib
 import sys
 from collections.abc import Sequence
+from typing import Any
 from importlib.metadata import PackageNotFoundError, version
 
 from .commands.checks import check_outputs
@@ -39,8 +41,38 @@ def meshprop_version() -> str:
         return "0+unknown (not installed)"
 
 
+class DefaultsOnceFormatter(argparse.HelpFormatter):
+    """Help that states every option's default exactly once: an option whose help does not
+    mention its default gets ``(default: VALUE)``; flags (``store_true``), options without a
+    default (None) and positional arguments get nothing."""
+
+    def _get_help_string(self, action: argparse.Action) -> str | None:
+        text = action.help or ""
+        default = action.default
+        if (
+            re.search(r"\bdefault[: ]", text)
+            or not action.option_strings
+            or action.nargs == 0
+            or default is None
+            or default is argparse.SUPPRESS
+            or isinstance(default, bool)
+        ):
+            return action.help
+        shown = " ".join(map(str, default)) if isinstance(default, list | tuple) else str(default)
+        return f"{text} (default: {shown.replace('%', '%%')})".strip()
+
+
+class MeshpropParser(argparse.ArgumentParser):
+    """An ``ArgumentParser`` whose help states each default once (:class:`DefaultsOnceFormatter`);
+    subcommand parsers are of this class too."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        kwargs.setdefault("formatter_class", DefaultsOnceFormatter)
+        super().__init__(*args, **kwargs)
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = MeshpropParser(
         prog="meshprop",
         description="Train mesh neural networks of any topology with exact forward-only (FOP) "
         "or reciprocal (BPTT) gradients.",

@@ -70,7 +70,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         choices=("auto", "all", "none"),
         default="auto",
         help="measure peak memory (a fresh process per engine and point): for the "
-        "paper and ticks workloads (auto, the default), every workload (all) or none",
+        "paper and ticks workloads (auto), every workload (all) or none (default: auto)",
     )
     p.add_argument(
         "--budget",
@@ -111,6 +111,10 @@ def run(args: argparse.Namespace) -> int:
             raise ValueError(f"unknown engine {name!r}; expected one of {tuple(ENGINES)}")
     if not args.budget > 0:
         raise ValueError(f"--budget must be > 0 seconds, got {args.budget}")
+    if not args.max_predicted > 0:
+        raise ValueError(f"--max-predicted must be > 0 seconds, got {args.max_predicted}")
+    if args.sizes is not None and min(args.sizes) < 1:
+        raise ValueError(f"--sizes must be >= 1 neurons each, got {min(args.sizes)}")
     with thread_policy(args.threads, "--threads") as threads:
         return _run(args, threads)
 

@@ -8,7 +8,7 @@ import json
 from ..reporting import Reporter, format_table
 from ..runs.artefacts import read_checkpoint
 from ..runs.config import ConfigError, check_data_source
-from ..runs.evaluation import SPLITS, prepare_eval_data, test_metrics
+from ..runs.evaluation import SPLITS, check_run_document, prepare_eval_data, test_metrics
 from ..runs.fingerprint import FINGERPRINT_KEY, check_data
 from .options import add_allow_changed_option, add_config_options, flag, typed_settings
 
@@ -55,6 +55,7 @@ def handle(args: argparse.Namespace) -> int:
     except ConfigError as error:
         raise ValueError(error.describe(flag)) from None
     net, document = read_checkpoint(args.checkpoint)
+    check_run_document(document, net, args.checkpoint)
     ds, X, y, scaler = prepare_eval_data(document, dataset, data, target, args.split)
     reporter = Reporter()
     check_data(document.get(FINGERPRINT_KEY), ds, args.allow_changed_data)

@@ -28,7 +28,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         metavar="CHECKPOINT",
         help="checkpoint directory (RUN/checkpoint) or its model.json",
     )
-    p.add_argument("--format", choices=FORMATS, default="onnx", help="the file format (onnx)")
+    p.add_argument("--format", choices=FORMATS, default="onnx", help="the file format")
     p.add_argument("--out", required=True, metavar="FILE", help="the model file to write")
     p.set_defaults(handler=handle)
     declare_outputs(p, out="file")

@@ -27,12 +27,18 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         description=__doc__,
     )
     p.add_argument("--delays", type=int, nargs="+", default=[5, 10, 20, 40], help="delays D")
-    p.add_argument("--methods", nargs="+", choices=STUDY_METHODS, default=list(STUDY_METHODS))
+    p.add_argument(
+        "--methods",
+        nargs="+",
+        choices=STUDY_METHODS,
+        default=list(STUDY_METHODS),
+        help="gradient methods",
+    )
     p.add_argument("--seeds", type=int, default=3, help="seeds per (D, method)")
     p.add_argument(
         "--train-ticks", type=int, help="training elements (default: the online command's, by D)"
     )
-    p.add_argument("--out", default="runs/reproduce-online", metavar="DIR")
+    p.add_argument("--out", default="runs/reproduce-online", metavar="DIR", help="output directory")
     add_threads_option(p, DEFAULT_THREADS)
     p.set_defaults(handler=handle)
     declare_outputs(p, out="dir")

@@ -11,7 +11,7 @@ from typing import Any, TextIO
 from ..data import load_csv
 from ..reporting import Reporter
 from ..runs.artefacts import read_checkpoint
-from ..runs.evaluation import predict_rows
+from ..runs.evaluation import check_run_document, predict_rows
 from ..runs.fingerprint import FINGERPRINT_KEY, check_data
 from .checks import declare_outputs
 from .options import add_allow_changed_option
@@ -51,6 +51,7 @@ def _write(handle: TextIO, header: list[str], rows: list[list[Any]]) -> None:
 
 def handle(args: argparse.Namespace) -> int:
     net, document = read_checkpoint(args.checkpoint)
+    check_run_document(document, net, args.checkpoint)
     ds = load_csv(args.data, None, features=document["feature_names"])
     check_data(document.get(FINGERPRINT_KEY), ds, args.allow_changed_data)
     header, rows = predict_rows(net, document, ds.X)

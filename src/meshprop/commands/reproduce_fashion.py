@@ -28,8 +28,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         "fashion-mnist",
         help="paper 001: Fashion-MNIST through CAE features, MNN vs MLP, trained by FOP",
         description="Fashion-MNIST images are coded into 32 values by a convolutional "
-        "autoencoder (trained once, cached); mnn-85 and mnn-80 (50 hidden, 2 ticks, 85 %% / "
-        "80 %% of the allowed edges removed, as the public experiments.py) and mlp-13, mlp-17 "
+        "autoencoder (trained once, cached); mnn-85 and mnn-80 (50 hidden, 2 ticks, 85 % / "
+        "80 % of the allowed edges removed, as the public experiments.py) and mlp-13, mlp-17 "
         f"(two hidden layers) are trained {PROTOCOL.epochs} epochs with Adam (lr "
         f"{PROTOCOL.lr}, batch {PROTOCOL.batch_size}) by --grad, one seed per run; run 0 of "
         "each is trained again by --compare and the largest weight difference reported.",

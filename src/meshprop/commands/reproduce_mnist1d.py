@@ -26,7 +26,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         "mnist1d",
         help="MNIST-1D: MNN and MLP by FOP against logistic regression, MLP, CNN, GRU",
         description="MNIST-1D (the mnist1d package's local generator): mnn-80, mnn-50 (50 "
-        "hidden, 2 ticks, 80 %% / 50 %% of the allowed edges removed) and mlp-16, mlp-32 "
+        "hidden, 2 ticks, 80 % / 50 % of the allowed edges removed) and mlp-16, mlp-32 "
         f"trained {PROTOCOL.epochs} epochs with Adam by --grad, one seed per run, and the "
         "published baselines (scikit-learn logistic regression and MLP, torch CNN and GRU) "
         "measured side by side.",
