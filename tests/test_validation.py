@@ -410,3 +410,13 @@ def test_every_help_states_each_default_once(path, parser):
             or action.nargs == 0
         )
         assert stated == 1 or not has_default, (path, flag, help_text)
+
+
+def test_decision_boundary_grid_is_coarser_for_a_large_mesh():
+    from meshprop import plots
+
+    small = mp.MeshNet(mp.Topology.mesh(2, 5, 2), ticks=3, seed=0)
+    large = mp.MeshNet(mp.Topology.mesh(2, 3000, 2), ticks=3, seed=0)
+    assert plots.grid_steps(small, 200) == 200
+    steps = plots.grid_steps(large, 200)
+    assert steps == 40 and steps**2 * 3005**2 * 3 < 5 * plots.GRID_BUDGET

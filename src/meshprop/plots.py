@@ -7,6 +7,7 @@ caller saves it, so output stays behind the commands' single ``Reporter``.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
@@ -224,6 +225,18 @@ def plot_weight_matrix(net: MeshNet, title: str = "", pixels: int = 600) -> Figu
     return fig
 
 
+#: multiply-adds one decision-boundary plot may spend on the grid's forward pass
+GRID_BUDGET = 2 * 10**10
+
+
+def grid_steps(net: MeshNet, steps: int) -> int:
+    """``steps`` per axis, fewer (down to 40) when ``steps²`` forward passes of ``net`` (one
+    N×N product per tick) would exceed :data:`GRID_BUDGET` multiply-adds."""
+    N = net.topology.n_neurons
+    fit = int(math.sqrt(GRID_BUDGET / max(1, N * N * net.ticks)))
+    return max(min(steps, fit), min(steps, 40))
+
+
 def _grid(X: np.ndarray, steps: int) -> tuple[np.ndarray, np.ndarray]:
     lo, hi = X.min(axis=0), X.max(axis=0)
     pad = 0.1 * (hi - lo) + 1e-9
@@ -286,10 +299,11 @@ def plot_decision_boundary(
     title: str = "",
     steps: int = 200,
 ) -> Figure:
-    """The class the network predicts over the (standardised) input plane, with the samples."""
+    """The class the network predicts over the (standardised) input plane, with the samples.
+    For a large mesh the grid is coarser (:func:`grid_steps`), so the plot takes seconds."""
     X, y = np.asarray(X), np.asarray(y)
     _check_2d(net, X)
-    xx, yy = _grid(X, steps)
+    xx, yy = _grid(X, grid_steps(net, steps))
     fig, ax = plt.subplots(figsize=(4.5, 4.5), layout="constrained")
     _draw_boundary(ax, net, X, y, xx, yy, net.topology.n_outputs)
     if title:
