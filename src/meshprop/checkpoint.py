@@ -184,7 +184,9 @@ def _read_weights(path: Path) -> dict[str, torch.Tensor]:
         raise ValueError(f"{path}: not a readable safetensors file ({_describe(error)})") from None
 
 
-def _topology(description: dict[str, Any], tensors: dict[str, torch.Tensor], where: Path):
+def _topology(
+    description: dict[str, Any], tensors: dict[str, torch.Tensor], where: Path
+) -> Topology:
     """A version-2 topology: sizes from the JSON, edges or mask from the safetensors file."""
     kind = description["edges"]
     if kind not in ("edges", "mask"):

@@ -2,19 +2,21 @@
 
 Each command module exposes ``register(subparsers)``, which adds its parser and sets
 ``handler=callable(args) -> int`` as a default.  Errors a user can fix (bad data, bad options:
-``ValueError`` and its kind, such as :class:`meshprop.runs.ConfigError`) are printed as one line
-and exit with status 2; ``--debug`` shows the traceback instead.
+``ValueError`` and its kind, such as :class:`meshprop.runs.ConfigError`; files that cannot be
+read or written, ``OSError``; the memory guard's ``MemoryError``) are printed as one line and
+exit with status 2; ``--debug`` shows the traceback instead.  Output paths declared by a command
+(:mod:`meshprop.commands.checks`) are checked before its handler runs.
 """
 
 from __future__ import annotations
 
 import argparse
-import re
 import importlib
+import re
 import sys
 from collections.abc import Sequence
-from typing import Any
 from importlib.metadata import PackageNotFoundError, version
+from typing import Any
 
 from .commands.checks import check_outputs
 
@@ -94,7 +96,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         check_outputs(args)  # every output path, before the command does any work
         return int(args.handler(args) or 0)
-    except (ValueError, TypeError, FileNotFoundError, MemoryError) as error:
+    except (ValueError, TypeError, OSError, MemoryError) as error:
         if args.debug:
             raise
         print(f"meshprop {args.command}: error: {error}", file=sys.stderr)

@@ -6,7 +6,7 @@ share these functions, so they compute exactly the same numbers."""
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeGuard
 
 import numpy as np
 import torch
@@ -53,7 +53,7 @@ def test_metrics(
     return {"test_mse": m["mse"], "test_r2": m["r2"]}
 
 
-def _strings(value: Any) -> bool:
+def _strings(value: Any) -> TypeGuard[list[str]]:
     return isinstance(value, list) and all(isinstance(v, str) for v in value)
 
 
