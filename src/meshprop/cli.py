@@ -18,7 +18,7 @@ from collections.abc import Sequence
 from importlib.metadata import PackageNotFoundError, version
 from typing import Any
 
-from .commands.checks import check_outputs
+from .commands.checks import check_arguments
 
 __all__ = ["COMMAND_MODULES", "build_parser", "main"]
 
@@ -94,7 +94,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.print_help()
         return 1
     try:
-        check_outputs(args)  # every output path, before the command does any work
+        check_arguments(args)  # ranges and output paths, before the command does any work
         return int(args.handler(args) or 0)
     except (ValueError, TypeError, OSError, MemoryError) as error:
         if args.debug:

@@ -1,24 +1,33 @@
-"""Checks of the paths a command will write, made before any work starts.
+"""Checks of a command's arguments made before any work starts: the paths it will write and
+the ranges of its numbers.
 
-A command declares its output options with :func:`declare_outputs` (``{"out": "dir"}``);
-``meshprop``'s entry point (:func:`meshprop.cli.main`) calls :func:`check_outputs` before the
+A command declares its output options with :func:`declare_outputs` (``{"out": "dir"}``) and
+the ranges of numeric options with :func:`declare_ranges` (``{"epochs": ">= 1"}``);
+``meshprop``'s entry point (:func:`meshprop.cli.main`) calls :func:`check_arguments` before the
 command's handler, so an ``--out`` that names an existing file, a path under a file, or a
-place that cannot be written is one line and status 2 before anything is loaded or trained.
-Nothing is created by the check (a probe file is written and removed at once).
+place that cannot be written, or ``--epochs 0``, is one line naming the flag and status 2
+before anything is loaded or trained.  Nothing is created by the check (a probe file is
+written and removed at once).
 """
 
 from __future__ import annotations
 
 import argparse
+import math
 import os
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 
 __all__ = [
+    "RANGES",
+    "check_arguments",
     "check_output_dir",
     "check_output_file",
     "check_outputs",
+    "check_ranges",
     "declare_outputs",
+    "declare_ranges",
 ]
 
 #: the kinds of output paths: a folder the command fills, or one file
@@ -32,6 +41,41 @@ def declare_outputs(parser: argparse.ArgumentParser, **kinds: str) -> None:
         if kind not in KINDS:
             raise ValueError(f"output kind of {dest!r} must be one of {KINDS}, got {kind!r}")
     parser.set_defaults(output_paths=dict(kinds))
+
+
+#: the ranges :func:`declare_ranges` knows, as the error states them
+RANGES: dict[str, Callable[[float], bool]] = {
+    ">= 0": lambda v: v >= 0,
+    ">= 1": lambda v: v >= 1,
+    ">= 2": lambda v: v >= 2,
+    "> 0": lambda v: v > 0,
+    "in (0, 1)": lambda v: 0 < v < 1,
+    "in (0, 1]": lambda v: 0 < v <= 1,
+}
+
+
+def declare_ranges(parser: argparse.ArgumentParser, **ranges: str) -> None:
+    """Mark numeric options (by ``dest``) with a range of :data:`RANGES`, checked by
+    :func:`check_ranges` before the handler runs (every element of a list option)."""
+    for dest, rule in ranges.items():
+        if rule not in RANGES:
+            raise ValueError(f"range of {dest!r} must be one of {tuple(RANGES)}, got {rule!r}")
+    parser.set_defaults(value_ranges=dict(ranges))
+
+
+def check_ranges(args: argparse.Namespace) -> None:
+    """A one-line ValueError naming the flag for a value outside its declared range."""
+    for dest, rule in (getattr(args, "value_ranges", None) or {}).items():
+        value = getattr(args, dest, None)
+        for v in value if isinstance(value, list | tuple) else [value]:
+            if v is not None and not (math.isfinite(v) and RANGES[rule](v)):
+                raise ValueError(f"{_flag(dest)} must be {rule}, got {v}")
+
+
+def check_arguments(args: argparse.Namespace) -> None:
+    """Everything declared for the command: ranges first, then the output paths."""
+    check_ranges(args)
+    check_outputs(args)
 
 
 def _flag(dest: str) -> str:

@@ -11,7 +11,7 @@ import time
 from pathlib import Path
 
 from ..threads import DEFAULT_THREADS, thread_policy
-from .checks import declare_outputs
+from .checks import declare_outputs, declare_ranges
 from .online import check_args, default_train_ticks, run_online
 from .options import add_threads_option
 
@@ -42,6 +42,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     add_threads_option(p, DEFAULT_THREADS)
     p.set_defaults(handler=handle)
     declare_outputs(p, out="dir")
+    declare_ranges(p, delays=">= 1", seeds=">= 1", train_ticks=">= 1")
 
 
 def study_args(delay: int, method: str, seed: int, train_ticks: int | None) -> argparse.Namespace:

@@ -16,7 +16,7 @@ from pathlib import Path
 
 from ..reporting import Reporter
 from ..threads import DEFAULT_THREADS, thread_policy
-from .checks import declare_outputs
+from .checks import declare_outputs, declare_ranges
 from .options import add_threads_option
 
 
@@ -80,6 +80,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     add_threads_option(p, DEFAULT_THREADS)
     p.set_defaults(handler=handle)
     declare_outputs(p, out="dir")
+    declare_ranges(p, runs=">= 1", epochs=">= 1", cae_epochs=">= 1", cae_subset=">= 1")
 
 
 def handle(args: argparse.Namespace) -> int:
