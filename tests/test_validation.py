@@ -441,3 +441,27 @@ def test_the_train_summary_in_the_docs_is_what_the_command_prints(capsys, in_tmp
     code, out, _ = run_cli(capsys, "train", "--epochs", "1", "--no-progress", "--out", "r")
     assert code == 0
     assert _labels(block) == _labels(out.splitlines())
+
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_docs_name_every_registered_engine():
+    from meshprop.engines import ENGINES
+
+    for page in ("layered.md", "model.md"):
+        text = (ROOT / "docs" / page).read_text()
+        missing = [name for name in ENGINES if f"{name}" not in text]
+        assert not missing, (page, missing)
+    assert "four mesh engines" not in (ROOT / "docs" / "layered.md").read_text()
+
+
+def test_doc_links_stay_inside_the_repository():
+    pages = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
+    for page in pages:
+        for target in re.findall(r"\]\(([^)#\s]+)", page.read_text()):
+            if re.match(r"[a-z]+:", target):  # https:, mailto:
+                continue
+            path = (page.parent / target).resolve()
+            assert path.is_relative_to(ROOT) and path.exists(), (page.name, target)
+        assert "../shared/" not in page.read_text(), page.name
