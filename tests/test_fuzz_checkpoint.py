@@ -30,6 +30,7 @@ _CORRUPTIONS = [
     "wrong_type",
     "empty_dir",
     "bad_dtype",
+    "bad_topology_tensor",
 ]
 
 
@@ -45,6 +46,18 @@ def _corrupt(directory: Path, kind: str, data: st.DataObject) -> None:
     elif kind == "truncate_weights":
         raw = weights.read_bytes()
         weights.write_bytes(raw[: data.draw(st.integers(0, len(raw) - 1))])
+    elif kind == "bad_topology_tensor":  # the edges (or mask) stored beside A
+        from safetensors.torch import load_file, save_file
+
+        tensors = load_file(str(weights))
+        name = "edges" if "edges" in tensors else "mask"
+        rows, cols = data.draw(st.integers(0, 5)), data.draw(st.integers(0, 3))
+        dtype = data.draw(st.sampled_from([torch.int32, torch.int64, torch.bool, torch.float32]))
+        values = torch.tensor(
+            data.draw(st.lists(st.integers(-3, 40), min_size=rows * cols, max_size=rows * cols))
+        )
+        tensors[name] = values.reshape(rows, cols).to(dtype)
+        save_file(tensors, str(weights))
     elif kind == "empty_dir":
         config.unlink()
         weights.unlink()

@@ -2,10 +2,16 @@
 
 A checkpoint is a directory (or the path of its ``model.json``) holding
 
-- ``model.safetensors``: the adjacency matrix ``A`` (N×N, zero outside the mask);
-- ``model.json``: ``{"format": "meshprop-checkpoint", "version": 1, "topology": ...,
-  "model": {ticks, activation, output_activation, grad, dtype}, ...extra}``, where ``extra``
-  is whatever the caller stores (the training configuration, the standardisation statistics).
+- ``model.safetensors``: the adjacency matrix ``A`` (N×N, zero outside the mask) and the
+  topology's edges, compactly: ``edges`` ((P, 2) int32 source/target pairs, row-major) or,
+  when smaller, ``mask`` (the N×N boolean mask);
+- ``model.json``: ``{"format": "meshprop-checkpoint", "version": 2, "topology": {n_inputs,
+  n_hidden, n_outputs, bias, layer_sizes, "edges": "edges" | "mask"}, "model": {ticks,
+  activation, output_activation, grad, dtype}, ...extra}``, where ``extra`` is whatever the
+  caller stores (the training configuration, the standardisation statistics).
+
+Version 1 (the edges as a JSON list of pairs, which took minutes and gigabytes for a mesh of
+thousands of neurons) is still read.
 
 :func:`load_checkpoint` rebuilds the identical model: same topology, same activations, same
 weights bit for bit.
@@ -27,7 +33,9 @@ from .topology import Topology
 __all__ = ["load_checkpoint", "save_checkpoint"]
 
 FORMAT = "meshprop-checkpoint"
-VERSION = 1
+VERSION = 2
+#: versions :func:`load_checkpoint` reads (1: the edges as a JSON list in model.json)
+READABLE = (1, 2)
 WEIGHTS = "model.safetensors"
 CONFIG = "model.json"
 _DTYPES = {"float32": torch.float32, "float64": torch.float64}
@@ -53,19 +61,46 @@ def save_checkpoint(
         raise TypeError(f"net must be a meshprop.MeshNet, got {type(net).__name__}")
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
+    tensors, topology = topology_tensors(net.topology)
     document = {
         "format": FORMAT,
         "version": VERSION,
-        "topology": net.topology.to_dict(),
+        "topology": topology,
         "model": model_config(net),
     }
     for key, value in (extra or {}).items():
         if key in document:
             raise ValueError(f"extra key {key!r} clashes with the checkpoint's own fields")
         document[key] = value
-    save_file({"A": net.A.detach().to("cpu").contiguous()}, str(directory / WEIGHTS))
+    tensors["A"] = net.A.detach().to("cpu").contiguous()
+    save_file(tensors, str(directory / WEIGHTS))
     (directory / CONFIG).write_text(json.dumps(document, indent=2) + "\n", encoding="utf-8")
     return directory
+
+
+def topology_tensors(topology: Topology) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+    """The topology as (tensors for the safetensors file, its JSON description): the edges as
+    (P, 2) int32 pairs, or the N×N boolean mask when that is smaller (dense meshes)."""
+    sizes = topology.layer_sizes
+    description: dict[str, Any] = {
+        "n_inputs": topology.n_inputs,
+        "n_hidden": topology.n_hidden,
+        "n_outputs": topology.n_outputs,
+        "bias": topology.bias,
+        "layer_sizes": None if sizes is None else list(sizes),
+    }
+    N, P = topology.n_neurons, topology.n_edges
+    if N * N < 8 * P:  # one byte per entry against two int32 per edge
+        description["edges"] = "mask"
+        return {"mask": topology.dense_mask().clone()}, description
+    description["edges"] = "edges"
+    return {"edges": topology.edges.to(torch.int32).contiguous()}, description
+
+
+def stored_bytes(n_neurons: int, n_edges: int, itemsize: int) -> int:
+    """The size of a checkpoint's safetensors file (A and the topology), without the JSON."""
+    N, P = n_neurons, n_edges
+    return N * N * itemsize + min(N * N, 8 * P) + 1024
 
 
 def _resolve(path: str | Path) -> Path:
@@ -94,14 +129,20 @@ def load_checkpoint(path: str | Path, grad: str | None = None) -> tuple[MeshNet,
         raise ValueError(f"{directory / CONFIG}: not valid JSON ({error})") from None
     if not isinstance(document, dict) or document.get("format") != FORMAT:
         raise ValueError(f"{directory / CONFIG} is not a meshprop checkpoint")
-    if document.get("version") != VERSION:
+    version = document.get("version")
+    if version not in READABLE or isinstance(version, bool):
         raise ValueError(
-            f"{directory / CONFIG}: checkpoint version {document.get('version')!r}, "
-            f"this meshprop reads version {VERSION}"
+            f"{directory / CONFIG}: checkpoint version {version!r}, "
+            f"this meshprop reads versions {', '.join(map(str, READABLE))}"
         )
     where = directory / CONFIG
+    tensors = _read_weights(directory / WEIGHTS)
+    description = _section(document, "topology", where)
     try:
-        topology = Topology.from_dict(_section(document, "topology", where))
+        if version == 1:
+            topology = Topology.from_dict(description)
+        else:
+            topology = _topology(description, tensors, directory / WEIGHTS)
     except (KeyError, TypeError, ValueError, AttributeError, IndexError, RuntimeError) as error:
         raise ValueError(f"{where}: invalid topology ({_describe(error)})") from None
     config = _section(document, "model", where)
@@ -119,12 +160,6 @@ def load_checkpoint(path: str | Path, grad: str | None = None) -> tuple[MeshNet,
         )
     except (KeyError, TypeError, ValueError, AttributeError, IndexError) as error:
         raise ValueError(f"{where}: invalid model settings ({_describe(error)})") from None
-    try:
-        tensors = load_file(str(directory / WEIGHTS))
-    except (SafetensorError, OSError, ValueError, RuntimeError) as error:
-        raise ValueError(
-            f"{directory / WEIGHTS}: not a readable safetensors file ({_describe(error)})"
-        ) from None
     A = tensors.get("A")
     if A is None or A.shape != net.A.shape:
         shape = None if A is None else tuple(A.shape)
@@ -137,6 +172,45 @@ def load_checkpoint(path: str | Path, grad: str | None = None) -> tuple[MeshNet,
     with torch.no_grad():
         net.A.copy_(A.to(dtype))
     return net, document
+
+
+def _read_weights(path: Path) -> dict[str, torch.Tensor]:
+    """The tensors of a checkpoint's safetensors file (one-line ValueError otherwise)."""
+    if path.stat().st_size == 0:
+        raise ValueError(f"{path}: empty file (the checkpoint was not written completely)")
+    try:
+        return load_file(str(path))
+    except (SafetensorError, OSError, ValueError, RuntimeError) as error:
+        raise ValueError(f"{path}: not a readable safetensors file ({_describe(error)})") from None
+
+
+def _topology(
+    description: dict[str, Any], tensors: dict[str, torch.Tensor], where: Path
+) -> Topology:
+    """A version-2 topology: sizes from the JSON, edges or mask from the safetensors file."""
+    kind = description["edges"]
+    if kind not in ("edges", "mask"):
+        raise ValueError(f"'edges' must be 'edges' or 'mask', got {kind!r}")
+    stored = tensors.get(kind)
+    if stored is None:
+        raise ValueError(f"{where} holds no tensor {kind!r}")
+    sizes = description.get("layer_sizes")
+    args = (
+        description["n_inputs"],
+        description["n_hidden"],
+        description["n_outputs"],
+        description["bias"],
+    )
+    if not isinstance(args[3], bool):
+        raise TypeError(f"bias must be a bool, got {type(args[3]).__name__}")
+    layers = None if sizes is None else tuple(int(k) for k in sizes)
+    if kind == "mask":
+        if stored.dtype != torch.bool:
+            raise TypeError(f"the mask must be boolean, got {stored.dtype}")
+        return Topology(*args, mask=stored, layer_sizes=layers)
+    if stored.dtype not in (torch.int32, torch.int64):
+        raise TypeError(f"the edges must be integers, got {stored.dtype}")
+    return Topology(*args, edges=stored.to(torch.long), layer_sizes=layers)
 
 
 def _section(document: dict[str, Any], key: str, where: Path) -> dict[str, Any]:

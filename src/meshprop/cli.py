@@ -2,17 +2,23 @@
 
 Each command module exposes ``register(subparsers)``, which adds its parser and sets
 ``handler=callable(args) -> int`` as a default.  Errors a user can fix (bad data, bad options:
-``ValueError`` and its kind, such as :class:`meshprop.runs.ConfigError`) are printed as one line
-and exit with status 2; ``--debug`` shows the traceback instead.
+``ValueError`` and its kind, such as :class:`meshprop.runs.ConfigError`; files that cannot be
+read or written, ``OSError``; the memory guard's ``MemoryError``) are printed as one line and
+exit with status 2; ``--debug`` shows the traceback instead.  Output paths declared by a command
+(:mod:`meshprop.commands.checks`) are checked before its handler runs.
 """
 
 from __future__ import annotations
 
 import argparse
 import importlib
+import re
 import sys
 from collections.abc import Sequence
 from importlib.metadata import PackageNotFoundError, version
+from typing import Any
+
+from .commands.checks import check_arguments
 
 __all__ = ["COMMAND_MODULES", "build_parser", "main"]
 
@@ -37,8 +43,38 @@ def meshprop_version() -> str:
         return "0+unknown (not installed)"
 
 
+class DefaultsOnceFormatter(argparse.HelpFormatter):
+    """Help that states every option's default exactly once: an option whose help does not
+    mention its default gets ``(default: VALUE)``; flags (``store_true``), options without a
+    default (None) and positional arguments get nothing."""
+
+    def _get_help_string(self, action: argparse.Action) -> str | None:
+        text = action.help or ""
+        default = action.default
+        if (
+            re.search(r"\bdefault[: ]", text)
+            or not action.option_strings
+            or action.nargs == 0
+            or default is None
+            or default is argparse.SUPPRESS
+            or isinstance(default, bool)
+        ):
+            return action.help
+        shown = " ".join(map(str, default)) if isinstance(default, list | tuple) else str(default)
+        return f"{text} (default: {shown.replace('%', '%%')})".strip()
+
+
+class MeshpropParser(argparse.ArgumentParser):
+    """An ``ArgumentParser`` whose help states each default once (:class:`DefaultsOnceFormatter`);
+    subcommand parsers are of this class too."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        kwargs.setdefault("formatter_class", DefaultsOnceFormatter)
+        super().__init__(*args, **kwargs)
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = MeshpropParser(
         prog="meshprop",
         description="Train mesh neural networks of any topology with exact forward-only (FOP) "
         "or reciprocal (BPTT) gradients.",
@@ -58,8 +94,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.print_help()
         return 1
     try:
+        check_arguments(args)  # ranges and output paths, before the command does any work
         return int(args.handler(args) or 0)
-    except (ValueError, TypeError, FileNotFoundError, MemoryError) as error:
+    except (ValueError, TypeError, OSError, MemoryError) as error:
         if args.debug:
             raise
         print(f"meshprop {args.command}: error: {error}", file=sys.stderr)

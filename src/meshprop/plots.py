@@ -7,6 +7,7 @@ caller saves it, so output stays behind the commands' single ``Reporter``.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
@@ -133,12 +134,19 @@ def plot_structure(log: Sequence[dict], title: str = "") -> Figure:
     return fig
 
 
+#: above this many edges :func:`plot_topology` draws the weight matrix instead of the graph
+GRAPH_EDGES = 2000
+
+
 def plot_topology(net: MeshNet, title: str = "") -> Figure:
     """The network as a directed graph: edge colour = sign of the weight (red +, blue −),
-    width and opacity = |weight|; self-loops drawn as rings."""
+    width and opacity = |weight|; self-loops drawn as rings.  Above :data:`GRAPH_EDGES` edges
+    (a graph drawing would take minutes and gigabytes) the weight matrix, as an image."""
     import networkx as nx
 
     topo = net.topology
+    if topo.n_edges > GRAPH_EDGES:
+        return plot_weight_matrix(net, title)
     graph = topo.to_networkx(net.A)
     pos = _positions(net)
     weights = np.array([abs(d["weight"]) for _, _, d in graph.edges(data=True)])
@@ -187,6 +195,46 @@ def plot_topology(net: MeshNet, title: str = "") -> Figure:
     ax.set_title(title or f"{topo!r}, |w| max {scale:.2f}", fontsize=10)
     ax.set_axis_off()
     return fig
+
+
+def plot_weight_matrix(net: MeshNet, title: str = "", pixels: int = 600) -> Figure:
+    """The weight matrix A (row = source neuron, column = target) as an image, red for
+    positive and blue for negative weights; larger matrices are shown by the largest |weight|
+    of each block of ``ceil(N / pixels)`` neurons, so the figure stays small."""
+    A = net.dense_weights().detach().to("cpu", torch.float64)
+    N = A.shape[0]
+    step = max(1, -(-N // pixels))
+    if step > 1:
+        pad = (-N) % step
+        padded = torch.nn.functional.pad(A, (0, pad, 0, pad))
+        M = padded.shape[0] // step
+        blocks = padded.reshape(M, step, M, step).permute(0, 2, 1, 3).reshape(M, M, step * step)
+        pick = blocks.abs().argmax(dim=2, keepdim=True)
+        A = blocks.gather(2, pick).squeeze(2)
+    image = A.numpy()
+    scale = float(np.abs(image).max()) or 1.0
+    fig, ax = plt.subplots(figsize=(6.5, 5.5), layout="constrained")
+    shown = ax.imshow(image, cmap="RdBu_r", vmin=-scale, vmax=scale, interpolation="nearest")
+    fig.colorbar(shown, ax=ax, label="weight")
+    ax.set(xlabel="target neuron", ylabel="source neuron")
+    if step > 1:
+        ax.set(
+            xlabel=f"target neuron (blocks of {step})", ylabel=f"source neuron (blocks of {step})"
+        )
+    ax.set_title(title or f"{net.topology!r}", fontsize=10)
+    return fig
+
+
+#: multiply-adds one decision-boundary plot may spend on the grid's forward pass
+GRID_BUDGET = 2 * 10**10
+
+
+def grid_steps(net: MeshNet, steps: int) -> int:
+    """``steps`` per axis, fewer (down to 40) when ``steps²`` forward passes of ``net`` (one
+    N×N product per tick) would exceed :data:`GRID_BUDGET` multiply-adds."""
+    N = net.topology.n_neurons
+    fit = int(math.sqrt(GRID_BUDGET / max(1, N * N * net.ticks)))
+    return max(min(steps, fit), min(steps, 40))
 
 
 def _grid(X: np.ndarray, steps: int) -> tuple[np.ndarray, np.ndarray]:
@@ -251,10 +299,11 @@ def plot_decision_boundary(
     title: str = "",
     steps: int = 200,
 ) -> Figure:
-    """The class the network predicts over the (standardised) input plane, with the samples."""
+    """The class the network predicts over the (standardised) input plane, with the samples.
+    For a large mesh the grid is coarser (:func:`grid_steps`), so the plot takes seconds."""
     X, y = np.asarray(X), np.asarray(y)
     _check_2d(net, X)
-    xx, yy = _grid(X, steps)
+    xx, yy = _grid(X, grid_steps(net, steps))
     fig, ax = plt.subplots(figsize=(4.5, 4.5), layout="constrained")
     _draw_boundary(ax, net, X, y, xx, yy, net.topology.n_outputs)
     if title:

@@ -29,6 +29,7 @@ from ..bench.report import machine_record
 from ..bench.workloads import STREAM_WORKLOADS
 from ..engines import ENGINES
 from ..threads import thread_policy
+from .checks import declare_outputs
 from .options import add_threads_option
 
 __all__ = ["register", "run"]
@@ -69,7 +70,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         choices=("auto", "all", "none"),
         default="auto",
         help="measure peak memory (a fresh process per engine and point): for the "
-        "paper and ticks workloads (auto, the default), every workload (all) or none",
+        "paper and ticks workloads (auto), every workload (all) or none (default: auto)",
     )
     p.add_argument(
         "--budget",
@@ -97,6 +98,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--json", action="store_true", help="print JSON rows instead of a table")
     p.add_argument("--output", default=None, metavar="PATH", help="also write the JSON rows here")
     p.set_defaults(handler=run)
+    declare_outputs(p, output="file")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -109,6 +111,10 @@ def run(args: argparse.Namespace) -> int:
             raise ValueError(f"unknown engine {name!r}; expected one of {tuple(ENGINES)}")
     if not args.budget > 0:
         raise ValueError(f"--budget must be > 0 seconds, got {args.budget}")
+    if not args.max_predicted > 0:
+        raise ValueError(f"--max-predicted must be > 0 seconds, got {args.max_predicted}")
+    if args.sizes is not None and min(args.sizes) < 1:
+        raise ValueError(f"--sizes must be >= 1 neurons each, got {min(args.sizes)}")
     with thread_policy(args.threads, "--threads") as threads:
         return _run(args, threads)
 

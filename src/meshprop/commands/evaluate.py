@@ -8,8 +8,9 @@ import json
 from ..reporting import Reporter, format_table
 from ..runs.artefacts import read_checkpoint
 from ..runs.config import ConfigError, check_data_source
-from ..runs.evaluation import SPLITS, prepare_eval_data, test_metrics
-from .options import add_config_options, flag, typed_settings
+from ..runs.evaluation import SPLITS, check_run_document, prepare_eval_data, test_metrics
+from ..runs.fingerprint import FINGERPRINT_KEY, check_data
+from .options import add_allow_changed_option, add_config_options, flag, typed_settings
 
 DATA_OPTIONS = ("dataset", "data", "target")
 
@@ -42,6 +43,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="which samples to score (train/val/test: the run's seeded split; default: test)",
     )
     p.add_argument("--json", action="store_true", help="print the metrics as JSON")
+    add_allow_changed_option(p)
     p.set_defaults(handler=handle)
 
 
@@ -53,9 +55,11 @@ def handle(args: argparse.Namespace) -> int:
     except ConfigError as error:
         raise ValueError(error.describe(flag)) from None
     net, document = read_checkpoint(args.checkpoint)
+    check_run_document(document, net, args.checkpoint)
     ds, X, y, scaler = prepare_eval_data(document, dataset, data, target, args.split)
-    result = test_metrics(net, X, y, document["task"], scaler)
     reporter = Reporter()
+    check_data(document.get(FINGERPRINT_KEY), ds, args.allow_changed_data)
+    result = test_metrics(net, X, y, document["task"], scaler)
     if args.json:
         reporter.print(json.dumps(result, indent=2))
     else:

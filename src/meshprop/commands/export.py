@@ -7,6 +7,7 @@ import argparse
 from ..checkpoint import load_checkpoint
 from ..export import export_onnx
 from ..reporting import Reporter
+from .checks import declare_outputs
 
 FORMATS = ("onnx",)
 
@@ -27,9 +28,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         metavar="CHECKPOINT",
         help="checkpoint directory (RUN/checkpoint) or its model.json",
     )
-    p.add_argument("--format", choices=FORMATS, default="onnx", help="the file format (onnx)")
+    p.add_argument("--format", choices=FORMATS, default="onnx", help="the file format")
     p.add_argument("--out", required=True, metavar="FILE", help="the model file to write")
     p.set_defaults(handler=handle)
+    declare_outputs(p, out="file")
 
 
 def handle(args: argparse.Namespace) -> int:

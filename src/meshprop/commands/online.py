@@ -34,6 +34,7 @@ from ..mesh import MeshNet
 from ..sequence import OnlineLearner, fast_adam, flush_denormals, sequence_gradient
 from ..threads import DEFAULT_THREADS, thread_policy
 from ..topology import Topology
+from .checks import declare_outputs
 from .options import add_threads_option
 
 __all__ = [
@@ -64,7 +65,6 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "online",
         help="online learning on a stream (RTRL by FOP, truncated or full BPTT)",
         description=__doc__.split("\n\n")[0] if __doc__ else None,
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
     p.add_argument("--task", choices=TASKS, default="delayed-recall", help="the stream")
     p.add_argument("--data", metavar="FILE.csv", help="predict a CSV column instead of a task")
@@ -86,11 +86,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--seed", type=int, default=0, help="seed of data and weights")
     p.add_argument("--log-every", type=int, default=500, help="learning-curve resolution")
-    p.add_argument("--dtype", choices=("float32", "float64"), default="float32")
+    p.add_argument(
+        "--dtype", choices=("float32", "float64"), default="float32", help="floating-point type"
+    )
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.add_argument("--out", required=True, metavar="DIR", help="output folder")
     add_threads_option(p, DEFAULT_THREADS)
     p.set_defaults(handler=_handle)
+    declare_outputs(p, out="dir")
 
 
 @dataclass

@@ -16,6 +16,7 @@ import time
 from pathlib import Path
 
 from ..threads import DEFAULT_THREADS, thread_policy
+from .checks import declare_outputs, declare_ranges
 from .online import (
     DEFAULT_INIT_SCALE,
     DEFAULT_LR,
@@ -39,7 +40,13 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         description=__doc__,
     )
     p.add_argument("--delays", type=int, nargs="+", default=[5, 10, 20, 40], help="delays D")
-    p.add_argument("--methods", nargs="+", choices=STUDY_METHODS, default=list(STUDY_METHODS))
+    p.add_argument(
+        "--methods",
+        nargs="+",
+        choices=STUDY_METHODS,
+        default=list(STUDY_METHODS),
+        help="gradient methods",
+    )
     p.add_argument("--seeds", type=int, default=3, help="seeds per (D, method)")
     p.add_argument(
         "--train-ticks", type=int, help="training elements (default: the online command's, by D)"
@@ -50,9 +57,11 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         default=TBPTT_TICKS,
         help="at most this many training elements for tbptt (its elements cost ~D/2 times more)",
     )
-    p.add_argument("--out", default="runs/reproduce-online", metavar="DIR")
+    p.add_argument("--out", default="runs/reproduce-online", metavar="DIR", help="output directory")
     add_threads_option(p, DEFAULT_THREADS)
     p.set_defaults(handler=handle)
+    declare_outputs(p, out="dir")
+    declare_ranges(p, delays=">= 1", seeds=">= 1", train_ticks=">= 1", tbptt_ticks=">= 1")
 
 
 def study_args(delay: int, method: str, seed: int, train_ticks: int | None) -> argparse.Namespace:

@@ -28,6 +28,7 @@ from ..runs.config import (
 )
 
 __all__ = [
+    "add_allow_changed_option",
     "add_config_options",
     "add_threads_option",
     "flag",
@@ -93,6 +94,17 @@ def add_threads_option(
         metavar="N",
         help="torch intra-op threads (small meshes run fastest on one; 0 = torch's own choice) "
         f"(default: {default})",
+    )
+
+
+def add_allow_changed_option(parser: argparse.ArgumentParser) -> None:
+    """``--allow-changed-data``: use a run's training data even if it changed since the run
+    (a warning instead of the refusal of :func:`meshprop.runs.fingerprint.check_data`)."""
+    parser.add_argument(
+        "--allow-changed-data",
+        action="store_true",
+        help="use the run's training data file even if it changed since the run (size or "
+        "SHA-256 differ from the checkpoint's record): warn instead of refusing",
     )
 
 

@@ -11,7 +11,10 @@ from typing import Any, TextIO
 from ..data import load_csv
 from ..reporting import Reporter
 from ..runs.artefacts import read_checkpoint
-from ..runs.evaluation import predict_rows
+from ..runs.evaluation import check_run_document, predict_rows
+from ..runs.fingerprint import FINGERPRINT_KEY, check_data
+from .checks import declare_outputs
+from .options import add_allow_changed_option
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -35,7 +38,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         metavar="FILE.csv",
         help="where to write the predictions (default: -, standard output)",
     )
+    add_allow_changed_option(p)
     p.set_defaults(handler=handle)
+    declare_outputs(p, out="file")
 
 
 def _write(handle: TextIO, header: list[str], rows: list[list[Any]]) -> None:
@@ -46,7 +51,9 @@ def _write(handle: TextIO, header: list[str], rows: list[list[Any]]) -> None:
 
 def handle(args: argparse.Namespace) -> int:
     net, document = read_checkpoint(args.checkpoint)
+    check_run_document(document, net, args.checkpoint)
     ds = load_csv(args.data, None, features=document["feature_names"])
+    check_data(document.get(FINGERPRINT_KEY), ds, args.allow_changed_data)
     header, rows = predict_rows(net, document, ds.X)
     if args.out == "-":
         _write(sys.stdout, header, rows)

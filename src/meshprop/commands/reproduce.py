@@ -24,6 +24,7 @@ from ..reporting import Reporter, format_table
 from ..runs import RunConfig, run
 from ..threads import DEFAULT_THREADS, thread_policy
 from . import online_study, reproduce_structure
+from .checks import declare_outputs, declare_ranges
 from .options import add_threads_option
 from .reproduce_fashion import add_parser as add_fashion_parser
 from .reproduce_mnist1d import add_parser as add_mnist1d_parser
@@ -65,6 +66,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     add_threads_option(toys, DEFAULT_THREADS)
     toys.set_defaults(handler=handle_toys)
+    declare_outputs(toys, out="dir")
+    declare_ranges(toys, epochs=">= 1", frames=">= 1", seed=">= 0")
     iris = sub.add_parser(
         "iris",
         help="the Iris protocol over several seeds, FOP against a second engine",
@@ -89,6 +92,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     add_threads_option(iris, DEFAULT_THREADS)
     iris.set_defaults(handler=handle_iris)
+    declare_outputs(iris, out="dir")
+    declare_ranges(iris, seeds=">= 1", epochs=">= 1")
     reproduce_structure.register(sub)
     add_fashion_parser(sub)
     add_mnist1d_parser(sub)

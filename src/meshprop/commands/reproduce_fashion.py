@@ -16,6 +16,7 @@ from pathlib import Path
 
 from ..reporting import Reporter
 from ..threads import DEFAULT_THREADS, thread_policy
+from .checks import declare_outputs, declare_ranges
 from .options import add_threads_option
 
 
@@ -27,8 +28,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         "fashion-mnist",
         help="paper 001: Fashion-MNIST through CAE features, MNN vs MLP, trained by FOP",
         description="Fashion-MNIST images are coded into 32 values by a convolutional "
-        "autoencoder (trained once, cached); mnn-85 and mnn-80 (50 hidden, 2 ticks, 85 %% / "
-        "80 %% of the allowed edges removed, as the public experiments.py) and mlp-13, mlp-17 "
+        "autoencoder (trained once, cached); mnn-85 and mnn-80 (50 hidden, 2 ticks, 85 % / "
+        "80 % of the allowed edges removed, as the public experiments.py) and mlp-13, mlp-17 "
         f"(two hidden layers) are trained {PROTOCOL.epochs} epochs with Adam (lr "
         f"{PROTOCOL.lr}, batch {PROTOCOL.batch_size}) by --grad, one seed per run; run 0 of "
         "each is trained again by --compare and the largest weight difference reported.",
@@ -78,6 +79,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     )
     add_threads_option(p, DEFAULT_THREADS)
     p.set_defaults(handler=handle)
+    declare_outputs(p, out="dir")
+    declare_ranges(p, runs=">= 1", epochs=">= 1", cae_epochs=">= 1", cae_subset=">= 1")
 
 
 def handle(args: argparse.Namespace) -> int:

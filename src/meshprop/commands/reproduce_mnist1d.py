@@ -14,6 +14,7 @@ from pathlib import Path
 
 from ..reporting import Reporter
 from ..threads import DEFAULT_THREADS, thread_policy
+from .checks import declare_outputs, declare_ranges
 from .options import add_threads_option
 
 
@@ -25,7 +26,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         "mnist1d",
         help="MNIST-1D: MNN and MLP by FOP against logistic regression, MLP, CNN, GRU",
         description="MNIST-1D (the mnist1d package's local generator): mnn-80, mnn-50 (50 "
-        "hidden, 2 ticks, 80 %% / 50 %% of the allowed edges removed) and mlp-16, mlp-32 "
+        "hidden, 2 ticks, 80 % / 50 % of the allowed edges removed) and mlp-16, mlp-32 "
         f"trained {PROTOCOL.epochs} epochs with Adam by --grad, one seed per run, and the "
         "published baselines (scikit-learn logistic regression and MLP, torch CNN and GRU) "
         "measured side by side.",
@@ -53,6 +54,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     )
     add_threads_option(p, DEFAULT_THREADS)
     p.set_defaults(handler=handle)
+    declare_outputs(p, out="dir")
+    declare_ranges(p, runs=">= 1", epochs=">= 1")
 
 
 def handle(args: argparse.Namespace) -> int:

@@ -19,6 +19,7 @@ from ..reporting import Reporter
 from ..runs import RunConfig, run
 from ..structure import STRUCTURES
 from ..threads import DEFAULT_THREADS, thread_policy
+from .checks import declare_outputs, declare_ranges
 from .options import add_threads_option
 
 __all__ = ["DENSITIES", "FASHION_FEATURES", "register", "structure_config"]
@@ -80,6 +81,16 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     add_threads_option(p, DEFAULT_THREADS)
     p.set_defaults(handler=handle)
+    declare_outputs(p, out="dir")
+    declare_ranges(
+        p,
+        densities="in (0, 1]",
+        seeds=">= 1",
+        hidden=">= 1",
+        epochs=">= 1",
+        update_every=">= 1",
+        drop_fraction="in (0, 1)",
+    )
 
 
 def structure_config(

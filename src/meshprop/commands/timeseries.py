@@ -31,6 +31,7 @@ from ..mesh import MeshNet
 from ..threads import thread_policy
 from ..topology import Topology
 from ..training import History, fit
+from .checks import declare_outputs
 
 __all__ = ["ar_baseline", "load_series", "register", "train_diagram"]
 
@@ -43,9 +44,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="one-step-ahead prediction of a time series with an FIR, NARX or mesh network",
         description="Train a block-diagram network (FIR network of Wan 1993, NARX with output "
         "feedback, or a mesh neural network with a tapped input line) to predict x(k+1) from "
-        "x(k), x(k-1), ... on the first 70%% of a series; report the test NMSE on the rest "
+        "x(k), x(k-1), ... on the first 70% of a series; report the test NMSE on the rest "
         "against a least-squares linear AR baseline on the same window.",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
     src = p.add_mutually_exclusive_group(required=True)
     src.add_argument("--data", metavar="FILE.csv", help="CSV file with a header row")
@@ -58,7 +58,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         default=6.0,
         help="Mackey-Glass: sampling interval in time units (multiple of 0.1)",
     )
-    p.add_argument("--model", choices=MODELS, default="fir")
+    p.add_argument("--model", choices=MODELS, default="fir", help="the network")
     p.add_argument("--taps", type=int, default=8, help="taps of the input delay line (K)")
     p.add_argument(
         "--hidden-taps", type=int, default=2, help="fir: taps of the hidden-to-output FIR synapses"
@@ -67,8 +67,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--epochs", type=int, default=600, help="full-batch Adam steps")
     p.add_argument("--lr", type=float, default=0.01, help="Adam learning rate")
     p.add_argument("--window", type=int, default=32, help="training sequence length")
-    p.add_argument("--train-fraction", type=float, default=0.7)
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument(
+        "--train-fraction",
+        type=float,
+        default=0.7,
+        help="the first part of the series that trains the model, in [0.1, 0.95]",
+    )
+    p.add_argument("--seed", type=int, default=0, help="seeds the weights")
     p.add_argument(
         "--threads",
         type=int,
@@ -77,6 +82,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--out", required=True, metavar="DIR", help="output directory")
     p.set_defaults(handler=handle)
+    declare_outputs(p, out="dir")
 
 
 def load_series(path: str, column: str | None) -> np.ndarray:
@@ -190,6 +196,10 @@ def _run(args: argparse.Namespace) -> int:
             raise ValueError(f"--{name.replace('_', '-')} must be >= 1, got {getattr(args, name)}")
     if args.hidden_taps < 0:
         raise ValueError(f"--hidden-taps must be >= 0, got {args.hidden_taps}")
+    for name in ("lr", "sample_every"):
+        value = getattr(args, name)
+        if not (math.isfinite(value) and value > 0):
+            raise ValueError(f"--{name.replace('_', '-')} must be > 0, got {value}")
     if not 0.1 <= args.train_fraction <= 0.95:
         raise ValueError(f"--train-fraction must be in [0.1, 0.95], got {args.train_fraction}")
     if args.dataset == "mackey-glass":

@@ -13,7 +13,9 @@ from .. import distributed
 from ..reporting import Reporter, format_table
 from ..runs import describe_model, run, summary_rows, write_run
 from ..runs.logs import EpochLog, describe_provenance, provenance
+from ..runs.preflight import check_run
 from ..threads import DEFAULT_THREADS, thread_policy
+from .checks import declare_outputs
 from .options import add_config_options, add_threads_option, resolve_config
 
 
@@ -48,10 +50,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     add_threads_option(out, DEFAULT_THREADS)
     p.set_defaults(handler=handle)
+    declare_outputs(p, out="dir")
 
 
 def handle(args: argparse.Namespace) -> int:
     config = resolve_config(args)
+    check_run(config, args.out)  # memory of the network, disk of the run folder: before work
     with thread_policy(args.threads, "--threads"):
         # under torchrun (WORLD_SIZE > 1): join the process group; only rank 0 prints and writes
         parallel = distributed.from_environment()

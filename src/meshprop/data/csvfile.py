@@ -6,12 +6,13 @@ Every error names the file, the column and the row (1-based, after the header) a
 from __future__ import annotations
 
 import csv
+import io
 import math
 from pathlib import Path
 
 import numpy as np
 
-from .dataset import CLASSIFICATION, REGRESSION, Dataset
+from .dataset import CLASSIFICATION, REGRESSION, Dataset, file_fingerprint
 
 __all__ = ["load_csv"]
 
@@ -43,8 +44,16 @@ def load_csv(
         raise FileNotFoundError(f"CSV file {str(path)!r} does not exist")
     if task not in ("auto", CLASSIFICATION, REGRESSION):
         raise ValueError(f"task must be 'auto', 'classification' or 'regression', got {task!r}")
-    with path.open(newline="", encoding="utf-8-sig") as handle:
-        rows = [row for row in csv.reader(handle) if any(cell.strip() for cell in row)]
+    content = path.read_bytes()  # hashed: the run records what it read (Dataset.source)
+    try:
+        text = content.decode("utf-8-sig")
+    except UnicodeDecodeError as error:
+        raise ValueError(
+            f"{path}: not a UTF-8 text file ({error.reason} at byte {error.start})"
+        ) from None
+    source = file_fingerprint(path, content)
+    lines = io.StringIO(text, newline="")
+    rows = [row for row in csv.reader(lines) if any(cell.strip() for cell in row)]
     if not rows:
         raise ValueError(f"{path}: the file is empty (expected a header row and data rows)")
     header = [h.strip() for h in rows[0]]
@@ -88,7 +97,7 @@ def load_csv(
 
     X = np.stack([numeric(c) for c in features], axis=1)
     if target is None:
-        return Dataset(path.stem, X, np.zeros(len(X)), REGRESSION, list(features))
+        return Dataset(path.stem, X, np.zeros(len(X)), REGRESSION, list(features), source=source)
 
     k = header.index(target)
     raw = [row[k].strip() for row in body]
@@ -110,7 +119,7 @@ def load_csv(
                 f"{path}: column {target!r}, row {bad} holds {raw[bad - 1]!r}, not a number "
                 "(a regression target must be numeric)"
             )
-        return Dataset(path.stem, X, values, REGRESSION, list(features))
+        return Dataset(path.stem, X, values, REGRESSION, list(features), source=source)
     if values is not None:
         labels = sorted(set(values.tolist()))
         names = [_format_number(v) for v in labels]
@@ -125,7 +134,7 @@ def load_csv(
             f"{path}: target column {target!r} holds a single class ({names[0]!r}) in all "
             f"{len(raw)} rows; classification needs at least two"
         )
-    return Dataset(path.stem, X, y, CLASSIFICATION, list(features), names)
+    return Dataset(path.stem, X, y, CLASSIFICATION, list(features), names, source=source)
 
 
 def _numbers(cells: list[str]) -> np.ndarray | None:

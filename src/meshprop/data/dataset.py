@@ -3,11 +3,14 @@
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
 
 import numpy as np
 
-__all__ = ["CLASSIFICATION", "REGRESSION", "Dataset"]
+__all__ = ["CLASSIFICATION", "REGRESSION", "Dataset", "file_fingerprint"]
 
 CLASSIFICATION = "classification"
 REGRESSION = "regression"
@@ -26,6 +29,8 @@ class Dataset:
     class_names: list[str] = field(default_factory=list)
     #: the samples that form the test split when the source defines one (mnist1d), else None.
     test_indices: np.ndarray | None = None
+    #: for data read from a file: :func:`file_fingerprint` of the bytes read (else None).
+    source: dict[str, Any] | None = None
 
     def __post_init__(self) -> None:
         if self.task not in (CLASSIFICATION, REGRESSION):
@@ -44,6 +49,17 @@ class Dataset:
         if self.task == CLASSIFICATION and not self.class_names:
             self.class_names = [str(k) for k in range(int(self.y.max()) + 1)]
 
+    def fingerprint(self) -> dict[str, Any]:
+        """What identifies the data: the file's path, size and SHA-256 for data read from a
+        file, else the size and SHA-256 of the arrays ``X`` and ``y`` (generated datasets)."""
+        if self.source is not None:
+            return dict(self.source)
+        digest = hashlib.sha256()
+        for array in (self.X, self.y):
+            digest.update(np.ascontiguousarray(array).tobytes())
+        size = self.X.nbytes + self.y.nbytes
+        return {"arrays": self.name, "size": size, "sha256": digest.hexdigest()}
+
     @property
     def n_features(self) -> int:
         return int(self.X.shape[1])
@@ -56,3 +72,13 @@ class Dataset:
     def n_outputs(self) -> int:
         """Output neurons a network needs: one per class, or one for regression."""
         return self.n_classes if self.task == CLASSIFICATION else 1
+
+
+def file_fingerprint(path: str | Path, content: bytes | None = None) -> dict[str, Any]:
+    """``{"path", "size", "sha256"}`` of a file (of ``content``, its bytes, when given)."""
+    data = Path(path).read_bytes() if content is None else content
+    return {
+        "path": str(Path(path).resolve()),
+        "size": len(data),
+        "sha256": hashlib.sha256(data).hexdigest(),
+    }

@@ -28,6 +28,7 @@ from ..checkpoint import load_checkpoint, save_checkpoint
 from ..data import CLASSIFICATION
 from ..mesh import MeshNet
 from ..reporting import Reporter
+from .fingerprint import FINGERPRINT_KEY
 from .logs import PROVENANCE_KEY, provenance
 from .run import RunResult
 
@@ -49,6 +50,7 @@ def checkpoint_extra(result: RunResult) -> dict[str, Any]:
         "feature_names": ds.feature_names,
         "class_names": ds.class_names,
         "standardizer": result.split.standardizer.to_dict(),
+        FINGERPRINT_KEY: ds.fingerprint(),  # evaluate/predict refuse changed data
     }
 
 
@@ -95,6 +97,7 @@ def write_run(
 
     out = Path(out)
     info = run_provenance if run_provenance is not None else provenance(result.config.seed)
+    info = {**info, FINGERPRINT_KEY: result.split.dataset.fingerprint()}
     ds, split = result.split.dataset, result.split
     written: list[Path | None] = [
         reporter.write_json(out / CONFIG_FILE, {**result.config.to_dict(), PROVENANCE_KEY: info}),

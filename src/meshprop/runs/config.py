@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import tomllib
 import types
 import typing
@@ -367,6 +368,8 @@ def _coerce(name: str, value: Any, hint: Any) -> Any:
     if base is float:
         if isinstance(value, bool) or not isinstance(value, int | float):
             raise ConfigError(f"{{0}} must be a number, got {_quote(value)}", name)
+        if not math.isfinite(value):
+            raise ConfigError(f"{{0}} must be a finite number, got {_quote(value)}", name)
         return float(value)
     if base is str and not isinstance(value, str):
         raise ConfigError(f"{{0}} must be a string, got {_quote(value)}", name)

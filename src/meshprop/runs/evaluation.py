@@ -5,7 +5,8 @@ share these functions, so they compute exactly the same numbers."""
 
 from __future__ import annotations
 
-from typing import Any
+from pathlib import Path
+from typing import Any, TypeGuard
 
 import numpy as np
 import torch
@@ -23,7 +24,14 @@ from ..mesh import MeshNet
 from ..training import metrics
 from .config import RunConfig
 
-__all__ = ["SPLITS", "predict_rows", "prepare_eval_data", "remap_labels", "test_metrics"]
+__all__ = [
+    "SPLITS",
+    "check_run_document",
+    "predict_rows",
+    "prepare_eval_data",
+    "remap_labels",
+    "test_metrics",
+]
 
 #: the parts of a run's data ``meshprop evaluate`` can score.
 SPLITS = ("test", "val", "train", "all")
@@ -43,6 +51,53 @@ def test_metrics(
     target = torch.as_tensor(scaler.inverse_y(y.cpu().numpy()))
     m = metrics(pred, target, "mse")
     return {"test_mse": m["mse"], "test_r2": m["r2"]}
+
+
+def _strings(value: Any) -> TypeGuard[list[str]]:
+    return isinstance(value, list) and all(isinstance(v, str) for v in value)
+
+
+def check_run_document(document: dict[str, Any], net: MeshNet, where: str | Path) -> None:
+    """One-line ValueErrors, naming ``where`` (the checkpoint's model.json), for what
+    ``evaluate`` and ``predict`` read from a run's checkpoint besides the model: the task,
+    the feature and class names, the standardisation statistics and the configuration."""
+    where = Path(where)
+    if where.is_dir():
+        where = where / "model.json"
+    n_inputs, n_outputs = net.topology.n_inputs, net.topology.n_outputs
+    task = document.get("task")
+    if task not in (CLASSIFICATION, REGRESSION):
+        raise ValueError(
+            f"{where}: 'task' must be {CLASSIFICATION!r} or {REGRESSION!r}, got {task!r}"
+        )
+    features = document.get("feature_names")
+    if not _strings(features) or len(features) != n_inputs:
+        raise ValueError(
+            f"{where}: 'feature_names' must be a list of {n_inputs} column names (the model's "
+            f"inputs), got {features!r}"
+        )
+    classes = document.get("class_names")
+    if task == CLASSIFICATION and (not _strings(classes) or len(classes) != n_outputs):
+        raise ValueError(
+            f"{where}: 'class_names' must be a list of {n_outputs} class names (the model's "
+            f"outputs), got {classes!r}"
+        )
+    try:
+        scaler = Standardizer.from_dict(document["standardizer"])
+        if scaler.mean.shape != (n_inputs,) or scaler.std.shape != (n_inputs,):
+            raise ValueError(f"its mean and std must hold {n_inputs} numbers each")
+        if task == REGRESSION and scaler.target is None:
+            raise ValueError("no target statistics (y_mean, y_std) for a regression model")
+    except KeyError as error:
+        raise ValueError(f"{where}: 'standardizer' lacks {error.args[0]!r}") from None
+    except (TypeError, ValueError, AttributeError, IndexError) as error:
+        raise ValueError(f"{where}: invalid 'standardizer' ({error})") from None
+    try:
+        if not isinstance(document.get("config"), dict):
+            raise TypeError("not an object")
+        RunConfig.from_dict(document["config"])
+    except (TypeError, ValueError) as error:
+        raise ValueError(f"{where}: invalid 'config' ({error})") from None
 
 
 def remap_labels(dataset: Dataset, class_names: list[str], where: str) -> np.ndarray:
