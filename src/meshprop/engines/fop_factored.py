@@ -167,25 +167,29 @@ class FactoredFOPEngine(GradientEngine):
         # S[:, m] = S_mᵀ for m = 0 … T−1: inputs, bias, then h_m (h_0 = 0)
         S = torch.empty(C + F, T, B, dtype=A.dtype, device=A.device)
         S[:I] = x.T.unsqueeze(1) if x.dim() == 2 else x.permute(2, 0, 1)
-        if C > I:
-            S[I] = 1.0
-        S[C:, 0] = 0.0
         states = S.unbind(1)
-        phi = ACTIVATIONS.get(dyn.activations.uniform or "")  # elementwise: any layout
+        if C > I:
+            S[I].fill_(1.0)
+        states[0][C:].zero_()
+        uniform = dyn.activations.uniform
+        phi = ACTIVATIONS.get(uniform or "")  # elementwise: any layout
         D_rows: list[torch.Tensor] = []  # φ′(T_m)[R_m], m < T
         Q = None  # Qᵀ_{m→n} for m < n, shape (|R_{n+1}|, rows, B)
         A_next = A_f  # A_f[R_n, R_{n+1}]
         h = D = A_f
         for n in range(1, T + 1):
-            t = torch.mm(W_t, states[n - 1])  # T_nᵀ (F, B), Eq. 3
-            if phi is not None:
-                h, D = phi(t)
+            if uniform == "relu":  # T_nᵀ (F, B) written where h_n goes, φ in place (Eq. 3)
+                h = torch.mm(W_t, states[n - 1], out=states[n][C:] if n < T else None).relu_()
+                D = torch.sign(h)  # relu′: 1 where T_n > 0, else 0 (activations._relu)
+            elif phi is not None:
+                h, D = phi(torch.mm(W_t, states[n - 1]))
             else:  # φ̂ indexes its neurons on the last axis
-                h, D = dyn.activations(t.T)
+                h, D = dyn.activations(torch.mm(W_t, states[n - 1]).T)
                 h, D = h.T, D.T
             if n == T:
                 break
-            states[n][C:] = h
+            if uniform != "relu":
+                states[n][C:] = h
             D_R = _take(D, R[n - 1])
             D_rows.append(D_R)
             if n == 1:
@@ -207,12 +211,10 @@ class FactoredFOPEngine(GradientEngine):
             Q = torch.mm(A_next.T, X.view(widths[n - 1], rows * B)).view(widths[n], rows, B)
             del X  # not kept alive into the next tick
         D_out = D[F - plan.outputs :]
-        return h[F - plan.outputs :].T, (S, Q, D_rows, D_out, W)
+        return h[F - plan.outputs :].T, (S, Q, D_rows, D_out, W, plan, local)
 
     def backward(self, dyn, A, x, saved, grad_y):
-        S, Q, D_rows, D_out, W = saved  # see forward; D_out = φ′(T_T)[out] (O, B)
-        plan = _plan(dyn.topology, dyn.ticks)
-        local = plan.on(S.device, S.dtype)
+        S, Q, D_rows, D_out, W, plan, local = saved  # see forward; D_out = φ′(T_T)[out] (O, B)
         N, T, B = S.shape
         C, F, O = plan.clamped, plan.free, plan.outputs
         # eᵀ: e[:, m−1] = e_mᵀ = ∂E/∂T_m;  e_T = D_T dE/dy,
