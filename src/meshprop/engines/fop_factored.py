@@ -132,8 +132,7 @@ class _Plan:
         local = self._local.get((device, dtype))
         if local is None:
             columns = tuple(
-                c if isinstance(c, slice) else c.to(device)
-                for c in map(_as_columns, self.columns)
+                c if isinstance(c, slice) else c.to(device) for c in map(_as_columns, self.columns)
             )
             mask = self.topology.dense_mask()[:, self.clamped :].to(device=device, dtype=dtype)
             local = _Local(columns, mask, self.rows_flat.to(device))
