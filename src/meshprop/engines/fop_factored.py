@@ -161,11 +161,11 @@ class FactoredFOPEngine(GradientEngine):
         local = plan.on(A.device, A.dtype)
         R, widths, offsets = local.columns, plan.widths, plan.offsets
         T, C, F, I, B = dyn.ticks, plan.clamped, plan.free, plan.inputs, x.shape[-2]
-        W = A.detach()[:, C:] * local.mask  # the masked A[:, free], (N, F)
+        W = (A.detach() if A.requires_grad else A)[:, C:] * local.mask  # masked A[:, free]
         W_t, A_f = W.T, W[C:]
         # S[:, m] = S_mᵀ for m = 0 … T−1: inputs, bias, then h_m (h_0 = 0)
         S = torch.empty(C + F, T, B, dtype=A.dtype, device=A.device)
-        S[:I] = x.T.unsqueeze(1) if x.dim() == 2 else x.permute(2, 0, 1)
+        S[:I].copy_(x.T.unsqueeze(1) if x.dim() == 2 else x.permute(2, 0, 1))
         states = S.unbind(1)
         if C > I:
             S[I].fill_(1.0)
