@@ -176,12 +176,17 @@ class FactoredFOPEngine(GradientEngine):
         Q = None  # Qᵀ_{m→n} for m < n, shape (|R_{n+1}|, rows, B)
         A_next = A_f  # A_f[R_n, R_{n+1}]
         h = D = A_f
+        O = plan.outputs
+        out_t = W_t[F - O :]  # the last tick needs the outputs only (y, φ′(T_T)[out])
         for n in range(1, T + 1):
             if uniform == "relu":  # T_nᵀ (F, B) written where h_n goes, φ in place (Eq. 3)
-                h = torch.mm(W_t, states[n - 1], out=states[n][C:] if n < T else None).relu_()
+                if n < T:
+                    h = torch.mm(W_t, states[n - 1], out=states[n][C:]).relu_()
+                else:
+                    h = torch.mm(out_t, states[n - 1]).relu_()
                 D = torch.sign(h)  # relu′: 1 where T_n > 0, else 0 (activations._relu)
             elif phi is not None:
-                h, D = phi(torch.mm(W_t, states[n - 1]))
+                h, D = phi(torch.mm(W_t if n < T else out_t, states[n - 1]))
             else:  # φ̂ indexes its neurons on the last axis
                 h, D = dyn.activations(torch.mm(W_t, states[n - 1]).T)
                 h, D = h.T, D.T
@@ -209,8 +214,9 @@ class FactoredFOPEngine(GradientEngine):
             torch.mul(A_prev.T.unsqueeze(2), D_R.unsqueeze(1), out=X[:, older:])
             Q = torch.mm(A_next.T, X.view(widths[n - 1], rows * B)).view(widths[n], rows, B)
             del X  # not kept alive into the next tick
-        D_out = D[F - plan.outputs :]
-        return h[F - plan.outputs :].T, (S, Q, D_rows, D_out, W, plan, local)
+        if phi is None:  # mixed φ̂ ran on every free neuron at the last tick
+            h, D = h[F - O :], D[F - O :]
+        return h.T, (S, Q, D_rows, D, W, plan, local)
 
     def backward(self, dyn, A, x, saved, grad_y):
         S, Q, D_rows, D_out, W, plan, local = saved  # see forward; D_out = φ′(T_T)[out] (O, B)
@@ -258,7 +264,8 @@ class FactoredFOPEngine(GradientEngine):
         plan = _plan(dyn.topology, dyn.ticks)
         w, off = plan.widths, plan.offsets
         N, F, T = dyn.topology.n_neurons, dyn.n_free, dyn.ticks
-        flops = T * 2 * batch * N * F + 2 * batch * T * N * F  # states, then S eᵀ
+        O = dyn.n_outputs  # states (outputs only at the last tick), then S eᵀ
+        flops = 2 * batch * N * ((T - 1) * F + O) + 2 * batch * T * N * F
         for n in range(2, T):  # Q_{m→n} = Q_{m→n-1} D_n A_f[R_n, R_{n+1}]
             flops += 2 * batch * off[n - 1] * w[n - 1] * w[n] + batch * off[n - 1] * w[n - 1]
         return flops + 2 * batch * off[-1] * w[-1]  # the last line
