@@ -34,6 +34,7 @@ one (N × B·T) by (B·T × F) product, masked to the edges.  e_m = ∂E/∂T_m,
 comes for free: ∂E/∂x_m = e_m A[inputs, free]ᵀ (x_m = the input of tick m).
 
 As in ``fop``, tick n carries only the columns R_n that can still reach an output
+(``reach.needed_columns``), so J_{m→n} is |R_m| × |R_n| and the last tick carries outputs only.
 
 How the carry is organised (exact: the same products, regrouped; float64 1e-10 against autograd
 in the tests).  On the paper workloads (≈ 100 neurons, batch 32, 2–3 ticks) a step is a few
