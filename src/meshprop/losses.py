@@ -194,13 +194,13 @@ def _builtin_and_grad(
         diff = y - target.to(y.dtype)
         return (diff * diff).mean(), 2.0 * diff / diff.numel()
     if loss == "cross_entropy":
-        labels = target.long()
-        rows = torch.arange(len(labels), device=y.device)
+        labels = target.long().unsqueeze(1)
         log_p = torch.log_softmax(y, dim=1)
-        value = -log_p[rows, labels].mean()
+        picked = log_p.gather(1, labels)  # log p[b, label_b]
+        value = -picked.mean()
         grad = log_p.exp_()  # softmax(y), from the same log-softmax
-        grad[rows, labels] -= 1.0
-        return value, grad / len(labels)
+        grad.scatter_(1, labels, grad.gather(1, labels).sub_(1.0))  # p − 1 at the labels
+        return value, grad.div_(len(labels))
     raise _unknown(loss)
 
 

@@ -6,7 +6,8 @@ The limit is, in order of precedence:
 1. the value set with :func:`set_memory_limit` or inside a ``with memory_limit(...)`` block;
 2. the environment variable ``MESHPROP_MEMORY_LIMIT`` (bytes, optionally with a unit such as
    ``512MiB`` or ``2GB``, or a percentage of the available RAM such as ``25%``);
-3. half of the RAM available when the step starts (``MemAvailable`` in ``/proc/meminfo``).
+3. half of the RAM available when the step starts (``MemAvailable`` in ``/proc/meminfo``, read
+   at most every :data:`AVAILABLE_TTL_S` seconds).
 
 ``"none"`` (or ``0``) switches the guard off.  Estimates come from each engine's
 ``estimate_bytes`` (a model of the tensors it allocates for one step, sensitivities included);
@@ -17,6 +18,7 @@ from __future__ import annotations
 
 import os
 import re
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 
@@ -82,17 +84,33 @@ def format_bytes(n: float) -> str:
     raise AssertionError("unreachable")
 
 
+#: seconds a reading of ``MemAvailable`` is reused: reading /proc/meminfo costs ~17 µs, a
+#: tenth of a small training step, and the guard runs before every step
+AVAILABLE_TTL_S = 0.25
+_available: tuple[float, int] = (-1e9, 0)  # (time.monotonic() of the reading, bytes)
+
+
 def available_bytes() -> int:
-    """RAM available to new allocations without swapping (``MemAvailable``), in bytes."""
+    """RAM available to new allocations without swapping (``MemAvailable``), in bytes; a reading
+    younger than :data:`AVAILABLE_TTL_S` seconds is reused."""
+    global _available
+    now = time.monotonic()
+    if now - _available[0] < AVAILABLE_TTL_S:
+        return _available[1]
+    value = None
     try:
         with open("/proc/meminfo") as f:
             for line in f:
                 if line.startswith("MemAvailable:"):
-                    return int(line.split()[1]) * 1024
+                    value = int(line.split()[1]) * 1024
+                    break
     except OSError:
         pass
-    pages, size = os.sysconf("SC_AVPHYS_PAGES"), os.sysconf("SC_PAGE_SIZE")
-    return int(pages * size)
+    if value is None:
+        pages, size = os.sysconf("SC_AVPHYS_PAGES"), os.sysconf("SC_PAGE_SIZE")
+        value = int(pages * size)
+    _available = (now, value)
+    return value
 
 
 def parse_bytes(value: int | float | str | None, *, source: str = "memory limit") -> int | None:

@@ -34,8 +34,8 @@ from .options import add_threads_option
 
 __all__ = ["register", "run"]
 
-DEFAULT_WORKLOADS = ("paper", "ticks", "neurons", "density", "batch", "rate")
-MEMORY_WORKLOADS = ("paper", "ticks")
+DEFAULT_WORKLOADS = ("paper", "published", "ticks", "neurons", "density", "batch", "rate")
+MEMORY_WORKLOADS = ("paper", "published", "ticks")
 #: the thread count of the published benchmarks (docs/performance.md)
 BENCH_THREADS = 2
 
