@@ -16,8 +16,7 @@ order — is computed once per topology and cached).  Measured on this machine (
 B = 32, mean degree 10, load average 0.3): S A took 3.0 ms (CSR) vs 16 ms (gather +
 ``index_add_``) at N = 10⁴ and 31 ms vs 207 ms at N = 10⁵; e Aᵀ 0.7 vs 11 ms and 31 vs 240 ms —
 so the CSR product is used (``index_add_`` also allocates a B×P temporary).  The
-third is a gather-multiply-sum over the edges, computed in chunks so that its temporary stays
-below :data:`CHUNK` numbers.
+third is a sampled dense-dense product (SDDMM) at the edges' pattern (:func:`edge_grad`).
 """
 
 from __future__ import annotations
@@ -121,14 +120,18 @@ def transpose_product(index: EdgeIndex, w: torch.Tensor, e: torch.Tensor) -> tor
 
 
 def edge_grad(index: EdgeIndex, S: torch.Tensor, e: torch.Tensor) -> torch.Tensor:
-    """(Sᵀ e)[i_p, j_p] for every edge p, shape (P,): Σ_b S[b, i_p] e[b, j_p]."""
-    P, B = len(index.src), S.shape[0]
-    out = torch.empty(P, dtype=S.dtype, device=S.device)
-    step = max(1, CHUNK // max(B, 1))
-    for start in range(0, P, step):
-        src, dst = index.src[start : start + step], index.dst[start : start + step]
-        torch.sum(S[:, src] * e[:, dst], dim=0, out=out[start : start + step])
-    return out
+    """(Sᵀ e)[i_p, j_p] for every edge p, shape (P,): Σ_b S[b, i_p] e[b, j_p].
+
+    One sampled dense-dense product (``torch.sparse.sampled_addmm``, SDDMM): Sᵀ e evaluated at
+    the edges' CSR pattern (rows = sources, row-major = ``topo.edges`` order) only, with no B×P
+    temporary.  Measured (1 thread, float32, B = 32, mean degree 10, N = 10⁴): 0.8 ms against
+    48 ms for the chunked gather-multiply-sum ``S[:, src] * e[:, dst]`` it replaced.
+    """
+    P = len(index.src)
+    if P == 0:
+        return S.new_zeros(0)
+    pattern = _csr(index.crow_source, index.dst, S.new_zeros(P), (index.n_neurons, index.n_free))
+    return torch.sparse.sampled_addmm(pattern, S.T, e, beta=0.0).values()
 
 
 def sparse_step_autograd(index: EdgeIndex, w: torch.Tensor, S: torch.Tensor) -> torch.Tensor:

@@ -121,12 +121,12 @@ class SparseBPTT(SparseEngine):
         return dw, grad_x
 
     def estimate_bytes(self, dyn, batch, itemsize):
-        T, N, F = dyn.ticks, dyn.topology.n_neurons, dyn.n_free
-        from .edge_ops import CHUNK
-
-        chunk = min(CHUNK, batch * dyn.topology.n_edges)
+        T, N, F, P = dyn.ticks, dyn.topology.n_neurons, dyn.n_free, dyn.topology.n_edges
+        # the saved states; dw and edge_grad's SDDMM (pattern values, result values and the
+        # copies of its CSR indices)
         return (
-            itemsize * (T * batch * (N + F) + 3 * chunk + 2 * dyn.topology.n_edges)
+            itemsize * (T * batch * (N + F) + 4 * P)
+            + 8 * (P + N + 1)
             + _state_bytes(dyn, batch, itemsize)
             + 2048 * T
         )
