@@ -1,0 +1,149 @@
+"""Sparse meshes that learn at scale (issue 15): ``Topology.sparse_random`` (inputs wired to the
+outputs within two ticks, O(P) memory), the SDDMM per-edge gradient of the sparse ``bptt``,
+exactness of the sparse engines on such meshes, and learning digits with one."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+import meshprop as mp
+from helpers import relative_error
+from meshprop.bench.scale import peak_tensor_bytes
+from meshprop.engines.edge_ops import edge_grad, edge_index_of
+from meshprop.threads import thread_policy
+from meshprop.topology import _distinct_per_row
+
+
+@pytest.mark.parametrize(
+    ("inputs", "hidden", "outputs", "degree", "fan_in", "bias"),
+    [
+        (64, 2000, 10, 10.0, 3, True),  # the rejection path (k² ≤ inputs)
+        (5, 300, 7, 6.0, 4, False),  # the sorted-keys path (k² > inputs)
+        (3, 40, 4, 2.0, 8, True),  # fan_in ≥ inputs: every input; no hidden → hidden edge left
+        (0, 50, 5, 4.0, 3, True),  # no data input
+    ],
+)
+def test_sparse_random_wires_inputs_hidden_and_outputs(inputs, hidden, outputs, degree, fan_in, bias):
+    topo = mp.Topology.sparse_random(inputs, hidden, outputs, degree, fan_in, bias, seed=1)
+    assert topo == mp.Topology.sparse_random(inputs, hidden, outputs, degree, fan_in, bias, seed=1)
+    assert topo != mp.Topology.sparse_random(inputs, hidden, outputs, degree, fan_in, bias, seed=2)
+    C, N = topo.n_clamped, topo.n_neurons
+    first_out = N - outputs
+    src, dst = topo.edges.unbind(1)
+    assert int(dst.min()) >= C  # nothing enters a clamped neuron
+    assert not bool((src >= first_out).any())  # outputs send nothing: valid without feedback
+    hidden_ids = torch.arange(C, first_out)
+    # every hidden neuron reads min(fan_in, inputs) distinct inputs (duplicates are impossible:
+    # the constructor rejects them) and the bias
+    from_inputs = src < inputs
+    counts = torch.bincount(dst[from_inputs], minlength=N)[C:first_out]
+    assert bool((counts == min(fan_in, inputs)).all())
+    from_bias = src == inputs if bias else torch.zeros_like(src, dtype=torch.bool)
+    assert int(from_bias.sum()) == (topo.n_free if bias else 0)
+    # every hidden neuron feeds exactly one output; outputs are balanced
+    to_out = (dst >= first_out) & (src >= C)
+    assert torch.equal(torch.sort(src[to_out]).values, hidden_ids)
+    per_output = torch.bincount(dst[to_out] - first_out, minlength=outputs)
+    assert int(per_output.min()) == hidden // outputs
+    assert int(per_output.max()) == -(-hidden // outputs)
+    # the rest is hidden → hidden, up to round(degree · N) edges
+    wired = int(from_inputs.sum()) + int(from_bias.sum()) + hidden
+    assert topo.n_edges == max(round(degree * N), wired)
+    rest = ~(from_inputs | from_bias | to_out)
+    assert bool(((src[rest] >= C) & (src[rest] < first_out) & (dst[rest] < first_out)).all())
+
+
+def test_sparse_random_has_cycles_and_self_loops_when_dense_enough():
+    topo = mp.Topology.sparse_random(4, 6, 2, degree=4.0, fan_in=2, seed=0)
+    src, dst = topo.edges.unbind(1)
+    hidden = (src >= topo.n_clamped) & (dst < topo.n_neurons - 2)
+    assert int(hidden.sum()) == 26  # of the 36 hidden pairs
+    assert bool((src[hidden] == dst[hidden]).any())
+
+
+def test_sparse_random_at_1e5_neurons_allocates_no_n2_and_reaches_the_outputs():
+    def build():
+        topo = mp.Topology.sparse_random(64, 100_000 - 75, 10, degree=10, seed=0)
+        assert 0.99e6 <= topo.n_edges <= 1.01e6
+        hash(topo)
+
+    assert peak_tensor_bytes(build) < 2 * 10**8  # one N×N boolean mask would be 10¹⁰ bytes
+
+
+def test_sparse_random_errors_name_what_was_wrong():
+    with pytest.raises(ValueError, match="needs hidden >= outputs"):
+        mp.Topology.sparse_random(4, 3, 5)
+    with pytest.raises(ValueError, match="only 100 hidden pairs"):
+        mp.Topology.sparse_random(4, 10, 2, degree=20.0)
+    with pytest.raises(ValueError, match="positive finite"):
+        mp.Topology.sparse_random(4, 10, 2, degree=0.0)
+    with pytest.raises(ValueError, match="fan_in must be >= 0"):
+        mp.Topology.sparse_random(4, 10, 2, fan_in=-1)
+
+
+def test_distinct_per_row_draws_uniform_subsets():
+    g = torch.Generator().manual_seed(0)
+    rows = _distinct_per_row(20_000, 16, 4, g)
+    assert rows.shape == (20_000, 4)
+    assert bool((rows.sort(1).values.diff(dim=1) > 0).all())  # distinct in every row
+    counts = torch.bincount(rows.reshape(-1), minlength=16).double()
+    expected = 20_000 * 4 / 16  # binomial std ≈ 43: 6 std is a failure, not noise
+    assert float((counts - expected).abs().max()) < 6 * (20_000 * 0.25 * 0.75) ** 0.5
+
+
+def test_edge_grad_is_the_sum_over_the_batch_at_every_edge():
+    g = torch.Generator().manual_seed(3)
+    topo = mp.Topology.sparse_random(5, 30, 3, degree=4.0, seed=3)
+    index = edge_index_of(topo, torch.device("cpu"))
+    S = torch.randn(7, topo.n_neurons, generator=g, dtype=torch.float64)
+    e = torch.randn(topo.n_free, 7, generator=g, dtype=torch.float64).T  # not contiguous
+    src, dst = topo.edges.unbind(1)
+    expected = (S[:, src] * e[:, dst - topo.n_clamped]).sum(0)
+    assert relative_error(edge_grad(index, S, e), expected) < 1e-14
+    empty = mp.Topology.from_edges(2, 3, 1, [])
+    assert edge_grad(edge_index_of(empty, torch.device("cpu")), S[:, :7], e[:, :4]).shape == (0,)
+
+
+@pytest.mark.parametrize("ticks", [2, 3])
+def test_sparse_engines_equal_dense_autograd_on_a_wired_mesh(ticks):
+    topo = mp.Topology.sparse_random(6, 60, 4, degree=5.0, fan_in=2, seed=ticks)
+    names = sorted(mp.ACTIVATIONS)
+    pick = torch.randint(0, len(names), (topo.n_neurons,), generator=torch.Generator())
+    activation = [names[int(k)] for k in pick]
+    dense = mp.MeshNet(topo, ticks=ticks, activation=activation, dtype=torch.float64, seed=1)
+    sparse = mp.MeshNet(
+        topo, ticks=ticks, activation=activation, dtype=torch.float64, layout="sparse"
+    )
+    src, dst = topo.edges.unbind(1)
+    with torch.no_grad():
+        sparse.weight.copy_(dense.A[src, dst])
+    x = torch.randn(9, 6, dtype=torch.float64)
+    target = torch.randint(0, 4, (9,))
+    _, dA = mp.gradient(dense, x, target, method="autograd")
+    for method in ("bptt", "fop", "autograd"):
+        _, dw = mp.gradient(sparse, x, target, method=method)
+        assert relative_error(dw, dA[src, dst]) < 1e-10, method
+
+
+def test_a_wired_sparse_mesh_learns_digits():
+    from sklearn.datasets import load_digits
+
+    X, y = load_digits(return_X_y=True)
+    X, y = torch.tensor(X / 16.0, dtype=torch.float32), torch.tensor(y)
+    topo = mp.Topology.sparse_random(64, 500, 10, degree=10, fan_in=3, seed=0)
+    net = mp.MeshNet(
+        topo, ticks=2, layout="sparse", seed=0, activation="tanh", output_activation="identity"
+    )
+    opt = torch.optim.Adam(net.parameters(), lr=1e-2)
+    g = torch.Generator().manual_seed(0)
+    train, test = torch.arange(1400), torch.arange(1400, len(X))
+    with thread_policy(1):  # small products: threads only add synchronisation
+        for _ in range(100):
+            idx = train[torch.randint(0, 1400, (32,), generator=g)]
+            opt.zero_grad()
+            _, net.weight.grad = mp.gradient(net, X[idx], y[idx], method="bptt")
+            opt.step()
+    with torch.no_grad():
+        accuracy = float((net(X[test]).argmax(1) == y[test]).float().mean())
+    assert accuracy > 0.7  # chance is 0.1
