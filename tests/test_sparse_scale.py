@@ -24,7 +24,9 @@ from meshprop.topology import _distinct_per_row
         (0, 50, 5, 4.0, 3, True),  # no data input
     ],
 )
-def test_sparse_random_wires_inputs_hidden_and_outputs(inputs, hidden, outputs, degree, fan_in, bias):
+def test_sparse_random_wires_inputs_hidden_and_outputs(
+    inputs, hidden, outputs, degree, fan_in, bias
+):
     topo = mp.Topology.sparse_random(inputs, hidden, outputs, degree, fan_in, bias, seed=1)
     assert topo == mp.Topology.sparse_random(inputs, hidden, outputs, degree, fan_in, bias, seed=1)
     assert topo != mp.Topology.sparse_random(inputs, hidden, outputs, degree, fan_in, bias, seed=2)

@@ -155,11 +155,13 @@ def run_scale(
     return rows, rate
 
 
-def slopes(rows: list[ScaleRow]) -> dict[str, float]:
-    """The least-squares slope of log(time) against log(edges), per layout/engine/ticks."""
+def slopes(rows: list[ScaleRow], min_neurons: int = 0) -> dict[str, float]:
+    """The least-squares slope of log(time) against log(edges), per layout/engine/ticks, over
+    the rows of at least ``min_neurons`` neurons (a slope of 1 is time linear in the edges; small
+    meshes pay a fixed per-step overhead that flattens the fit over every size)."""
     groups: dict[str, list[tuple[float, float]]] = {}
     for r in rows:
-        if r.median_s:
+        if r.median_s and r.neurons >= min_neurons:
             key = f"{r.layout}/{r.engine} T={r.ticks}"
             groups.setdefault(key, []).append((math.log(r.edges), math.log(r.median_s)))
     out = {}
