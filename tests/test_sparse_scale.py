@@ -4,12 +4,16 @@ exactness of the sparse engines on such meshes, and learning digits with one."""
 
 from __future__ import annotations
 
+import json
+import math
+
 import pytest
 import torch
 
 import meshprop as mp
 from helpers import relative_error
-from meshprop.bench.scale import peak_tensor_bytes
+from meshprop import cli
+from meshprop.bench.scale import ScaleRow, peak_tensor_bytes, slopes
 from meshprop.engines.edge_ops import edge_grad, edge_index_of
 from meshprop.threads import thread_policy
 from meshprop.topology import _distinct_per_row
@@ -149,3 +153,52 @@ def test_a_wired_sparse_mesh_learns_digits():
     with torch.no_grad():
         accuracy = float((net(X[test]).argmax(1) == y[test]).float().mean())
     assert accuracy > 0.7  # chance is 0.1
+
+
+def scale_row(engine: str, edges: int, seconds: float, neurons: int) -> ScaleRow:
+    return ScaleRow("sparse", engine, neurons, edges, 2, 32, seconds, 1, 1, 1.0)
+
+
+def test_scale_slopes_fit_the_power_of_the_edges():
+    rows = [scale_row("bptt", p, 3e-9 * p, p // 10) for p in (10**4, 10**5, 10**6)]
+    rows += [scale_row("dense", p, 1e-12 * p**2, p // 10) for p in (10**4, 10**5)]
+    rows += [scale_row("flat", p, 0.01 + 1e-9 * p, p // 10) for p in (10**3, 10**4, 10**6)]
+    rows.append(scale_row("lonely", 10**6, 1.0, 10**5))  # one point: no slope
+    fits = slopes(rows)
+    assert fits["sparse/bptt T=2"] == pytest.approx(1.0, abs=1e-12)
+    assert fits["sparse/dense T=2"] == pytest.approx(2.0, abs=1e-12)
+    assert "sparse/lonely T=2" not in fits
+    # a fixed overhead flattens the fit over every size; the large sizes recover the slope
+    assert fits["sparse/flat T=2"] < 0.5
+    assert slopes(rows, min_neurons=1000)["sparse/flat T=2"] == pytest.approx(
+        math.log((0.01 + 1e-3) / (0.01 + 1e-5)) / math.log(100), abs=1e-12
+    )
+
+
+def test_scale_workload_runs_every_engine_that_fits_and_writes_the_plot(capsys, tmp_path):
+    out = tmp_path / "scale.json"
+    code = cli.main(
+        [
+            "bench",
+            "--workload",
+            "scale",
+            "--sizes",
+            "150",
+            "300",
+            "--threads",
+            "1",
+            "--output",
+            str(out),
+        ]
+    )
+    assert code == 0
+    text = capsys.readouterr().out
+    assert "measured bandwidth" in text and "slope of log(time) vs log(edges)" in text
+    records = json.loads(out.read_text())
+    head, rows = records[0], records[1:]
+    assert head["bandwidth_bytes_s"] > 0 and "sparse/bptt T=2" in head["slopes"]
+    kinds = {(r["layout"], r["engine"], r["ticks"]) for r in rows}
+    assert {("sparse", e, T) for e in ("bptt", "fop", "autograd") for T in (2, 3)} <= kinds
+    assert {("dense", e, T) for e in ("bptt", "fop_factored") for T in (2, 3)} <= kinds
+    assert all(r["median_s"] > 0 and r["peak_bytes"] > 0 and r["limit_s"] > 0 for r in rows)
+    assert (tmp_path / "scale.png").stat().st_size > 0

@@ -4,8 +4,8 @@ of a sparse mesh (issue 15).
 Meshes of N = 10³ … 10⁵ neurons at mean degree 10 (``Topology.random`` with density 10/F, 64
 inputs, 10 outputs), T = 2 and 3 ticks, batch 32, float32.  Every engine that fits the memory
 limit runs: the sparse layout's ``bptt``, ``fop`` (sparse FOP) and ``autograd``, and the dense
-layout's ``bptt`` and ``fop_factored`` where an N×N matrix fits (``DENSE_MAX``).  One step is
-forward + dE/dw (``meshprop.gradient``) + an SGD update.  Per row: the median time of
+layout's ``bptt`` (up to ``DENSE_BPTT_MAX``) and ``fop_factored`` (up to ``DENSE_MAX``).  One
+step is forward + dE/dw (``meshprop.gradient``) + an SGD update.  Per row: the median time of
 ``repeats`` steps, the peak of live torch tensor bytes during one step (the CPU allocator's events
 in the torch profiler), and the *physical limit*: the bytes a step must move at least (reading
 and writing the weights, the edge structure and the states once per tick and per pass), divided
@@ -29,6 +29,7 @@ from ..mesh import MeshNet, gradient
 from ..topology import Topology
 
 __all__ = [
+    "DENSE_BPTT_MAX",
     "DENSE_MAX",
     "SIZES",
     "ScaleRow",
@@ -39,8 +40,11 @@ __all__ = [
 ]
 
 SIZES = (1_000, 3_000, 10_000, 30_000, 100_000)
-#: the largest N the dense layout is timed at (its N×N matrices: 4·N² bytes each)
+#: the largest N the dense layout's ``fop_factored`` is timed at (O(T·F²) memory, O(T²·F³) time)
 DENSE_MAX = 3_000
+#: the largest N the dense layout's ``bptt`` is timed at (N×N matrices of 4·N² bytes, O(B·N²)
+#: time per product: 0.4 GB and about a second per step at 10⁴)
+DENSE_BPTT_MAX = 10_000
 SPARSE_ENGINES = ("bptt", "fop", "autograd")
 DENSE_ENGINES = ("bptt", "fop_factored")
 
@@ -112,8 +116,11 @@ def run_scale(
     repeats: int = 3,
     dense_max: int = DENSE_MAX,
     progress=None,
+    dense_bptt_max: int = DENSE_BPTT_MAX,
 ) -> tuple[list[ScaleRow], float]:
-    """Rows for every (size, ticks, layout, engine) that fits, and the measured bandwidth."""
+    """Rows for every (size, ticks, layout, engine) that fits, and the measured bandwidth: the
+    dense ``fop_factored`` up to ``dense_max`` neurons, the dense ``bptt`` up to
+    ``dense_bptt_max``."""
     rate = bandwidth()
     rows = []
     for n in sizes:
@@ -124,8 +131,8 @@ def run_scale(
             labels = torch.randint(0, 10, (batch,), generator=g)
             moved = min_bytes_moved(topo, T, batch)
             plans = [("sparse", e) for e in SPARSE_ENGINES]
-            if n <= dense_max:
-                plans += [("dense", e) for e in DENSE_ENGINES]
+            limits = {"bptt": dense_bptt_max, "fop_factored": dense_max}
+            plans += [("dense", e) for e in DENSE_ENGINES if n <= limits[e]]
             for layout, engine in plans:
                 row = ScaleRow(
                     layout, engine, n, topo.n_edges, T, batch, None, None, moved, moved / rate
