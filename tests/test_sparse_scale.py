@@ -13,7 +13,7 @@ import torch
 import meshprop as mp
 from helpers import relative_error
 from meshprop import cli
-from meshprop.bench.scale import ScaleRow, peak_tensor_bytes, slopes
+from meshprop.bench.scale import ScaleRow, peak_tensor_bytes, run_scale, slopes
 from meshprop.engines.edge_ops import edge_grad, edge_index_of
 from meshprop.threads import thread_policy
 from meshprop.topology import _distinct_per_row
@@ -202,3 +202,17 @@ def test_scale_workload_runs_every_engine_that_fits_and_writes_the_plot(capsys, 
     assert {("dense", e, T) for e in ("bptt", "fop_factored") for T in (2, 3)} <= kinds
     assert all(r["median_s"] > 0 and r["peak_bytes"] > 0 and r["limit_s"] > 0 for r in rows)
     assert (tmp_path / "scale.png").stat().st_size > 0
+
+
+def test_scale_sweep_on_random_meshes_and_unknown_kinds():
+    rows, rate = run_scale(
+        sizes=(200,), ticks=(2,), repeats=1, dense_max=0, dense_bptt_max=0, topology="random"
+    )
+    assert rate > 0 and [(r.layout, r.engine) for r in rows] == [
+        ("sparse", "bptt"),
+        ("sparse", "fop"),
+        ("sparse", "autograd"),
+    ]
+    assert rows[0].edges == mp.Topology.random(64, 125, 10, density=10 / 135, seed=0).n_edges
+    with pytest.raises(ValueError, match="unknown scale topology 'grid'"):
+        run_scale(sizes=(200,), topology="grid")

@@ -1,10 +1,11 @@
 """``meshprop bench --workload scale``: time and peak memory of a training step against the size
 of a sparse mesh (issue 15).
 
-Meshes of N = 10³ … 10⁵ neurons at mean degree 10 (``Topology.random`` with density 10/F, 64
-inputs, 10 outputs), T = 2 and 3 ticks, batch 32, float32.  Every engine that fits the memory
-limit runs: the sparse layout's ``bptt``, ``fop`` (sparse FOP) and ``autograd``, and the dense
-layout's ``bptt`` (up to ``DENSE_BPTT_MAX``) and ``fop_factored`` (up to ``DENSE_MAX``).  One
+Meshes of N = 10³ … 10⁵ neurons at mean degree 10 (:data:`TOPOLOGIES`: ``Topology.sparse_random``
+or ``Topology.random`` with density 10/F; 64 inputs, 10 outputs), T = 2 and 3 ticks, batch 32,
+float32.  Every engine that fits the memory limit runs: the sparse layout's ``bptt``, ``fop``
+(sparse FOP) and ``autograd``, and the dense layout's ``bptt`` (up to ``DENSE_BPTT_MAX``) and
+``fop_factored`` (up to ``DENSE_MAX``).  One
 step is forward + dE/dw (``meshprop.gradient``) + an SGD update.  Per row: the median time of
 ``repeats`` steps, the peak of live torch tensor bytes during one step (the CPU allocator's events
 in the torch profiler), and the *physical limit*: the bytes a step must move at least (reading
@@ -32,6 +33,7 @@ __all__ = [
     "DENSE_BPTT_MAX",
     "DENSE_MAX",
     "SIZES",
+    "TOPOLOGIES",
     "ScaleRow",
     "bandwidth",
     "plot",
@@ -102,9 +104,20 @@ def min_bytes_moved(topology: Topology, ticks: int, batch: int, itemsize: int = 
     return 3 * ticks * per_product
 
 
-def _topology(neurons: int, seed: int = 0) -> Topology:
+#: the topologies of the sweep: ``wired`` (:meth:`Topology.sparse_random`: every hidden neuron
+#: reads 3 inputs and feeds one output, so every edge's gradient is non-zero at T = 2) and
+#: ``random`` (:meth:`Topology.random` at density 10/F: most edges are more than T hops from an
+#: output, their gradient is structurally zero and the sparse FOP prunes them)
+TOPOLOGIES = ("wired", "random")
+
+
+def _topology(neurons: int, seed: int = 0, kind: str = "wired") -> Topology:
     inputs, outputs = 64, 10
     hidden = neurons - inputs - 1 - outputs
+    if kind == "wired":
+        return Topology.sparse_random(inputs, hidden, outputs, degree=10, seed=seed)
+    if kind != "random":
+        raise ValueError(f"unknown scale topology {kind!r}; expected one of {TOPOLOGIES}")
     free = hidden + outputs
     return Topology.random(inputs, hidden, outputs, density=10 / free, seed=seed)
 
@@ -117,14 +130,17 @@ def run_scale(
     dense_max: int = DENSE_MAX,
     progress=None,
     dense_bptt_max: int = DENSE_BPTT_MAX,
+    topology: str = "wired",
 ) -> tuple[list[ScaleRow], float]:
     """Rows for every (size, ticks, layout, engine) that fits, and the measured bandwidth: the
     dense ``fop_factored`` up to ``dense_max`` neurons, the dense ``bptt`` up to
-    ``dense_bptt_max``."""
+    ``dense_bptt_max``; meshes of the kind ``topology`` (:data:`TOPOLOGIES`)."""
+    if topology not in TOPOLOGIES:
+        raise ValueError(f"unknown scale topology {topology!r}; expected one of {TOPOLOGIES}")
     rate = bandwidth()
     rows = []
     for n in sizes:
-        topo = _topology(n)
+        topo = _topology(n, kind=topology)
         for T in ticks:
             g = torch.Generator().manual_seed(0)
             x = torch.randn(batch, 64, generator=g)

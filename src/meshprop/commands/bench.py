@@ -95,6 +95,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         metavar="N",
         help="neuron counts of --workload scale (default: 1000 3000 10000 30000 100000)",
     )
+    p.add_argument(
+        "--scale-topology",
+        choices=("wired", "random"),
+        default="wired",
+        help="meshes of --workload scale: wired (Topology.sparse_random, default) or random "
+        "(Topology.random)",
+    )
     p.add_argument("--json", action="store_true", help="print JSON rows instead of a table")
     p.add_argument("--output", default=None, metavar="PATH", help="also write the JSON rows here")
     p.set_defaults(handler=run)
@@ -173,13 +180,14 @@ def _run_scale(args: argparse.Namespace, threads: int, progress) -> int:
 
     sizes = scale.SIZES if args.sizes is None else tuple(args.sizes)
     started = time.perf_counter()
-    rows, rate = scale.run_scale(sizes=sizes, progress=progress)
+    rows, rate = scale.run_scale(sizes=sizes, progress=progress, topology=args.scale_topology)
     elapsed = time.perf_counter() - started
     fits = scale.slopes(rows)
     records = [
         {
             "bandwidth_bytes_s": rate,
             "threads": threads,
+            "topology": args.scale_topology,
             "slopes": fits,
             "slopes_n_ge_1e4": scale.slopes(rows, min_neurons=10_000),
         }
