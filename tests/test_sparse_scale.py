@@ -14,7 +14,7 @@ import meshprop as mp
 from helpers import relative_error
 from meshprop import cli
 from meshprop.bench.scale import ScaleRow, peak_tensor_bytes, run_scale, slopes
-from meshprop.engines.edge_ops import edge_grad, edge_index_of
+from meshprop.engines.edge_ops import edge_grad, edge_index_of, tick_edges
 from meshprop.threads import thread_policy
 from meshprop.topology import _distinct_per_row
 
@@ -216,3 +216,31 @@ def test_scale_sweep_on_random_meshes_and_unknown_kinds():
     assert rows[0].edges == mp.Topology.random(64, 125, 10, density=10 / 135, seed=0).n_edges
     with pytest.raises(ValueError, match="unknown scale topology 'grid'"):
         run_scale(sizes=(200,), topology="grid")
+
+
+@pytest.mark.parametrize("sequence", [False, True])
+def test_sparse_bptt_prunes_to_the_edges_that_reach_an_output_exactly(sequence):
+    topo = mp.Topology.random(8, 300, 4, density=2 / 304, seed=1)
+    ticks = 3
+    pruned = tick_edges(topo, ticks, torch.device("cpu"))
+    assert all(ids is not None for ids, _ in pruned)  # a sparse random mesh: every tick pruned
+    assert len(pruned[-1][0]) < topo.n_edges / 10
+    names = ["sigmoid", "tanh", "relu"] * topo.n_neurons  # sigmoid(0) ≠ 0 off R_n
+    activation = names[: topo.n_neurons]
+    dense = mp.MeshNet(topo, ticks=ticks, activation=activation, dtype=torch.float64, seed=2)
+    sparse = mp.MeshNet(
+        topo, ticks=ticks, activation=activation, dtype=torch.float64, layout="sparse", grad="bptt"
+    )
+    src, dst = topo.edges.unbind(1)
+    with torch.no_grad():
+        sparse.weight.copy_(dense.A[src, dst])
+    dense.grad = "autograd"
+    shape = (ticks, 5, 8) if sequence else (5, 8)
+    x = torch.randn(*shape, dtype=torch.float64)
+    x_d, x_s = x.clone().requires_grad_(True), x.clone().requires_grad_(True)
+    y_d, y_s = dense(x_d), sparse(x_s)
+    assert relative_error(y_s, y_d) < 1e-12
+    (y_d * torch.arange(1.0, 5.0, dtype=torch.float64)).sum().backward()
+    (y_s * torch.arange(1.0, 5.0, dtype=torch.float64)).sum().backward()
+    assert relative_error(sparse.weight.grad, dense.A.grad[src, dst]) < 1e-10
+    assert relative_error(x_s.grad, x_d.grad) < 1e-10
