@@ -110,7 +110,7 @@ def _tick_edges(
 ) -> tuple[tuple[torch.Tensor | None, EdgeIndex], ...]:
     full = edge_index_of(topology, torch.device(device))
     cpu = _edge_index(topology)
-    out = []
+    out: list[tuple[torch.Tensor | None, EdgeIndex]] = []
     for columns in needed_columns(topology, ticks):
         if len(columns) == topology.n_free:
             out.append((None, full))
