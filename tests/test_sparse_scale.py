@@ -244,3 +244,16 @@ def test_sparse_bptt_prunes_to_the_edges_that_reach_an_output_exactly(sequence):
     (y_s * torch.arange(1.0, 5.0, dtype=torch.float64)).sum().backward()
     assert relative_error(sparse.weight.grad, dense.A.grad[src, dst]) < 1e-10
     assert relative_error(x_s.grad, x_d.grad) < 1e-10
+
+
+@pytest.mark.parametrize("kind", ["wired", "random"])
+def test_sparse_bptt_estimate_bounds_its_measured_peak(kind):
+    from meshprop.bench.scale import _topology
+    from meshprop.engines.sparse_layout import SPARSE_ENGINES
+
+    net = mp.MeshNet(_topology(5000, kind=kind), ticks=3, layout="sparse", seed=0)
+    x, y = torch.randn(32, 64), torch.randint(0, 10, (32,))
+    mp.gradient(net, x, y, method="bptt")  # caches built outside the measured step
+    peak = peak_tensor_bytes(lambda: mp.gradient(net, x, y, method="bptt"))
+    estimate = SPARSE_ENGINES["bptt"].estimate_bytes(net.dynamics, 32, 4)
+    assert 0.5 * estimate < peak <= estimate  # a bound, and not a loose one
