@@ -337,6 +337,80 @@ class Topology:
         return cls(inputs, hidden, outputs, bias, edges=edges)
 
     @classmethod
+    def sparse_random(
+        cls,
+        inputs: int,
+        hidden: int,
+        outputs: int,
+        degree: float = 10.0,
+        fan_in: int = 3,
+        bias: bool = True,
+        seed: int | None = None,
+    ) -> Topology:
+        """A large sparse mesh whose inputs reach the outputs in two ticks, in O(P) memory.
+
+        A uniform :meth:`random` mesh of mean degree d over N neurons leaves almost every output
+        more than two hops from any input when N ≫ d² (at N = 10⁵, d = 10 the outputs barely
+        depend on the input at T = 2).  This builder wires the roles instead:
+
+        - every hidden neuron gets ``fan_in`` edges from distinct random data inputs (all of
+          them when ``fan_in >= inputs``);
+        - the bias neuron (``bias=True``) feeds every hidden and output neuron;
+        - every hidden neuron feeds one output, the outputs taken in a random balanced order
+          (each output gets ⌊H/O⌋ or ⌈H/O⌉ hidden in-edges; needs ``hidden >= outputs``);
+        - the remaining ``round(degree · N) −`` (the edges above) are drawn uniformly without
+          replacement among the H² hidden → hidden pairs (cycles and self-loops allowed).
+
+        So P = max(round(degree · N), the wired edges) and the mean degree is P / N.  Every edge
+        enters a hidden or output neuron (clamped neurons have none, the rule of :meth:`mesh`)
+        and outputs have no outgoing edge, so the topology is valid with or without output
+        feedback.  Nothing of size N² is allocated: the draws are O(P)
+        (:func:`_sample_without_replacement` over the H² hidden pairs).
+        """
+        _check_count("inputs", inputs, 0)
+        _check_count("hidden", hidden, 1)
+        _check_count("outputs", outputs, 1)
+        _check_count("fan_in", fan_in, 0)
+        degree = float(degree)
+        if not degree > 0 or np.isinf(degree):
+            raise ValueError(f"degree must be a positive finite number, got {degree}")
+        if hidden < outputs:
+            raise ValueError(
+                f"sparse_random feeds every output from hidden neurons: needs hidden >= outputs, "
+                f"got {hidden} hidden and {outputs} outputs"
+            )
+        generator = torch.Generator().manual_seed(0 if seed is None else int(seed))
+        C = inputs + int(bias)
+        first_output = C + hidden
+        n = first_output + outputs
+        hidden_ids = torch.arange(C, first_output)
+        blocks = []
+        k = min(fan_in, inputs)
+        if k:  # k distinct inputs per hidden neuron: the k smallest of H rows of random keys
+            if k * k <= inputs:  # few of many: rejection of repeats keeps memory O(H·k)
+                chosen = _distinct_per_row(hidden, inputs, k, generator)
+            else:
+                chosen = torch.rand(hidden, inputs, generator=generator).argsort(1)[:, :k]
+            blocks.append(torch.stack([chosen.reshape(-1), hidden_ids.repeat_interleave(k)], 1))
+        if bias:
+            free = torch.arange(C, n)
+            blocks.append(torch.stack([torch.full_like(free, inputs), free], 1))
+        balanced = torch.arange(hidden) % outputs
+        targets = first_output + balanced[torch.randperm(hidden, generator=generator)]
+        blocks.append(torch.stack([hidden_ids, targets], 1))
+        wired = sum(len(b) for b in blocks)
+        extra = round(degree * n) - wired
+        if extra > hidden * hidden:
+            raise ValueError(
+                f"degree {degree} needs {extra} hidden -> hidden edges but there are only "
+                f"{hidden * hidden} hidden pairs"
+            )
+        if extra > 0:
+            pairs = _sample_without_replacement(hidden * hidden, extra, generator)
+            blocks.append(torch.stack([C + pairs // hidden, C + pairs % hidden], 1))
+        return cls(inputs, hidden, outputs, bias, edges=torch.cat(blocks))
+
+    @classmethod
     def layered(cls, sizes: Sequence[int], bias: bool = True) -> Topology:
         """An MLP with layer sizes ``[N_0, ..., N_L]`` as the block adjacency matrix of paper 000
         Fig. 1: layer h−1 feeds layer h through the block W_h, and the bias neuron feeds every
@@ -516,6 +590,24 @@ def _sample_without_replacement(total: int, keep: int, generator: torch.Generato
         draws = torch.randint(0, total, (extra,), generator=generator, dtype=torch.long)
         seen = torch.unique(torch.cat([seen, draws]))
     return seen[torch.randperm(len(seen), generator=generator)[:keep]]
+
+
+def _distinct_per_row(rows: int, values: int, k: int, generator: torch.Generator) -> torch.Tensor:
+    """(rows, k) integers in [0, values), distinct within each row, each row a uniform k-subset.
+
+    Draws k values per row and redraws the rows with a repeat (rejection: an accepted row is a
+    uniform ordered k-tuple of distinct values, so a uniform k-subset); used with k² ≤ values,
+    where a row repeats with probability at most k(k−1) / (2·values) < 1/2.
+    """
+    out = torch.randint(0, values, (rows, k), generator=generator)
+    todo = torch.arange(rows)
+    while True:
+        block = out[todo].sort(dim=1).values
+        repeated = (block[:, 1:] == block[:, :-1]).any(dim=1)
+        todo = todo[repeated]
+        if len(todo) == 0:
+            return out
+        out[todo] = torch.randint(0, values, (len(todo), k), generator=generator)
 
 
 def _as_pairs(edges: Iterable[tuple[int, int]] | torch.Tensor) -> torch.Tensor:

@@ -1,11 +1,12 @@
 """``meshprop bench --workload scale``: time and peak memory of a training step against the size
 of a sparse mesh (issue 15).
 
-Meshes of N = 10³ … 10⁵ neurons at mean degree 10 (``Topology.random`` with density 10/F, 64
-inputs, 10 outputs), T = 2 and 3 ticks, batch 32, float32.  Every engine that fits the memory
-limit runs: the sparse layout's ``bptt``, ``fop`` (sparse FOP) and ``autograd``, and the dense
-layout's ``bptt`` and ``fop_factored`` where an N×N matrix fits (``DENSE_MAX``).  One step is
-forward + dE/dw (``meshprop.gradient``) + an SGD update.  Per row: the median time of
+Meshes of N = 10³ … 10⁵ neurons at mean degree 10 (:data:`TOPOLOGIES`: ``Topology.sparse_random``
+or ``Topology.random`` with density 10/F; 64 inputs, 10 outputs), T = 2 and 3 ticks, batch 32,
+float32.  Every engine that fits the memory limit runs: the sparse layout's ``bptt``, ``fop``
+(sparse FOP) and ``autograd``, and the dense layout's ``bptt`` (up to ``DENSE_BPTT_MAX``) and
+``fop_factored`` (up to ``DENSE_MAX``).  One
+step is forward + dE/dw (``meshprop.gradient``) + an SGD update.  Per row: the median time of
 ``repeats`` steps, the peak of live torch tensor bytes during one step (the CPU allocator's events
 in the torch profiler), and the *physical limit*: the bytes a step must move at least (reading
 and writing the weights, the edge structure and the states once per tick and per pass), divided
@@ -29,8 +30,10 @@ from ..mesh import MeshNet, gradient
 from ..topology import Topology
 
 __all__ = [
+    "DENSE_BPTT_MAX",
     "DENSE_MAX",
     "SIZES",
+    "TOPOLOGIES",
     "ScaleRow",
     "bandwidth",
     "plot",
@@ -39,8 +42,11 @@ __all__ = [
 ]
 
 SIZES = (1_000, 3_000, 10_000, 30_000, 100_000)
-#: the largest N the dense layout is timed at (its N×N matrices: 4·N² bytes each)
+#: the largest N the dense layout's ``fop_factored`` is timed at (O(T·F²) memory, O(T²·F³) time)
 DENSE_MAX = 3_000
+#: the largest N the dense layout's ``bptt`` is timed at (N×N matrices of 4·N² bytes, O(B·N²)
+#: time per product: 0.4 GB and about a second per step at 10⁴)
+DENSE_BPTT_MAX = 10_000
 SPARSE_ENGINES = ("bptt", "fop", "autograd")
 DENSE_ENGINES = ("bptt", "fop_factored")
 
@@ -98,9 +104,20 @@ def min_bytes_moved(topology: Topology, ticks: int, batch: int, itemsize: int = 
     return 3 * ticks * per_product
 
 
-def _topology(neurons: int, seed: int = 0) -> Topology:
+#: the topologies of the sweep: ``wired`` (:meth:`Topology.sparse_random`: every hidden neuron
+#: reads 3 inputs and feeds one output, so every edge's gradient is non-zero at T = 2) and
+#: ``random`` (:meth:`Topology.random` at density 10/F: most edges are more than T hops from an
+#: output, their gradient is structurally zero and the sparse FOP prunes them)
+TOPOLOGIES = ("wired", "random")
+
+
+def _topology(neurons: int, seed: int = 0, kind: str = "wired") -> Topology:
     inputs, outputs = 64, 10
     hidden = neurons - inputs - 1 - outputs
+    if kind == "wired":
+        return Topology.sparse_random(inputs, hidden, outputs, degree=10, seed=seed)
+    if kind != "random":
+        raise ValueError(f"unknown scale topology {kind!r}; expected one of {TOPOLOGIES}")
     free = hidden + outputs
     return Topology.random(inputs, hidden, outputs, density=10 / free, seed=seed)
 
@@ -112,20 +129,29 @@ def run_scale(
     repeats: int = 3,
     dense_max: int = DENSE_MAX,
     progress=None,
+    dense_bptt_max: int = DENSE_BPTT_MAX,
+    topology: str = "wired",
+    slow_s: float = 2.0,
 ) -> tuple[list[ScaleRow], float]:
-    """Rows for every (size, ticks, layout, engine) that fits, and the measured bandwidth."""
+    """Rows for every (size, ticks, layout, engine) that fits, and the measured bandwidth: the
+    dense ``fop_factored`` up to ``dense_max`` neurons, the dense ``bptt`` up to
+    ``dense_bptt_max``; meshes of the kind ``topology`` (:data:`TOPOLOGIES`).  Each row is the
+    median of ``repeats`` steps after a warm-up, or one step when the warm-up took more than
+    ``slow_s`` seconds (the sparse FOP at 10⁵ neurons and 3 ticks: keeps the sweep short)."""
+    if topology not in TOPOLOGIES:
+        raise ValueError(f"unknown scale topology {topology!r}; expected one of {TOPOLOGIES}")
     rate = bandwidth()
     rows = []
     for n in sizes:
-        topo = _topology(n)
+        topo = _topology(n, kind=topology)
         for T in ticks:
             g = torch.Generator().manual_seed(0)
             x = torch.randn(batch, 64, generator=g)
             labels = torch.randint(0, 10, (batch,), generator=g)
             moved = min_bytes_moved(topo, T, batch)
             plans = [("sparse", e) for e in SPARSE_ENGINES]
-            if n <= dense_max:
-                plans += [("dense", e) for e in DENSE_ENGINES]
+            limits = {"bptt": dense_bptt_max, "fop_factored": dense_max}
+            plans += [("dense", e) for e in DENSE_ENGINES if n <= limits[e]]
             for layout, engine in plans:
                 row = ScaleRow(
                     layout, engine, n, topo.n_edges, T, batch, None, None, moved, moved / rate
@@ -139,13 +165,16 @@ def run_scale(
                         with torch.no_grad():
                             weights.sub_(0.01 * grad)
 
+                    t0 = time.perf_counter()
                     step()  # warm-up: plans and caches
+                    slow = time.perf_counter() - t0 > slow_s
                     times = []
-                    for _ in range(repeats):
+                    for _ in range(1 if slow else repeats):  # a slow step: timed once
                         t0 = time.perf_counter()
                         step()
                         times.append(time.perf_counter() - t0)
                     row.median_s = statistics.median(times)
+                    row.note = "one timed step (slow)" if slow else ""
                     row.peak_bytes = peak_tensor_bytes(step)
                 except MemoryLimitError as error:
                     row.note = f"does not fit: {error}"[:200]
@@ -155,11 +184,13 @@ def run_scale(
     return rows, rate
 
 
-def slopes(rows: list[ScaleRow]) -> dict[str, float]:
-    """The least-squares slope of log(time) against log(edges), per layout/engine/ticks."""
+def slopes(rows: list[ScaleRow], min_neurons: int = 0) -> dict[str, float]:
+    """The least-squares slope of log(time) against log(edges), per layout/engine/ticks, over
+    the rows of at least ``min_neurons`` neurons (a slope of 1 is time linear in the edges; small
+    meshes pay a fixed per-step overhead that flattens the fit over every size)."""
     groups: dict[str, list[tuple[float, float]]] = {}
     for r in rows:
-        if r.median_s:
+        if r.median_s and r.neurons >= min_neurons:
             key = f"{r.layout}/{r.engine} T={r.ticks}"
             groups.setdefault(key, []).append((math.log(r.edges), math.log(r.median_s)))
     out = {}

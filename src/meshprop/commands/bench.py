@@ -15,6 +15,7 @@ import json
 import math
 import os
 import sys
+import time
 from dataclasses import asdict
 
 from ..bench import (
@@ -94,6 +95,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         default=None,
         metavar="N",
         help="neuron counts of --workload scale (default: 1000 3000 10000 30000 100000)",
+    )
+    p.add_argument(
+        "--scale-topology",
+        choices=("wired", "random"),
+        default="wired",
+        help="meshes of --workload scale: wired (Topology.sparse_random, default) or random "
+        "(Topology.random)",
     )
     p.add_argument("--json", action="store_true", help="print JSON rows instead of a table")
     p.add_argument("--output", default=None, metavar="PATH", help="also write the JSON rows here")
@@ -177,9 +185,19 @@ def _run_scale(args: argparse.Namespace, threads: int, progress) -> int:
     from ..bench import scale
 
     sizes = scale.SIZES if args.sizes is None else tuple(args.sizes)
-    rows, rate = scale.run_scale(sizes=sizes, progress=progress)
+    started = time.perf_counter()
+    rows, rate = scale.run_scale(sizes=sizes, progress=progress, topology=args.scale_topology)
+    elapsed = time.perf_counter() - started
     fits = scale.slopes(rows)
-    records = [{"bandwidth_bytes_s": rate, "threads": threads, "slopes": fits}]
+    records = [
+        {
+            "bandwidth_bytes_s": rate,
+            "threads": threads,
+            "topology": args.scale_topology,
+            "slopes": fits,
+            "slopes_n_ge_1e4": scale.slopes(rows, min_neurons=10_000),
+        }
+    ]
     records += scale.as_dicts(rows)
     if args.output:
         with open(args.output, "w") as f:
@@ -189,7 +207,9 @@ def _run_scale(args: argparse.Namespace, threads: int, progress) -> int:
         json.dump(records, sys.stdout, indent=1)
         print()
         return 0
-    print(f"measured bandwidth: {rate / 1e9:.1f} GB/s ({threads} threads)")
+    print(
+        f"measured bandwidth: {rate / 1e9:.1f} GB/s ({threads} threads); sweep took {elapsed:.0f} s"
+    )
     for r in rows:
         time_s = "-" if r.median_s is None else f"{r.median_s * 1e3:.2f} ms"
         peak = "-" if r.peak_bytes is None else f"{r.peak_bytes / 2**20:.1f} MiB"
@@ -197,6 +217,8 @@ def _run_scale(args: argparse.Namespace, threads: int, progress) -> int:
             f"{r.layout:6} {r.engine:12} N={r.neurons:<7} P={r.edges:<8} T={r.ticks} "
             f"{time_s:>12} peak {peak:>10}  limit {r.limit_s * 1e3:.2f} ms {r.note[:60]}"
         )
+    large = scale.slopes(rows, min_neurons=10_000)
     for key, slope in fits.items():
-        print(f"slope of log(time) vs log(edges), {key}: {slope:.2f}")
+        tail = f", N >= 10^4: {large[key]:.2f}" if key in large else ""
+        print(f"slope of log(time) vs log(edges), {key}: {slope:.2f} (all N){tail}")
     return 0

@@ -6,7 +6,8 @@ and returns dE/dw of shape (P,).  No N×N tensor is ever allocated by ``bptt``, 
 ``fop`` here:
 
 - ``bptt``: the reciprocal network of paper 004 (as ``engines/bptt.py``) with the products of
-  ``edge_ops`` — memory O(T·B·N + P);
+  ``edge_ops`` (dE/dw by one SDDMM per tick), tick n restricted to the edges into R_n
+  (``edge_ops.tick_edges``: exact) — memory O(T·B·N + P);
 - ``autograd``: PyTorch autograd over the ticks written with gather / ``index_add``;
 - ``fop``: the sparse FOP of ``engines/fop_sparse.py`` (Eq. 13 over reachable pairs);
 - ``fop_factored`` and ``reference``: the dense engines on A = scatter(w), memory-guarded (they
@@ -26,7 +27,14 @@ from ..dynamics import Dynamics
 from ..memory import MemoryLimitError, format_bytes, get_memory_limit
 from .auto import choice_key, predict_seconds
 from .base import BoundEngine, GradientEngine
-from .edge_ops import edge_grad, edge_index_of, propagate, sparse_step_autograd, transpose_product
+from .edge_ops import (
+    edge_grad,
+    edge_index_of,
+    propagate,
+    sparse_step_autograd,
+    tick_edges,
+    transpose_product,
+)
 from .fop_sparse import sparse_fop_backward, sparse_fop_bytes, sparse_fop_flops, sparse_fop_forward
 from .registry import get_engine
 
@@ -92,27 +100,34 @@ class SparseBPTT(SparseEngine):
     provides_input_grad = True
 
     def forward(self, dyn, w, x):
-        index = edge_index_of(dyn.topology, w.device)
+        ticks = tick_edges(dyn.topology, dyn.ticks, w.device)
         h = torch.zeros(dyn.batch_size(x), dyn.n_free, dtype=w.dtype, device=w.device)
         history = []
         for n in range(1, dyn.ticks + 1):
+            ids, index = ticks[n - 1]  # tick n on R_n only: exact for y (tick_edges)
+            w_n = w if ids is None else w[ids]
             S_prev = torch.cat([dyn.clamped_state(x, n), h], dim=1)
-            h, D = dyn.activations(propagate(index, w, S_prev))  # Eq. 3
+            h, D = dyn.activations(propagate(index, w_n, S_prev))  # Eq. 3
             history.append((S_prev, D))
         return h[:, dyn.n_free - dyn.n_outputs :], history
 
     def backward(self, dyn, w, x, saved, grad_y):
-        index = edge_index_of(dyn.topology, w.device)
+        ticks = tick_edges(dyn.topology, dyn.ticks, w.device)
         C, F, I = dyn.n_clamped, dyn.n_free, dyn.topology.n_inputs
         delta = torch.zeros(grad_y.shape[0], F, dtype=w.dtype, device=w.device)
         delta[:, F - dyn.n_outputs :] = grad_y
         dw = torch.zeros_like(w)
         grad_x = torch.zeros_like(x)
         for n in range(dyn.ticks, 0, -1):
+            ids, index = ticks[n - 1]
             S_prev, D = saved[n - 1]
-            e = delta * D  # through φ′ (rule 3)
-            dw += edge_grad(index, S_prev, e)  # Σ_b S_{n-1}ᵀ e_n at the edges
-            back = transpose_product(index, w, e)  # e Aᵀ (rules 4, 5), every neuron
+            e = delta * D  # through φ′ (rule 3); zero outside R_n
+            if ids is None:
+                dw += edge_grad(index, S_prev, e)  # Σ_b S_{n-1}ᵀ e_n at the edges
+                back = transpose_product(index, w, e)  # e Aᵀ (rules 4, 5), every neuron
+            else:  # only the edges into R_n carry a non-zero term
+                dw.index_add_(0, ids, edge_grad(index, S_prev, e))
+                back = transpose_product(index, w[ids], e)
             if x.dim() == 3:
                 grad_x[n - 1] = back[:, :I]
             else:
@@ -121,12 +136,12 @@ class SparseBPTT(SparseEngine):
         return dw, grad_x
 
     def estimate_bytes(self, dyn, batch, itemsize):
-        T, N, F = dyn.ticks, dyn.topology.n_neurons, dyn.n_free
-        from .edge_ops import CHUNK
-
-        chunk = min(CHUNK, batch * dyn.topology.n_edges)
+        T, N, F, P = dyn.ticks, dyn.topology.n_neurons, dyn.n_free, dyn.topology.n_edges
+        # the saved states; dw and edge_grad's SDDMM (pattern values, result values and the
+        # copies of its CSR indices)
         return (
-            itemsize * (T * batch * (N + F) + 3 * chunk + 2 * dyn.topology.n_edges)
+            itemsize * (T * batch * (N + F) + 4 * P)
+            + 8 * (P + N + 1)
             + _state_bytes(dyn, batch, itemsize)
             + 2048 * T
         )
