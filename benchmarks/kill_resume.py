@@ -148,9 +148,9 @@ def experiment(
     kills; returns the outcomes, the references' wall times and the problems found."""
     rng = random.Random(seed)
     names = list(CONFIGURATIONS)
-    wall: dict[str, float] = {}
-    for name in names:
-        wall[name] = run_to_end(train_command(name, epochs, root / f"reference-{name}"))
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        commands = [train_command(name, epochs, root / f"reference-{name}") for name in names]
+        wall = dict(zip(names, pool.map(run_to_end, commands), strict=True))
     plans = []
     for k in range(runs):
         name = names[k % len(names)]

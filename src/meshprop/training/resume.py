@@ -116,7 +116,7 @@ def loader_generator(loader: Iterable[Any]) -> torch.Generator | None:
 
 def capture_rng(generator: torch.Generator | None = None) -> dict[str, Any]:
     """Every random state a training step may draw from (see the module docstring)."""
-    np_state = np.random.get_state()
+    np_state: Any = np.random.get_state()  # the legacy tuple (MT19937, keys, pos, ...)
     version, words, gauss = random.getstate()
     state: dict[str, Any] = {
         "torch": torch.get_rng_state(),
