@@ -143,6 +143,12 @@ def start_run_folder(out: Path, mode: str, config: RunConfig, info: dict[str, An
     return run_id
 
 
+def resumed(history: Any, log: EpochLog, reporter: Reporter, config: RunConfig) -> None:
+    """On resume: the per-epoch log continues from the saved epochs; one line says where."""
+    log.restore(history)
+    reporter.print(f"resuming after epoch {len(history)} of {config.epochs}")
+
+
 def handle(args: argparse.Namespace) -> int:
     config = resolve_config(args)
     out = Path(args.out)
@@ -181,7 +187,7 @@ def handle(args: argparse.Namespace) -> int:
                     every=args.checkpoint_every,
                     resume=mode == "resume",
                     stop_requested=stop,
-                    restored=log.restore,
+                    restored=lambda history: resumed(history, log, reporter, config),
                 )
             try:
                 result = run(
