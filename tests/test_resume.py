@@ -179,9 +179,12 @@ def test_a_checkpoint_of_another_run_or_a_damaged_one_is_one_clear_error(tmp_pat
         load_training_state(path)
 
 
-def test_checkpoints_refuse_data_parallel_and_bad_settings():
+def test_checkpoints_refuse_data_parallel_and_bad_settings(tmp_path):
     with pytest.raises(ValueError, match="every must be an integer >= 0"):
         TrainingCheckpoint("x.pt", every=-1)
+    with pytest.raises(ValueError, match="checkpoints of data-parallel runs are not supported"):
+        fit(new_net(), data(), checkpoint=tmp_path / "s.pt", parallel=object())  # type: ignore[arg-type]
+    assert not (tmp_path / "s.pt").exists()
 
 
 def test_atomic_writes_leave_the_old_file_when_the_writer_fails(tmp_path):
