@@ -43,13 +43,15 @@ MANIFEST_FORMAT = "meshprop-run"
 MANIFEST_VERSION = 1
 #: the training state ``--resume`` continues from
 STATE_FILE = "training-state.pt"
-#: what ``meshprop train`` writes into a run folder (``--overwrite`` removes these only)
+#: what ``meshprop train`` writes into a run folder (``--overwrite`` removes these only, in
+#: this order: an ``--overwrite`` killed half-way never leaves a training state without the
+#: manifest and configuration of the run it belongs to)
 RUN_FILES = (
     MANIFEST,
+    STATE_FILE,
     "config.json",
     "metrics.json",
     "metrics.csv",
-    STATE_FILE,
     "checkpoint",
     "tensorboard",
     "curves.png",
