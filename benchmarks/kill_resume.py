@@ -4,10 +4,12 @@ it finishes, and check that every resumed run ends bit-identical to the uninterr
 ``metrics.json`` (all but its time stamps and wall time), and a consistent run folder.
 
 Every process is started as ``meshprop train ... --out DIR --resume`` (a folder without a run
-yet starts afresh) and killed after a delay drawn uniformly between 0 and the wall time of the
-uninterrupted run, so kills land anywhere: while Python and torch start, between two steps,
-while the training state, the metrics or the plots are written.  After its share of kills a
-run is resumed once more without a kill, to the end.  Delays are drawn from ``--seed``.
+yet starts afresh) and killed a random delay after its first line (printed once Python, torch
+and meshprop are imported): uniform between 0 and 2 W / K, where W is the time the
+uninterrupted run takes after its first line and K the kills of the run, so that the K kills
+spread over the whole run: while the data is loaded, between two steps, inside a step, while
+the training state, the metrics or the plots are written.  After its K kills a run is resumed
+once more without a kill, to the end.  Delays are drawn from ``--seed``.
 
 Run: PYTHONPATH=src python benchmarks/kill_resume.py --kills 100 --runs 4 --workers 2
 (``tests/test_kill_resume.py`` runs it with 20 kills.)
@@ -78,13 +80,25 @@ def train_command(name: str, epochs: int, out: Path) -> list[str]:
     ]
 
 
+def start(command: list[str]) -> tuple[subprocess.Popen[str], float]:
+    """Start ``command`` and wait for its first line (printed once Python, torch and meshprop
+    are imported, before the data is loaded); returns the process and when that came."""
+    process = subprocess.Popen(
+        command, env=environment(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
+    assert process.stdout is not None
+    process.stdout.readline()
+    return process, time.perf_counter()
+
+
 def run_to_end(command: list[str]) -> float:
-    """Run ``command`` to its end (status 0 required); returns its wall time."""
-    start = time.perf_counter()
-    done = subprocess.run(command, env=environment(), capture_output=True, text=True)
-    if done.returncode != 0:
-        raise RuntimeError(f"{' '.join(command)} failed ({done.returncode}): {done.stderr}")
-    return time.perf_counter() - start
+    """Run ``command`` to its end (status 0 required); returns its wall time after its first
+    line (the part of a run a kill can interrupt something in)."""
+    process, ready = start(command)
+    _, err = process.communicate()
+    if process.returncode != 0:
+        raise RuntimeError(f"{' '.join(command)} failed ({process.returncode}): {err}")
+    return time.perf_counter() - ready
 
 
 def saved_epoch(out: Path) -> int:
@@ -96,12 +110,10 @@ def saved_epoch(out: Path) -> int:
 
 
 def kill_and_resume(outcome: Outcome, command: list[str], kills: int, delays: list[float]) -> None:
-    """Start ``command`` ``kills`` times, SIGKILL each after its delay, then run it to the end."""
-    env = environment()
+    """Start ``command`` ``kills`` times, SIGKILL each ``delay`` seconds after its first line,
+    then run it to the end."""
     for delay in delays[:kills]:
-        process = subprocess.Popen(
-            command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
-        )
+        process, _ = start(command)
         try:
             _, err = process.communicate(timeout=delay)
             if process.returncode != 0:
@@ -155,7 +167,8 @@ def experiment(
     for k in range(runs):
         name = names[k % len(names)]
         share = kills // runs + (1 if k < kills % runs else 0)
-        delays = [rng.uniform(0.0, wall[name]) for _ in range(share)]
+        # a run advances by wall/share per kill on average: kills spread over the whole run
+        delays = [rng.uniform(0.0, 2 * wall[name] / max(share, 1)) for _ in range(share)]
         outcome = Outcome(name, root / f"killed-{k}-{name}")
         plans.append((outcome, train_command(name, epochs, outcome.out), share, delays))
     with ThreadPoolExecutor(max_workers=workers) as pool:
@@ -187,11 +200,11 @@ def main(argv: list[str] | None = None) -> int:
         root, args.kills, args.runs, args.epochs, args.seed, args.workers
     )
     for name, seconds in wall.items():
-        print(f"uninterrupted {name}: {seconds:.1f} s")
+        print(f"uninterrupted {name}: {seconds:.1f} s after its first line")
     for o in outcomes:
         in_training = sum(e >= 0 for e in o.epochs_saved)
         print(
-            f"{o.out.name}: {len(o.delays)} kills ({o.finished_early} runs ended first), "
+            f"{o.out.name}: {len(o.delays)} kills ({o.finished_early} processes ended first), "
             f"{in_training} after the first saved epoch; saved epoch after each kill: "
             f"{o.epochs_saved}"
         )
