@@ -4,12 +4,13 @@ it finishes, and check that every resumed run ends bit-identical to the uninterr
 ``metrics.json`` (all but its time stamps and wall time), and a consistent run folder.
 
 Every process is started as ``meshprop train ... --out DIR --resume`` (a folder without a run
-yet starts afresh) and killed a random delay after its first line (printed once Python, torch
-and meshprop are imported): uniform between 0 and 2 W / K, where W is the time the
-uninterrupted run takes after its first line and K the kills of the run, so that the K kills
-spread over the whole run: while the data is loaded, between two steps, inside a step, while
-the training state, the metrics or the plots are written.  After its K kills a run is resumed
-once more without a kill, to the end.  Delays are drawn from ``--seed``.
+yet starts afresh) and killed at a random moment (:func:`plan_kills`): three quarters of a
+run's kills come a random part of an epoch after a random epoch of the run has been logged
+(epochs drawn in increasing order, so the run advances between kills: kills land between two
+steps, inside a step, while the training state or the metrics are written), the others a random
+delay after the process's first line (loading the data, training, writing the outputs,
+resuming a finished run).  Epoch times come from the uninterrupted run.  After its kills a run
+is resumed once more without a kill, to the end.  Epochs and delays are drawn from ``--seed``.
 
 Run: PYTHONPATH=src python benchmarks/kill_resume.py --kills 100 --runs 4 --workers 2
 (``tests/test_kill_resume.py`` runs it with 20 kills.)
@@ -91,14 +92,58 @@ def start(command: list[str]) -> tuple[subprocess.Popen[str], float]:
     return process, time.perf_counter()
 
 
-def run_to_end(command: list[str]) -> float:
-    """Run ``command`` to its end (status 0 required); returns its wall time after its first
-    line (the part of a run a kill can interrupt something in)."""
+@dataclass
+class Timeline:
+    """Seconds after an uninterrupted run's first line: its first saved epoch, the end of its
+    training (``metrics.json`` written) and its end."""
+
+    first_epoch: float
+    trained: float
+    end: float
+
+
+def run_to_end(command: list[str], out: Path | None = None) -> Timeline:
+    """Run ``command`` to its end (status 0 required), watching the run folder ``out``."""
     process, ready = start(command)
+    seen: dict[str, float] = {}
+    while process.poll() is None:
+        for name in (STATE_FILE, "metrics.json"):
+            if out is not None and name not in seen and (out / name).exists():
+                seen[name] = time.perf_counter() - ready
+        time.sleep(0.01)
+    end = time.perf_counter() - ready
     _, err = process.communicate()
     if process.returncode != 0:
         raise RuntimeError(f"{' '.join(command)} failed ({process.returncode}): {err}")
-    return time.perf_counter() - ready
+    return Timeline(seen.get(STATE_FILE, 0.0), seen.get("metrics.json", end), end)
+
+
+@dataclass
+class Kill:
+    """When to kill a process: ``delay`` seconds after its run folder's ``metrics.csv`` holds
+    ``epochs`` rows (``None``: after its first line)."""
+
+    delay: float
+    epochs: int | None = None
+
+
+def plan_kills(rng: random.Random, timeline: Timeline, epochs: int, kills: int) -> list[Kill]:
+    """Three quarters of the kills inside the training: after a random epoch of the run (in
+    increasing order, so the run advances between kills) plus a random part of an epoch; the
+    rest anywhere in a process's life (loading the data, training, writing the outputs,
+    resuming a finished run)."""
+    targeted = kills - kills // 4
+    epoch_time = (timeline.trained - timeline.first_epoch) / max(epochs - 1, 1)
+    after = sorted(rng.randrange(0, epochs) for _ in range(targeted))
+    plan = [Kill(rng.uniform(0.0, epoch_time), e) for e in after]
+    return plan + [Kill(rng.uniform(0.0, timeline.end)) for _ in range(kills - targeted)]
+
+
+def rows(path: Path) -> int:
+    try:
+        return max(0, len(path.read_text().splitlines()) - 1)
+    except FileNotFoundError:
+        return 0
 
 
 def saved_epoch(out: Path) -> int:
@@ -109,22 +154,24 @@ def saved_epoch(out: Path) -> int:
     return int(state["epoch"])
 
 
-def kill_and_resume(outcome: Outcome, command: list[str], kills: int, delays: list[float]) -> None:
-    """Start ``command`` ``kills`` times, SIGKILL each ``delay`` seconds after its first line,
-    then run it to the end."""
-    for delay in delays[:kills]:
+def kill_and_resume(outcome: Outcome, command: list[str], kills: list[Kill]) -> None:
+    """Start ``command`` once per kill and SIGKILL it as planned, then run it to the end."""
+    for kill in kills:
         process, _ = start(command)
+        if kill.epochs is not None:
+            while process.poll() is None and rows(outcome.out / "metrics.csv") < kill.epochs:
+                time.sleep(0.005)
         try:
-            _, err = process.communicate(timeout=delay)
+            _, err = process.communicate(timeout=kill.delay)
             if process.returncode != 0:
                 raise RuntimeError(f"{' '.join(command)}: status {process.returncode}: {err}")
             outcome.finished_early += 1
         except subprocess.TimeoutExpired:
             process.send_signal(signal.SIGKILL)
             process.communicate()
-        outcome.delays.append(delay)
+        outcome.delays.append(kill.delay)
         outcome.epochs_saved.append(saved_epoch(outcome.out))
-    run_to_end(command)
+    run_to_end(command, outcome.out)
 
 
 def comparable_metrics(out: Path) -> dict[str, Any]:
@@ -155,22 +202,23 @@ def differences(out: Path, reference: Path) -> list[str]:
 
 def experiment(
     root: Path, kills: int, runs: int, epochs: int, seed: int, workers: int
-) -> tuple[list[Outcome], dict[str, float], list[str]]:
+) -> tuple[list[Outcome], dict[str, Timeline], list[str]]:
     """Reference runs, then ``runs`` runs (alternating configurations) sharing ``kills``
-    kills; returns the outcomes, the references' wall times and the problems found."""
+    kills; returns the outcomes, the references' timelines and the problems found."""
     rng = random.Random(seed)
     names = list(CONFIGURATIONS)
+    folders = [root / f"reference-{name}" for name in names]
+    commands = [train_command(n, epochs, out) for n, out in zip(names, folders, strict=True)]
     with ThreadPoolExecutor(max_workers=workers) as pool:
-        commands = [train_command(name, epochs, root / f"reference-{name}") for name in names]
-        wall = dict(zip(names, pool.map(run_to_end, commands), strict=True))
+        timelines = dict(zip(names, pool.map(run_to_end, commands, folders), strict=True))
     plans = []
     for k in range(runs):
         name = names[k % len(names)]
         share = kills // runs + (1 if k < kills % runs else 0)
-        # a run advances by wall/share per kill on average: kills spread over the whole run
-        delays = [rng.uniform(0.0, 2 * wall[name] / max(share, 1)) for _ in range(share)]
         outcome = Outcome(name, root / f"killed-{k}-{name}")
-        plans.append((outcome, train_command(name, epochs, outcome.out), share, delays))
+        trained = comparable_metrics(root / f"reference-{name}")["history"]["epochs"]
+        kills_planned = plan_kills(rng, timelines[name], len(trained), share)
+        plans.append((outcome, train_command(name, epochs, outcome.out), kills_planned))
     with ThreadPoolExecutor(max_workers=workers) as pool:
         for future in [pool.submit(kill_and_resume, *plan) for plan in plans]:
             future.result()
@@ -179,7 +227,7 @@ def experiment(
         for o, *_ in plans
         for problem in differences(o.out, root / f"reference-{o.name}")
     ]
-    return [plan[0] for plan in plans], wall, problems
+    return [plan[0] for plan in plans], timelines, problems
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -196,11 +244,14 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"--dir {root} is not empty")
     root.mkdir(parents=True, exist_ok=True)
     start = time.perf_counter()
-    outcomes, wall, problems = experiment(
+    outcomes, timelines, problems = experiment(
         root, args.kills, args.runs, args.epochs, args.seed, args.workers
     )
-    for name, seconds in wall.items():
-        print(f"uninterrupted {name}: {seconds:.1f} s after its first line")
+    for name, t in timelines.items():
+        print(
+            f"uninterrupted {name}: first epoch saved {t.first_epoch:.1f} s after its first "
+            f"line, trained at {t.trained:.1f} s, done at {t.end:.1f} s"
+        )
     for o in outcomes:
         in_training = sum(e >= 0 for e in o.epochs_saved)
         print(
