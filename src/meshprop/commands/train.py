@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shlex
 import sys
 from pathlib import Path
 from typing import Any
@@ -196,7 +197,7 @@ def handle(args: argparse.Namespace) -> int:
             except TrainingInterruptedError as interrupted:
                 print(
                     f"interrupted at epoch {interrupted.epoch} step {interrupted.step}; "
-                    f"resume with: meshprop train --out {args.out} --resume",
+                    f"resume with: meshprop train --out {shlex.quote(args.out)} --resume",
                     file=sys.stderr,
                 )
                 return stop.exit_code
