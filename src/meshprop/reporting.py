@@ -72,7 +72,8 @@ class Reporter:
 
     def write_with(self, path: str | Path, writer: Callable[[Path], Any]) -> Path | None:
         """Call ``writer(temporary)`` (a figure's savefig, ...) when enabled; ``temporary``
-        (beside ``path``, same suffix) then replaces ``path`` atomically (:mod:`meshprop.atomic`)."""
+        (beside ``path``, same suffix) then replaces ``path`` atomically
+        (:mod:`meshprop.atomic`)."""
         if not self.enabled:
             return None
         return atomic_write_with(path, writer)
