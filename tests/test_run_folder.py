@@ -152,3 +152,13 @@ def test_a_signal_saves_prints_one_line_and_the_run_resumes_identically(capsys, 
     assert code == 0, err
     assert cli(capsys, *argv, "--out", tmp_path / "reference")[0] == 0
     same_run(out, tmp_path / "reference")
+
+
+def test_a_run_failing_before_its_first_state_leaves_no_run_behind(capsys, tmp_path):
+    data = tmp_path / "d.csv"
+    data.write_text("a,b,t\n1,2,0\n3,nan,1\n4,5,0\n")
+    out = tmp_path / "run"
+    for _ in range(2):  # the same command again gets the same error, not "already holds"
+        code, _, err = cli(capsys, *RUN, "--data", data, "--target", "t", "--out", out)
+        assert code == 2 and "row 2 holds 'nan'" in err
+        assert not out.exists()

@@ -144,6 +144,17 @@ def start_run_folder(out: Path, mode: str, config: RunConfig, info: dict[str, An
     return run_id
 
 
+def discard_unstarted(out: Path, existed: bool) -> None:
+    """After an error before the run saved any training state (bad data, a diverged first
+    epoch...), remove what :func:`start_run_folder` wrote, so the same command can be
+    repeated; a folder this run created goes too when empty."""
+    if (out / STATE_FILE).exists():
+        return
+    clear_run_folder(out)
+    if not existed and out.is_dir() and not any(out.iterdir()):
+        out.rmdir()
+
+
 def resumed(history: Any, log: EpochLog, reporter: Reporter, config: RunConfig) -> None:
     """On resume: the per-epoch log continues from the saved epochs; one line says where."""
     log.restore(history)
@@ -162,6 +173,7 @@ def handle(args: argparse.Namespace) -> int:
             "--resume: data-parallel runs (torchrun) save no training state; resume in one "
             "process or start again"
         )
+    existed = out.exists()
     saved_info = None
     if mode == "resume":
         config, saved_info = resumed_config(args, config, out)
@@ -194,7 +206,12 @@ def handle(args: argparse.Namespace) -> int:
                 result = run(
                     config, reporter, callback=log, parallel=parallel, checkpoint=checkpoint
                 )
-            except TrainingInterruptedError as interrupted:
+            except Exception as error:
+                if not isinstance(error, TrainingInterruptedError):
+                    if main:  # failed before its first saved state: leave no run behind
+                        discard_unstarted(out, existed)
+                    raise
+                interrupted = error
                 print(
                     f"interrupted at epoch {interrupted.epoch} step {interrupted.step}; "
                     f"resume with: meshprop train --out {shlex.quote(args.out)} --resume",
