@@ -29,7 +29,7 @@ def load_script():
 def test_runs_killed_twenty_times_at_random_resume_bit_identical(tmp_path, seed):
     kill_resume = load_script()
     outcomes, _, problems = kill_resume.experiment(
-        tmp_path, kills=20, runs=2, epochs=12, seed=seed, workers=2
+        tmp_path, kills=20, runs=2, epochs=8, seed=seed, workers=2
     )
     assert problems == []
     assert sum(len(o.delays) for o in outcomes) == 20
