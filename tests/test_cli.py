@@ -83,6 +83,8 @@ def test_train_writes_metrics_checkpoint_and_plots_and_evaluate_reproduces_them(
     assert code == 0, err
     names = {p.name for p in (in_tmp / "run").iterdir()}
     assert names == {
+        "run.json",
+        "training-state.pt",
         "config.json",
         "metrics.json",
         "metrics.csv",

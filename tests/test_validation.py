@@ -253,6 +253,9 @@ def copy_run(trained: Path, into: Path) -> Path:
     document["config"]["data"] = str(into / "d.csv")
     document["data_fingerprint"]["path"] = str(into / "d.csv")
     (into / "r" / "checkpoint" / "model.json").write_text(json.dumps(document))
+    # model.json was edited (new paths), so the run's manifest would refuse the folder as a mix
+    # of runs (tests/test_run_folder.py); without it, the checks of the files themselves apply
+    (into / "r" / "run.json").unlink()
     return into / "r" / "checkpoint"
 
 
@@ -286,6 +289,9 @@ def test_a_changed_built_in_dataset_is_refused(capsys, in_tmp):
     assert document["data_fingerprint"]["arrays"] == "moons"
     document["data_fingerprint"]["sha256"] = "0" * 64
     path.write_text(json.dumps(document))
+    code, _, err = run_cli(capsys, "evaluate", "m/checkpoint")
+    assert code == 2 and "model.json is not the file run" in one_line(err)  # the manifest
+    (in_tmp / "m" / "run.json").unlink()
     code, _, err = run_cli(capsys, "evaluate", "m/checkpoint")
     assert code == 2 and "the built-in dataset 'moons' changed" in one_line(err)
 

@@ -2,7 +2,8 @@
 
 ``fit`` and the commands never print or write directly: they go through a :class:`Reporter`.
 ``Reporter(enabled=False)`` silences all of it (e.g. every rank but 0 of a data-parallel run);
-``progress=False`` keeps messages and files but drops the progress bar.  :func:`format_table`
+``progress=False`` keeps messages and files but drops the progress bar.  Files are written
+atomically (:mod:`meshprop.atomic`): a reader never sees half a file.  :func:`format_table`
 lays out every table the commands print.
 """
 
@@ -15,6 +16,8 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from tqdm import tqdm
+
+from .atomic import atomic_write_text, atomic_write_with
 
 __all__ = ["NullBar", "Reporter", "format_table"]
 
@@ -62,22 +65,18 @@ class Reporter:
     def write_text(self, path: str | Path, text: str) -> Path | None:
         if not self.enabled:
             return None
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(text, encoding="utf-8")
-        return path
+        return atomic_write_text(path, text)
 
     def write_json(self, path: str | Path, data: Any) -> Path | None:
         return self.write_text(path, json.dumps(data, indent=2) + "\n")
 
     def write_with(self, path: str | Path, writer: Callable[[Path], Any]) -> Path | None:
-        """Call ``writer(path)`` (a figure's savefig, a checkpoint saver) when enabled."""
+        """Call ``writer(temporary)`` (a figure's savefig, ...) when enabled; ``temporary``
+        (beside ``path``, same suffix) then replaces ``path`` atomically
+        (:mod:`meshprop.atomic`)."""
         if not self.enabled:
             return None
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        writer(path)
-        return path
+        return atomic_write_with(path, writer)
 
 
 def format_table(rows: Sequence[Sequence[str]], header: Sequence[str] | None = None) -> str:

@@ -100,7 +100,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--scale-topology",
         choices=("wired", "random"),
         default="wired",
-        help="meshes of --workload scale: wired (Topology.sparse_random, default) or random "
+        help="meshes of --workload scale: wired (Topology.sparse_random) or random "
         "(Topology.random)",
     )
     p.add_argument("--json", action="store_true", help="print JSON rows instead of a table")

@@ -12,27 +12,43 @@
   the configuration, task, feature and class names and the training split's standardisation;
 - ``metrics.json`` also holds, for structural learning, ``structure``: one record per update
   (step, edges, density, added, removed), drawn in ``structure.png``;
-- ``curves.png``, ``topology.png`` and, for 2-D classification, ``decision_boundary.png``.
+- ``curves.png``, ``topology.png`` and, for 2-D classification, ``decision_boundary.png``;
+- ``training-state.pt`` (what ``--resume`` continues from) and ``run.json``, the manifest
+  written last (:mod:`meshprop.runs.folder`).
+
+Every file is written atomically (:mod:`meshprop.atomic`); the two files of ``checkpoint/`` are
+each replaced atomically, the weights first.
 """
 
 from __future__ import annotations
 
+import os
 import platform
+import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
 import torch
 
+from ..atomic import TEMP_MARK, fsync_directory
 from ..checkpoint import load_checkpoint, save_checkpoint
 from ..data import CLASSIFICATION
 from ..mesh import MeshNet
 from ..reporting import Reporter
 from .fingerprint import FINGERPRINT_KEY
-from .logs import PROVENANCE_KEY, provenance
+from .folder import STATE_FILE, verify_run_folder, write_manifest
+from .logs import METRICS_CSV, PROVENANCE_KEY, provenance
 from .run import RunResult
 
-__all__ = ["CONFIG_FILE", "METRICS_FILE", "checkpoint_extra", "read_checkpoint", "write_run"]
+__all__ = [
+    "CONFIG_FILE",
+    "METRICS_FILE",
+    "checkpoint_extra",
+    "read_checkpoint",
+    "save_checkpoint_atomically",
+    "write_run",
+]
 
 CONFIG_FILE = "config.json"
 METRICS_FILE = "metrics.json"
@@ -52,6 +68,26 @@ def checkpoint_extra(result: RunResult) -> dict[str, Any]:
         "standardizer": result.split.standardizer.to_dict(),
         FINGERPRINT_KEY: ds.fingerprint(),  # evaluate/predict refuse changed data
     }
+
+
+def save_checkpoint_atomically(
+    directory: str | Path, net: MeshNet, extra: dict[str, Any] | None = None
+) -> Path:
+    """``meshprop.checkpoint.save_checkpoint`` into a temporary folder beside ``directory``,
+    then each file moved into ``directory`` by an atomic rename, ``model.json`` last; returns
+    ``directory/model.json``."""
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    prefix = f".{directory.name}{TEMP_MARK}"
+    with tempfile.TemporaryDirectory(prefix=prefix, dir=directory.parent) as temporary:
+        save_checkpoint(temporary, net, extra)
+        files = sorted(Path(temporary).iterdir(), key=lambda p: (p.name == "model.json", p.name))
+        for file in files:
+            with open(file, "rb+") as handle:
+                os.fsync(handle.fileno())
+            os.replace(file, directory / file.name)
+    fsync_directory(directory)
+    return directory / "model.json"
 
 
 def metrics_document(result: RunResult) -> dict[str, Any]:
@@ -89,10 +125,13 @@ def write_run(
     out: str | Path,
     reporter: Reporter,
     run_provenance: dict[str, Any] | None = None,
+    run_id: str | None = None,
 ) -> list[Path]:
     """Write the run folder ``out`` (see the module docstring); returns the paths written
     (``checkpoint/model.json`` standing for the checkpoint).  ``run_provenance``: what
-    :func:`~meshprop.runs.logs.provenance` gave at the run's start (default: taken now)."""
+    :func:`~meshprop.runs.logs.provenance` gave at the run's start (default: taken now).
+    With ``run_id`` the manifest ``run.json`` is written last, listing every file of the run
+    (those written here, ``metrics.csv`` and ``training-state.pt``) with its SHA-256."""
     from .. import plots  # matplotlib only when a run is written
 
     out = Path(out)
@@ -102,10 +141,9 @@ def write_run(
     written: list[Path | None] = [
         reporter.write_json(out / CONFIG_FILE, {**result.config.to_dict(), PROVENANCE_KEY: info}),
         reporter.write_json(out / METRICS_FILE, metrics_document(result)),
-        reporter.write_with(
-            out / CHECKPOINT_DIR / "model.json",
-            lambda p: save_checkpoint(p.parent, result.net, checkpoint_extra(result)),
-        ),
+        None
+        if not reporter.enabled
+        else save_checkpoint_atomically(out / CHECKPOINT_DIR, result.net, checkpoint_extra(result)),
     ]
     figures = [
         ("curves.png", plots.plot_history(result.history, f"{ds.name}: {result.config.grad}")),
@@ -125,13 +163,22 @@ def write_run(
     for name, fig in figures:
         written.append(reporter.write_with(out / name, plots.saver(fig, dpi=80)))
         plots.plt.close(fig)
-    return [p for p in written if p is not None]
+    paths = [p for p in written if p is not None]
+    if run_id is not None and reporter.enabled:
+        listed = [p for p in paths if p.name != "model.json"]
+        listed += [p for p in (out / CHECKPOINT_DIR).iterdir() if TEMP_MARK not in p.name]
+        listed += [out / name for name in (METRICS_CSV, STATE_FILE) if (out / name).is_file()]
+        write_manifest(out, run_id, listed, complete=True)
+    return paths
 
 
 def read_checkpoint(path: str | Path) -> tuple[MeshNet, dict[str, Any]]:
     """The model of a run's checkpoint and its JSON document, which must hold what
-    ``meshprop train`` stores (:data:`EXTRA_KEYS`)."""
-    net, document = load_checkpoint(path)
+    ``meshprop train`` stores (:data:`EXTRA_KEYS`).  In a run folder with a ``run.json``
+    manifest, the run must have finished and every file must be the one it wrote
+    (:func:`meshprop.runs.folder.verify_run_folder`): a folder mixing runs is refused."""
+    net, document = load_checkpoint(path)  # a damaged file: the loader's precise error first
+    verify_run_folder(path)
     missing = [key for key in EXTRA_KEYS if key not in document]
     if missing:
         raise ValueError(

@@ -6,6 +6,7 @@ TensorBoard scalars (``--tensorboard``, the optional ``meshprop[tensorboard]`` e
 from __future__ import annotations
 
 import csv
+import io
 import platform
 import subprocess
 import time
@@ -15,6 +16,7 @@ from typing import Any
 
 import torch
 
+from ..atomic import atomic_write_text
 from ..reporting import Reporter
 
 __all__ = [
@@ -101,9 +103,11 @@ def check_tensorboard() -> None:
 
 class EpochLog:
     """A ``fit`` callback writing every epoch's record to ``DIR/metrics.csv`` as it ends (one
-    row per epoch, flushed, the header from the first record) and, with ``tensorboard``, to
-    TensorBoard scalars under ``DIR/tensorboard``.  Silent when ``reporter`` is disabled (the
-    non-main processes of a data-parallel run).  Call :meth:`close` at the end."""
+    row per epoch, the header from the first record; the file is rewritten atomically, so it
+    is never half a row) and, with ``tensorboard``, to TensorBoard scalars under
+    ``DIR/tensorboard``.  Silent when ``reporter`` is disabled (the non-main processes of a
+    data-parallel run).  :meth:`restore` starts from the records of a resumed run.  Call
+    :meth:`close` at the end."""
 
     def __init__(
         self, out: str | Path, tensorboard: bool = False, reporter: Reporter | None = None
@@ -113,23 +117,32 @@ class EpochLog:
         self.tensorboard = tensorboard
         if tensorboard:
             check_tensorboard()
-        self._fields: list[str] | None = None
+        self.records: list[dict[str, Any]] = []
         self._writer: Any = None
         if self.enabled:
             self.out.mkdir(parents=True, exist_ok=True)
             (self.out / METRICS_CSV).unlink(missing_ok=True)  # a fresh run starts a fresh log
 
+    def restore(self, history: Any) -> None:
+        """Continue after the epochs of ``history`` (a resumed run): the CSV is rewritten
+        with exactly their rows."""
+        self.records = [dict(record) for record in history.records]
+        if self.enabled and self.records:
+            self._write()
+
+    def _write(self) -> None:
+        fields = list(self.records[0])
+        text = io.StringIO(newline="")
+        writer = csv.DictWriter(text, fields, extrasaction="ignore", lineterminator="\r\n")
+        writer.writeheader()
+        writer.writerows(self.records)
+        atomic_write_text(self.out / METRICS_CSV, text.getvalue())
+
     def __call__(self, epoch: int, net: Any, record: dict[str, float]) -> None:
         if not self.enabled:
             return
-        path = self.out / METRICS_CSV
-        if self._fields is None:
-            self._fields = list(record)
-        with open(path, "a", newline="", encoding="utf-8") as handle:
-            writer = csv.DictWriter(handle, self._fields, extrasaction="ignore")
-            if handle.tell() == 0:
-                writer.writeheader()
-            writer.writerow(record)
+        self.records.append(dict(record))
+        self._write()
         if self.tensorboard:
             if self._writer is None:
                 from torch.utils.tensorboard import SummaryWriter

@@ -7,6 +7,7 @@ run folder are written by :mod:`meshprop.runs.artefacts`.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -21,7 +22,7 @@ from ..mesh import MeshNet
 from ..reporting import Reporter
 from ..structure import StructuralLearning, UpdateSchedule, make_rule
 from ..topology import Topology
-from ..training import EarlyStopping, History, fit
+from ..training import EarlyStopping, History, TrainingCheckpoint, fit
 from .config import RunConfig
 from .evaluation import test_metrics
 
@@ -109,6 +110,7 @@ def run(
     callback: Callable[[int, Any, dict[str, float]], Any] | None = None,
     dataset: Dataset | None = None,
     parallel: DataParallel | None = None,
+    checkpoint: TrainingCheckpoint | None = None,
 ) -> RunResult:
     """Load, split (seeded by ``config.seed``), build, train and test.
 
@@ -116,7 +118,11 @@ def run(
     shard of each batch; the model lives on ``parallel.device``.  An MLP is tested and
     returned as its mesh view (the same function, so checkpoints, plots and ``evaluate``
     treat both architectures alike).  Torch's thread count is the caller's
-    (:func:`meshprop.threads.thread_policy`)."""
+    (:func:`meshprop.threads.thread_policy`).
+
+    ``checkpoint`` (:mod:`meshprop.training.resume`): the training state saved every epoch and
+    resumed from; with structural learning it carries the topology and the rule's generator
+    too, so a resumed run is bit-identical with every ``--structure``."""
     reporter = reporter if reporter is not None else Reporter()
     dataset = load_data(config) if dataset is None else dataset
     split = split_dataset(dataset, config.test_size, config.val_size, config.seed)
@@ -129,6 +135,12 @@ def run(
         raise ValueError(
             f"--structure {config.structure} runs in one process (the update rules would see "
             "each process's shard); run it without torchrun"
+        )
+    if structure is not None and checkpoint is not None:
+        checkpoint = dataclasses.replace(
+            checkpoint,
+            extra_state=structure.state_dict,
+            load_extra_state=structure.load_state_dict,
         )
     history = fit(
         net,
@@ -148,6 +160,7 @@ def run(
         parallel=parallel,
         threads=0,  # the caller's thread policy applies (see the docstring)
         after_step=structure,
+        checkpoint=checkpoint,
     )
     mesh = net.to_mesh(grad="bptt") if isinstance(net, MLP) else net
     test = test_metrics(mesh, *split.test, dataset.task, split.standardizer)

@@ -8,6 +8,11 @@ After every optimiser step whose number is an update step of the schedule, the r
 :class:`~.edges.EdgeChange`; the new topology is ``topo.with_edges(add, remove)``, ``net`` is
 moved onto it in place and the optimiser state of the changed edges is reset
 (:mod:`.rewire`).  There is no second training loop.
+
+:meth:`StructuralLearning.state_dict` and :meth:`~StructuralLearning.load_state_dict` carry the
+topology (its edge list), the rule's random generator and the log through a training checkpoint
+(``fit(..., checkpoint=TrainingCheckpoint(..., extra_state=structure.state_dict,
+load_extra_state=structure.load_state_dict))``), so a resumed run changes the same edges.
 """
 
 from __future__ import annotations
@@ -18,9 +23,10 @@ import torch
 
 from ..losses import LossFn
 from ..mesh import MeshNet
+from ..topology import Topology
 from .edges import density
 from .magnitude import MagnitudePruning
-from .rewire import apply_change
+from .rewire import apply_change, rewire
 from .rigl import RigL
 from .rule import StructureRule, UpdateContext
 from .schedule import UpdateSchedule
@@ -98,3 +104,32 @@ class StructuralLearning:
                 "removed": len(change.remove),
             }
         )
+
+    def state_dict(self, net: Any) -> dict[str, Any]:
+        """What a resumed run needs: ``net``'s edges, the rule's generator state, the log."""
+        if not isinstance(net, MeshNet):
+            raise TypeError(f"structural learning checkpoints a MeshNet, got {type(net).__name__}")
+        return {
+            "edges": net.topology.edges.clone(),
+            "generator": self.generator.get_state(),
+            "log": [dict(record) for record in self.log],
+        }
+
+    def load_state_dict(self, net: Any, state: dict[str, Any]) -> None:
+        """Put back :meth:`state_dict`'s content: ``net`` is rewired onto the saved edges (its
+        weights are loaded afterwards by the caller)."""
+        if not isinstance(net, MeshNet):
+            raise TypeError(f"structural learning checkpoints a MeshNet, got {type(net).__name__}")
+        topo = net.topology
+        saved = Topology(
+            topo.n_inputs,
+            topo.n_hidden,
+            topo.n_outputs,
+            topo.bias,
+            layer_sizes=topo.layer_sizes,
+            edges=torch.as_tensor(state["edges"], dtype=torch.long).reshape(-1, 2),
+        )
+        if saved != topo:
+            rewire(net, saved)
+        self.generator.set_state(state["generator"])
+        self.log = [dict(record) for record in state["log"]]

@@ -17,6 +17,7 @@ import copy
 import math
 import time
 from collections.abc import Callable, Iterable
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -29,6 +30,15 @@ from ..threads import thread_policy
 from .batches import make_loader, model_dtype, prepare_data, sample_axis, to_model, to_target
 from .history import EarlyStopping, History
 from .optim import build_optimizer
+from .resume import (
+    TrainingCheckpoint,
+    TrainingInterruptedError,
+    capture_rng,
+    load_training_state,
+    loader_generator,
+    restore_rng,
+    save_training_state,
+)
 
 __all__ = ["DivergenceError", "evaluate", "fit", "train_step"]
 
@@ -117,6 +127,49 @@ def _check_options(
     return early_stopping
 
 
+def _settings(X: torch.Tensor, batch_size: int, optimizer: torch.optim.Optimizer) -> dict[str, Any]:
+    """What a checkpoint must agree on with the run resuming from it."""
+    return {
+        "samples": int(X.shape[0]),
+        "batch_size": batch_size,
+        "optimizer": type(optimizer).__name__,
+    }
+
+
+def _restore(
+    ckpt: TrainingCheckpoint,
+    net: nn.Module,
+    opt: torch.optim.Optimizer,
+    history: History,
+    X: torch.Tensor,
+    batch_size: int,
+) -> dict[str, Any]:
+    """Load ``ckpt.path`` into the model, the optimiser and ``history``; returns the state."""
+    path = Path(ckpt.path)
+    state = load_training_state(path)
+    expected = _settings(X, batch_size, opt)
+    if state["settings"] != expected:
+        differ = [k for k in expected if state["settings"].get(k) != expected[k]]
+        saved = ", ".join(f"{k} {state['settings'].get(k)!r}" for k in differ)
+        raise ValueError(f"{path}: the checkpoint was saved by a different run ({saved})")
+    try:
+        if ckpt.load_extra_state is not None and state["extra"] is not None:
+            ckpt.load_extra_state(net, state["extra"])
+        net.load_state_dict(state["model"])
+        opt.load_state_dict(state["optimizer"])
+    except (RuntimeError, KeyError, TypeError, IndexError) as error:
+        reason = str(error).splitlines()[0] if str(error) else type(error).__name__
+        raise ValueError(f"{path}: the checkpoint does not fit this model ({reason})") from None
+    saved = state["history"]
+    history.records = list(saved["epochs"])
+    history.best_epoch = saved["best_epoch"]
+    history.stopped_early = bool(saved["stopped_early"])
+    history.wall_time_s = float(saved["wall_time_s"])
+    if ckpt.restored is not None:
+        ckpt.restored(history)
+    return state
+
+
 def fit(
     net: nn.Module,
     train_data: tuple[Any, Any],
@@ -142,6 +195,7 @@ def fit(
     evaluate_train: bool = True,
     after_step: Callable[[int, nn.Module, torch.optim.Optimizer, torch.Tensor, torch.Tensor], Any]
     | None = None,
+    checkpoint: TrainingCheckpoint | str | Path | None = None,
 ) -> History:
     """Train ``net`` in place on ``train_data = (X, y)`` and return the :class:`History`.
 
@@ -175,8 +229,24 @@ def fit(
             (``step`` counts from 1 over the whole run; ``xb, yb`` the batch just used), e.g.
             a structural update of :mod:`meshprop.structure`, which may change ``net``'s
             topology in place and remap ``optimizer``'s state.
+        checkpoint: a :class:`~meshprop.training.resume.TrainingCheckpoint` (a path: one that
+            resumes from the file when it exists): the whole training state saved after every
+            epoch (or every N), atomically; with ``resume`` training continues from it and ends
+            bit-identical to the run that was never interrupted (same weights, same history,
+            all but ``wall_time_s``).  Not with ``parallel``.  A loader of your own must draw
+            its randomness from torch's global generator or its sampler's ``generator``.
     """
     stopping = _check_options(net, epochs, early_stopping, val_data, loss)
+    ckpt = (
+        TrainingCheckpoint(checkpoint, resume=True)
+        if isinstance(checkpoint, str | Path)
+        else checkpoint
+    )
+    if ckpt is not None and parallel is not None:
+        raise ValueError(
+            "checkpoints of data-parallel runs are not supported: train without checkpoint "
+            "(or in one process)"
+        )
     with thread_policy(threads):
         dim = sample_axis(net, batch_dim)
         X, y = prepare_data("train_data", train_data, net, loss, dim)
@@ -193,18 +263,70 @@ def fit(
             evaluations["val"] = val
 
         history = History()
-        step = 0
+        step, first_epoch = 0, 1
         best_loss, best_state, waited = math.inf, None, 0
-        start = time.perf_counter()
+        generator = loader_generator(loader)
+        resumed: dict[str, Any] | None = None
+        if ckpt is not None and ckpt.resume and Path(ckpt.path).is_file():
+            resumed = _restore(ckpt, net, opt, history, X, batch_size)
+            step, first_epoch = resumed["step"], resumed["epoch"] + 1
+            stop_state = resumed["early_stopping"]
+            best_loss, best_state, waited = (
+                stop_state["best_loss"],
+                stop_state["best_state"],
+                stop_state["waited"],
+            )
+            if resumed["in_epoch"] is None:
+                restore_rng(resumed["rng"], generator)
+        start = time.perf_counter() - history.wall_time_s
+
+        def save(epoch_done: int, in_epoch: dict[str, Any] | None) -> None:
+            assert ckpt is not None
+            history.wall_time_s = time.perf_counter() - start
+            state = {
+                "epoch": epoch_done,
+                "step": step,
+                "model": net.state_dict(),
+                "optimizer": opt.state_dict(),
+                "rng": capture_rng(generator),
+                "history": history.to_dict(),
+                "early_stopping": {
+                    "best_loss": best_loss,
+                    "best_state": best_state,
+                    "waited": waited,
+                },
+                "in_epoch": in_epoch,
+                "settings": _settings(X, batch_size, opt),
+                "extra": None if ckpt.extra_state is None else ckpt.extra_state(net),
+            }
+            save_training_state(ckpt.path, state)
+
         grad = getattr(net, "grad", None)
         bar = reporter.bar(
             total=epochs, desc=f"training ({grad})" if isinstance(grad, str) else "training"
         )
+        bar.update(min(first_epoch - 1, epochs))
         try:
-            for epoch in range(1, epochs + 1):
+            for epoch in range(first_epoch, epochs + 1):
+                if history.stopped_early:
+                    break
                 net.train()
-                mean, count = 0.0, 0
-                for xb, yb in loader:
+                mean, count, done = 0.0, 0, 0
+                epoch_rng = capture_rng(generator) if ckpt is not None else None
+                if resumed is not None and resumed["in_epoch"] is not None:
+                    # an epoch stopped between two steps: draw its batches again, skip the done
+                    part = resumed["in_epoch"]
+                    epoch_rng = part["rng"]
+                    restore_rng(epoch_rng, generator)
+                    batches = iter(loader)
+                    for _ in range(part["batches"]):
+                        next(batches)
+                    mean, count, done = part["mean"], part["count"], part["batches"]
+                    restore_rng(resumed["rng"], generator)
+                else:
+                    batches = iter(loader)
+                resumed = None
+                for xb, yb in batches:
                     value = train_step(
                         net, opt, xb, yb, loss, before_step, parallel=parallel, batch_dim=dim
                     )
@@ -214,6 +336,11 @@ def fit(
                     n = xb.shape[dim] if parallel is None else parallel.last_batch_size
                     count += n
                     mean += (value - mean) * (n / count)  # running mean: exact for one batch
+                    done += 1
+                    if ckpt is not None and ckpt.stopping():
+                        part = {"rng": epoch_rng, "batches": done, "mean": mean, "count": count}
+                        save(epoch - 1, part)
+                        raise TrainingInterruptedError(epoch, step, Path(ckpt.path))
                 if count == 0:
                     raise ValueError("the loader yielded no batches")
                 net.eval()
@@ -238,7 +365,12 @@ def fit(
                         waited += 1
                         if waited >= stopping.patience:
                             history.stopped_early = True
-                            break
+                if ckpt is not None:
+                    interrupted = ckpt.stopping()
+                    if ckpt.due(epoch) or history.stopped_early or epoch == epochs or interrupted:
+                        save(epoch, None)
+                    if interrupted:
+                        raise TrainingInterruptedError(epoch, step, Path(ckpt.path))
         finally:
             bar.close()
         if stopping is not None and stopping.restore_best and best_state is not None:

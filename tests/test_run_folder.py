@@ -1,0 +1,169 @@
+"""``meshprop train``'s run folder (issue 11): a folder holding a run is refused unless
+``--resume`` or ``--overwrite`` is given, ``--resume`` checks the typed options against the
+saved configuration and continues bit-identically, ``run.json`` lets ``evaluate`` detect a
+folder whose files come from different runs, and SIGINT/SIGTERM leave a resumable run."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+import meshprop
+from meshprop.cli import main
+from meshprop.runs.folder import STATE_FILE, check_run_folder, verify_run_folder
+from meshprop.training import load_training_state
+
+RUN = ["train", "--samples", "100", "--epochs", "4", "--no-progress"]
+
+
+def cli(capsys, *argv) -> tuple[int, str, str]:
+    code = main([str(a) for a in argv])
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def same_run(a: Path, b: Path) -> None:
+    assert (a / "checkpoint" / "model.safetensors").read_bytes() == (
+        b / "checkpoint" / "model.safetensors"
+    ).read_bytes()
+    assert (a / "metrics.csv").read_bytes() == (b / "metrics.csv").read_bytes()
+    ma, mb = (json.loads((d / "metrics.json").read_text()) for d in (a, b))
+    for m in (ma, mb):
+        m.pop("written"), m["history"].pop("wall_time_s")
+    assert ma == mb
+
+
+def test_a_folder_holding_a_run_is_refused_unless_resume_or_overwrite(capsys, tmp_path):
+    out = tmp_path / "run"
+    assert cli(capsys, *RUN, "--out", out)[0] == 0
+    assert verify_run_folder(out)["complete"] is True
+    before = (out / "run.json").read_bytes()
+    code, _, err = cli(capsys, *RUN, "--out", out)
+    assert code == 2 and err.count("\n") == 1
+    assert "already holds a finished run: give --resume to continue it, --overwrite" in err
+    assert (out / "run.json").read_bytes() == before  # nothing touched
+    code, _, err = cli(capsys, *RUN, "--out", out, "--resume", "--overwrite")
+    assert code == 2 and "give --resume or --overwrite, not both" in err
+    # --overwrite replaces the run (a new run id); other flags apply
+    assert cli(capsys, *RUN, "--epochs", "2", "--out", out, "--overwrite")[0] == 0
+    manifest = verify_run_folder(out)
+    assert manifest["run_id"] != json.loads(before)["run_id"]
+    assert len(json.loads((out / "metrics.json").read_text())["history"]["epochs"]) == 2
+    # a folder holding other files is never a run folder, not even for --overwrite
+    (tmp_path / "mine").mkdir()
+    (tmp_path / "mine" / "notes.txt").write_text("precious")
+    for extra in ([], ["--overwrite"], ["--resume"]):
+        code, _, err = cli(capsys, *RUN, "--out", tmp_path / "mine", *extra)
+        assert code == 2 and "holds files that are not a meshprop run (notes.txt)" in err
+    (tmp_path / "file").write_text("x")
+    code, _, err = cli(capsys, *RUN, "--out", tmp_path / "file")
+    assert code == 2 and "is an existing file, not a folder" in err
+    code, _, err = cli(capsys, *RUN, "--out", tmp_path / "new", "--checkpoint-every", "-1")
+    assert code == 2 and "--checkpoint-every must be >= 0" in err
+    assert check_run_folder(tmp_path / "missing", resume=True) == "resume"
+
+
+def test_resume_checks_the_typed_options_and_takes_the_others_from_the_run(capsys, tmp_path):
+    out = tmp_path / "run"
+    assert cli(capsys, *RUN, "--hidden", "3", "--out", out)[0] == 0
+    code, _, err = cli(capsys, *RUN, "--hidden", "4", "--lr", "0.5", "--out", out, "--resume")
+    assert code == 2 and err.count("\n") == 1
+    assert "--hidden 4 (the run: 3), --lr 0.5 (the run: 0.01)" in err
+    code, _, err = cli(capsys, "train", "--out", out, "--resume", "--no-progress")
+    assert code == 0, err
+    assert json.loads((out / "metrics.json").read_text())["config"]["hidden"] == 3
+    verify_run_folder(out)
+
+
+def test_verify_run_folder_detects_files_of_another_run(capsys, tmp_path):
+    for name, epochs in (("a", "3"), ("b", "4")):
+        assert cli(capsys, *RUN, "--epochs", epochs, "--out", tmp_path / name)[0] == 0
+    a, b = tmp_path / "a", tmp_path / "b"
+    assert verify_run_folder(a / "checkpoint")["run_id"] == verify_run_folder(a)["run_id"]
+    (a / "metrics.json").write_bytes((b / "metrics.json").read_bytes())  # the mix of issue 11
+    with pytest.raises(ValueError, match=r"metrics.json is not the file run \w{8} wrote"):
+        verify_run_folder(a / "checkpoint" / "model.json")
+    (b / "curves.png").unlink()
+    with pytest.raises(ValueError, match=r"curves.png: missing"):
+        verify_run_folder(b)
+    manifest = json.loads((b / "run.json").read_text())
+    (b / "run.json").write_text(json.dumps({**manifest, "complete": False}))
+    with pytest.raises(ValueError, match=r"did not finish .* --resume"):
+        verify_run_folder(b)
+    assert verify_run_folder(tmp_path) is None  # no manifest: not a run folder of this version
+    # evaluate and predict refuse the mixed folder with one line, before reading the data
+    for command in ("evaluate", "predict"):
+        code, out, err = cli(capsys, command, a / "checkpoint")
+        assert code == 2 and err.count("\n") == 1 and out == ""
+        assert "metrics.json is not the file run" in err and "the run folder mixes runs" in err
+
+
+def test_resuming_a_run_killed_between_epochs_is_bit_identical(capsys, tmp_path):
+    reference, out = tmp_path / "reference", tmp_path / "run"
+    argv = [*RUN, "--epochs", "6", "--val-size", "0.2", "--patience", "9"]
+    assert cli(capsys, *argv, "--out", reference)[0] == 0
+    assert cli(capsys, *argv, "--out", out, "--checkpoint-every", "2")[0] == 0
+    # the state after epoch 4 (every 2 epochs), as a kill after epoch 5 would leave it
+    state = load_training_state(out / STATE_FILE)
+    assert state["epoch"] == 6
+    saved = tmp_path / "state-epoch-4.pt"
+    assert cli(capsys, *argv, "--epochs", "4", "--out", tmp_path / "four")[0] == 0
+    saved.write_bytes((tmp_path / "four" / STATE_FILE).read_bytes())
+    (out / STATE_FILE).write_bytes(saved.read_bytes())
+    (out / "run.json").unlink()
+    assert load_training_state(out / STATE_FILE)["epoch"] == 4
+    code, _, err = cli(capsys, *argv, "--out", out, "--resume")
+    assert code == 0, err
+    same_run(out, reference)
+    verify_run_folder(out)
+
+
+def environment() -> dict[str, str]:
+    source = str(Path(meshprop.__file__).resolve().parents[1])
+    return {**os.environ, "PYTHONPATH": os.pathsep.join([source, os.environ.get("PYTHONPATH", "")])}
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
+def test_a_signal_saves_prints_one_line_and_the_run_resumes_identically(capsys, tmp_path, signum):
+    argv = ["train", "--samples", "200", "--epochs", "30", "--no-progress", "--batch-size", "16"]
+    out = tmp_path / "run"
+    command = [sys.executable, "-m", "meshprop", *argv, "--out", str(out)]
+    process = subprocess.Popen(
+        command, env=environment(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
+    deadline = time.monotonic() + 120
+    while not (out / "metrics.csv").exists() and time.monotonic() < deadline:
+        time.sleep(0.05)  # training has started: its first epoch is logged
+    process.send_signal(signum)
+    _, err = process.communicate(timeout=120)
+    assert process.returncode == 128 + signum, err
+    assert err.count("\n") == 1 and "Traceback" not in err
+    assert err.startswith("interrupted at epoch ")
+    assert err.rstrip().endswith(f"resume with: meshprop train --out {out} --resume")
+    state = load_training_state(out / STATE_FILE)
+    assert state["epoch"] < 30
+    assert json.loads((out / "run.json").read_text())["complete"] is False
+    if signum == signal.SIGTERM:
+        return  # resuming after SIGINT is compared below; the state is the same kind
+    code, _, err = cli(capsys, "train", "--out", out, "--resume", "--no-progress")
+    assert code == 0, err
+    assert cli(capsys, *argv, "--out", tmp_path / "reference")[0] == 0
+    same_run(out, tmp_path / "reference")
+
+
+def test_a_run_failing_before_its_first_state_leaves_no_run_behind(capsys, tmp_path):
+    data = tmp_path / "d.csv"
+    data.write_text("a,b,t\n1,2,0\n3,nan,1\n4,5,0\n")
+    out = tmp_path / "run"
+    for _ in range(2):  # the same command again gets the same error, not "already holds"
+        code, _, err = cli(capsys, *RUN, "--data", data, "--target", "t", "--out", out)
+        assert code == 2 and "row 2 holds 'nan'" in err
+        assert not out.exists()
