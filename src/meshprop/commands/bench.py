@@ -101,7 +101,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         choices=("wired", "random"),
         default="wired",
         help="meshes of --workload scale: wired (Topology.sparse_random) or random "
-        "(Topology.random)",
+        "(Topology.random) (default: wired)",
     )
     p.add_argument("--json", action="store_true", help="print JSON rows instead of a table")
     p.add_argument("--output", default=None, metavar="PATH", help="also write the JSON rows here")
