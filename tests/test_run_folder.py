@@ -99,8 +99,9 @@ def test_verify_run_folder_detects_files_of_another_run(capsys, tmp_path):
         verify_run_folder(b)
     assert verify_run_folder(tmp_path) is None  # no manifest: not a run folder of this version
     # evaluate and predict refuse the mixed folder with one line, before reading the data
-    for command in ("evaluate", "predict"):
-        code, out, err = cli(capsys, command, a / "checkpoint")
+    (tmp_path / "x.csv").write_text("x,y\n0.1,0.2\n")
+    for argv in (["evaluate"], ["predict", "--data", tmp_path / "x.csv"]):
+        code, out, err = cli(capsys, *argv, a / "checkpoint")
         assert code == 2 and err.count("\n") == 1 and out == ""
         assert "metrics.json is not the file run" in err and "the run folder mixes runs" in err
 
