@@ -40,6 +40,7 @@ from .engines.sequence import (
     sensitivity_step,
     unroll_states,
 )
+from .fast_optim import DirectAdamStep
 from .losses import loss_and_grad, loss_value, validate_target
 from .mesh import MeshNet
 
@@ -266,6 +267,7 @@ class OnlineLearner:
         self._lean = bool(lean) and method == "fop"
         self._param = net.A
         self._stepper: RTRLStepper | None = None
+        self._direct = DirectAdamStep(optimizer)
         # the shapes of the last checked element: the lean path takes elements of these shapes
         self._x_shape = self._target_shape = self._mask_shape = torch.Size([-1])
         self._h: torch.Tensor | None = None
@@ -438,7 +440,9 @@ class OnlineLearner:
         if self._param.grad is not grad:  # zero_grad(set_to_none=True) may have dropped it
             self._param.grad = grad
         self._last_gradient = grad
-        self.optimizer.step()
+        if self._direct.optimizer is not self.optimizer:  # the optimizer was replaced
+            self._direct = DirectAdamStep(self.optimizer)
+        self._direct.step()  # optimizer.step(), minus its per-call bookkeeping where exact
 
     def _chaos(self, element: int) -> ChaoticNetworkError:
         dtype = self.net.A.dtype
