@@ -136,14 +136,15 @@ def write_run(
 
     out = Path(out)
     info = run_provenance if run_provenance is not None else provenance(result.config.seed)
-    info = {**info, FINGERPRINT_KEY: result.split.dataset.fingerprint()}
+    extra = checkpoint_extra(result)  # its data fingerprint goes into the provenance too
+    info = {**info, FINGERPRINT_KEY: extra[FINGERPRINT_KEY]}
     ds, split = result.split.dataset, result.split
     written: list[Path | None] = [
         reporter.write_json(out / CONFIG_FILE, {**result.config.to_dict(), PROVENANCE_KEY: info}),
         reporter.write_json(out / METRICS_FILE, metrics_document(result)),
         None
         if not reporter.enabled
-        else save_checkpoint_atomically(out / CHECKPOINT_DIR, result.net, checkpoint_extra(result)),
+        else save_checkpoint_atomically(out / CHECKPOINT_DIR, result.net, extra),
     ]
     figures = [
         ("curves.png", plots.plot_history(result.history, f"{ds.name}: {result.config.grad}")),

@@ -25,10 +25,9 @@ def _stderr(message: str) -> None:
     print(message, file=sys.stderr, flush=True)
 
 
-def same_source(recorded: dict[str, Any], dataset: Dataset) -> bool:
-    """Whether ``dataset`` comes from the recorded source: the same file path, or the same
-    built-in dataset name."""
-    now = dataset.fingerprint()
+def same_source(recorded: dict[str, Any], now: dict[str, Any]) -> bool:
+    """Whether the data fingerprinted ``now`` (:meth:`Dataset.fingerprint`) comes from the
+    recorded source: the same file path, or the same built-in dataset name."""
     if "path" in recorded and "path" in now:
         return Path(str(recorded["path"])).resolve() == Path(str(now["path"])).resolve()
     return "arrays" in recorded and recorded.get("arrays") == now.get("arrays")
@@ -44,9 +43,11 @@ def check_data(
     when there is nothing to compare (runs written before fingerprints, other data).  A change
     is a one-line ValueError, or with ``allow_changed`` a warning through ``warn`` (default:
     printed on standard error)."""
-    if not isinstance(recorded, dict) or not same_source(recorded, dataset):
+    if not isinstance(recorded, dict):
         return True
     now = dataset.fingerprint()
+    if not same_source(recorded, now):
+        return True
     if now.get("size") == recorded.get("size") and now.get("sha256") == recorded.get("sha256"):
         return True
     what = recorded.get("path") or f"the built-in dataset {recorded.get('arrays')!r}"
