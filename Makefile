@@ -14,7 +14,7 @@ $(STAMP): pyproject.toml constraints.txt
 	touch $(STAMP)
 
 run: setup
-	$(BIN)/meshprop train --out runs/default
+	$(BIN)/meshprop train --out runs/default --overwrite
 
 test: setup
 	$(BIN)/python -m pytest -q
