@@ -38,6 +38,8 @@ def test_direct_step_is_bit_identical_to_optimizer_step(rng, dtype, config):
             for opt in (reference, direct.optimizer):
                 opt.param_groups[0]["lr"] *= 0.5
     assert direct._states is not None  # the direct path was taken
+    # the fused kernel is called directly exactly for the fused configurations
+    assert (direct._fused_kernel is not None) == bool(config.get("fused"))
     state_p, state_q = reference.state[p], direct.optimizer.state[q]
     for key in state_p:
         assert torch.equal(state_p[key], state_q[key]), key
@@ -87,3 +89,47 @@ def test_online_learner_weights_equal_a_plain_optimizer_step_loop(rng):
         assert a == b
     assert fast._direct._states is not None and plain._direct._states is None
     assert torch.equal(net.A, twin.A)
+
+
+def test_fused_group_with_a_tensor_learning_rate_takes_the_functional_call(rng):
+    """A tensor lr is what the fused kernel call does not cover: the functional API is used,
+    still bit-identical."""
+    p = torch.nn.Parameter(torch.randn(6, generator=rng))
+    q = torch.nn.Parameter(p.detach().clone())
+    reference = torch.optim.Adam([p], lr=torch.tensor(1e-2), fused=True)
+    direct = DirectAdamStep(torch.optim.Adam([q], lr=torch.tensor(1e-2), fused=True))
+    calls = []
+    kernel = torch._fused_adam_
+
+    def counting(*args, **kwargs):
+        calls.append(1)
+        return kernel(*args, **kwargs)
+
+    for _ in range(20):
+        g = torch.randn(6, generator=rng)
+        p.grad, q.grad = g.clone(), g.clone()
+        reference.step()
+        direct._fused_kernel = counting if direct._fused_kernel is not None else None
+        direct.step()
+        assert torch.equal(p, q)
+    assert direct._fused_kernel is not None and calls == []  # found, never called directly
+
+
+def test_fused_group_of_mixed_dtypes_takes_the_functional_call(rng):
+    """Two dtypes are two (device, dtype) groups in torch's fused Adam: not the one-group
+    kernel call; the functional API is used, still bit-identical."""
+    ps = [
+        torch.nn.Parameter(torch.randn(5, generator=rng)),
+        torch.nn.Parameter(torch.randn(3, dtype=torch.float64, generator=rng)),
+    ]
+    qs = [torch.nn.Parameter(p.detach().clone()) for p in ps]
+    reference = torch.optim.Adam(ps, lr=1e-2, fused=True)
+    direct = DirectAdamStep(torch.optim.Adam(qs, lr=1e-2, fused=True))
+    for _ in range(20):
+        for p, q in zip(ps, qs, strict=True):
+            g = torch.randn(p.shape, dtype=p.dtype, generator=rng)
+            p.grad, q.grad = g.clone(), g.clone()
+        reference.step()
+        direct.step()
+        assert all(torch.equal(p, q) for p, q in zip(ps, qs, strict=True))
+    assert direct._states is not None and direct._fused_kernel is None

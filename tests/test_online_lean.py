@@ -76,6 +76,7 @@ def test_lean_path_equals_general_path_on_full_meshes(
     lean = run_twins(net, x, target, mask, "mse", update_every)
     assert lean._stepper is not None and lean._stepper.full  # the diagonal scatter was used
     assert (lean._stepper.bank.out_grid is not None) == (batch == outputs == 1)
+    assert lean._stepper.scalar == (batch == outputs == 1)  # host scalars for B = O = 1
 
 
 @pytest.mark.parametrize("seed", range(6))
@@ -103,8 +104,11 @@ def test_lean_path_rejects_a_nan_target() -> None:
     net = mp.MeshNet(topo, ticks=1, activation="tanh", dtype=torch.float32, seed=0)
     learner = mp.OnlineLearner(net, torch.optim.Adam(net.parameters(), lr=1e-3))
     learner.step(torch.ones(1, 1), torch.zeros(1, 1))
+    assert learner._stepper is not None and learner._stepper.scalar  # the host-scalar path
+    weights = net.A.detach().clone()
     with pytest.raises(ValueError, match="NaN or inf"):
         learner.step(torch.ones(1, 1), torch.full((1, 1), float("nan")))
+    assert torch.equal(net.A.detach(), weights)  # nothing reached the optimizer
 
 
 def test_reset_starts_a_new_stream_even_with_another_batch() -> None:

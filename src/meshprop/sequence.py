@@ -398,6 +398,15 @@ class OnlineLearner:
             raise self._chaos(self.elements)
         value = math.nan
         direct = self.update_every == 1
+        if direct and m and stepper.scalar and self.loss == "mse":  # B = O = 1: host scalars
+            value = stepper.scalar_mse(target)
+            if not math.isfinite(value):
+                raise self._nonfinite_loss(x, target)
+            grad = self._grad_buffer
+            if not stepper.write_scalar(grad):
+                raise self._chaos(self.elements)
+            self._step_optimizer(grad)
+            return value
         if m:
             if self.loss == "mse":
                 scale = 2.0 / (stepper.O * m) if direct else 2.0 / stepper.O
@@ -411,12 +420,7 @@ class OnlineLearner:
                 stepper.output_gradient(g)
                 value = float(v)
             if not math.isfinite(value):
-                if bool(torch.isfinite(x).all()) and bool(torch.isfinite(target).all()):
-                    raise self._chaos(self.elements)  # the state itself overflowed
-                raise ValueError(
-                    f"the loss of element {self.elements} is {value}: the input or the "
-                    "target holds NaN or inf"
-                )
+                raise self._nonfinite_loss(x, target)
             if direct:
                 grad = self._grad_buffer
                 if not stepper.write_direct(grad):
@@ -444,11 +448,20 @@ class OnlineLearner:
             self._direct = DirectAdamStep(self.optimizer)
         self._direct.step()  # optimizer.step(), minus its per-call bookkeeping where exact
 
+    def _nonfinite_loss(self, x: torch.Tensor, target: torch.Tensor) -> Exception:
+        """The error for a NaN/inf loss: the input or target's fault, else the state's."""
+        if bool(torch.isfinite(x).all()) and bool(torch.isfinite(target).all()):
+            return self._chaos(self.elements)  # the state itself overflowed
+        return ValueError(
+            f"the loss of element {self.elements} is nan or inf: the input or the target "
+            "holds NaN or inf"
+        )
+
     def _chaos(self, element: int) -> ChaoticNetworkError:
         dtype = self.net.A.dtype
         return ChaoticNetworkError(
-            f"the {dtype} sensitivities overflowed to inf/NaN by element {element} "
-            "elements: the network turned chaotic (its state is unstable with these "
+            f"the {dtype} sensitivities overflowed to inf/NaN by element {element}: "
+            "the network turned chaotic (its state is unstable with these "
             "weights); lower the learning rate, use float64, or constrain the weights"
         )
 

@@ -156,8 +156,9 @@ def _mean_us(fn: Callable[[], object], n: int) -> float:
 def _breakdown(learner: OnlineLearner, x: torch.Tensor, n: int) -> dict[str, float]:
     """What bounds a lean step (µs each, mean of n): the (F×F)·(F×P) sensitivity product alone
     (the RTRL work, P·F² multiply-adds per tick, O(F⁴) on a full mesh), the whole
-    forward-and-sensitivity part of the step (``RTRLStepper.advance``), and
-    ``optimizer.step()`` alone."""
+    forward-and-sensitivity part of the step (``RTRLStepper.advance``), ``optimizer.step()``
+    alone, and the same Adam step as the learner makes it (``DirectAdamStep``: torch's fused
+    kernel called directly)."""
     stepper = learner._stepper
     if stepper is None:
         return {}
@@ -168,6 +169,7 @@ def _breakdown(learner: OnlineLearner, x: torch.Tensor, n: int) -> dict[str, flo
         "us_sensitivity_product": _mean_us(lambda: torch.mm(Mt, matrix, out=out), n),
         "us_advance": _mean_us(lambda: stepper.advance(x[0]), n),
         "us_optimizer_step": _mean_us(learner.optimizer.step, n),
+        "us_learner_adam_step": _mean_us(learner._direct.step, n),
     }
 
 

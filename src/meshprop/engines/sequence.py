@@ -315,6 +315,10 @@ class RTRLStepper:
         self.zeros_out = torch.zeros(batch, O, dtype=dtype, device=dev)
         self.grad_edges = torch.zeros(P, dtype=dtype, device=dev)
         self.grad_block = self.grad_edges.view(N, F) if self.full else None
+        # B = O = 1 on a full mesh: the loss and dE/dy are scalars, kept on the host
+        self.scalar = self.bank.out_grid is not None
+        self._w_scalar = 0.0
+        self._grad_views: tuple[torch.Tensor, torch.Tensor] | None = None  # (grad, grad[:, C:])
 
     def reset(self) -> None:
         """A new stream: h = 0, sensitivities 0."""
@@ -367,6 +371,25 @@ class RTRLStepper:
             e = float(err)
             return e * e
         return float(torch.dot(self.err_flat, self.err_flat)) / self.O
+
+    def scalar_mse(self, target: torch.Tensor) -> float:
+        """B = O = 1 (:attr:`scalar`): the loss (y − t)² of the element, with
+        w = 2 (y − t) D_out kept on the host for :meth:`write_scalar` (the same quantities as
+        :meth:`mse_output_gradient` with scale 2, as three reads instead of three operations)."""
+        err = float(self.y) - float(target)
+        self._w_scalar = 2.0 * err * float(self.D_out)
+        return err * err
+
+    def write_scalar(self, grad: torch.Tensor) -> bool:
+        """B = O = 1 (:attr:`scalar`): grad[:, C:] ← w · U_out, the element's gradient on the
+        (N, F) grid of A.grad's free columns (one multiply by the host scalar of
+        :meth:`scalar_mse`).  Returns whether it is finite."""
+        views = self._grad_views
+        if views is None or views[0] is not grad:
+            views = self._grad_views = (grad, grad[:, self.C :])
+        block = views[1]
+        torch.mul(self.bank.out_grid, self._w_scalar, out=block)
+        return math.isfinite(float(block.sum()))
 
     def output_gradient(self, g: torch.Tensor) -> None:
         """w = g ⊙ D_out for a given dE/dy g (B, O) (any loss)."""
