@@ -62,7 +62,7 @@ class DirectAdamStep:
                 torch._foreach_add_(steps, self._ones)  # += 1, a tensor 1 (no scalar wrap)
                 self._fused_kernel(
                     params,
-                    [p.grad for p in params],  # type: ignore[misc]  # checked: none is None
+                    [p.grad for p in params],  # checked: none is None
                     [s["exp_avg"] for s in states],
                     [s["exp_avg_sq"] for s in states],
                     [s["max_exp_avg_sq"] for s in states] if group["amsgrad"] else [],

@@ -387,8 +387,9 @@ class RTRLStepper:
         views = self._grad_views
         if views is None or views[0] is not grad:
             views = self._grad_views = (grad, grad[:, self.C :])
-        block = views[1]
-        torch.mul(self.bank.out_grid, self._w_scalar, out=block)
+        block, grid = views[1], self.bank.out_grid
+        assert grid is not None  # scalar: B = O = 1 on a full mesh
+        torch.mul(grid, self._w_scalar, out=block)
         return math.isfinite(float(block.sum()))
 
     def output_gradient(self, g: torch.Tensor) -> None:
