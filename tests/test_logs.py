@@ -88,3 +88,31 @@ def test_version_from_package_metadata(capsys):
         [sys.executable, "-m", "meshprop", "--version"], capture_output=True, text=True, check=True
     )
     assert result.stdout.strip() == f"meshprop {version('meshprop')}"
+
+
+def test_tensorboard_after_a_resume_shows_each_epoch_once(tmp_path):
+    """A run killed after logging epochs 4 and 5 but saving its state at epoch 3 logs 4 and 5
+    again when resumed: TensorBoard shows every epoch once, with the resumed run's values."""
+    pytest.importorskip("tensorboard", reason="tensorboard: pip install 'meshprop[tensorboard]'")
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    def record(epoch: int, value: float) -> dict[str, float]:
+        return {"epoch": float(epoch), "batch_loss": value}
+
+    killed = EpochLog(tmp_path, tensorboard=True)
+    for epoch in range(1, 6):
+        killed(epoch, None, record(epoch, 1.0 / epoch))
+    killed.close()  # (a SIGKILL leaves the flushed events behind just the same)
+    saved = [record(epoch, 1.0 / epoch) for epoch in range(1, 4)]
+    resumed = EpochLog(tmp_path, tensorboard=True)
+    resumed.restore(type("History", (), {"records": saved})())
+    for epoch in range(4, 7):
+        resumed(epoch, None, record(epoch, 10.0 + epoch))
+    resumed.close()
+    events = EventAccumulator(str(tmp_path / "tensorboard"))
+    events.Reload()
+    scalars = events.Scalars("batch_loss")
+    assert [e.step for e in scalars] == [1, 2, 3, 4, 5, 6]
+    assert [e.value for e in scalars] == pytest.approx([1.0, 0.5, 1 / 3, 14.0, 15.0, 16.0])
+    with open(tmp_path / "metrics.csv", newline="") as handle:
+        assert [float(row["epoch"]) for row in csv.DictReader(handle)] == [1, 2, 3, 4, 5, 6]

@@ -106,8 +106,9 @@ class EpochLog:
     row per epoch, the header from the first record; the file is rewritten atomically, so it
     is never half a row) and, with ``tensorboard``, to TensorBoard scalars under
     ``DIR/tensorboard``.  Silent when ``reporter`` is disabled (the non-main processes of a
-    data-parallel run).  :meth:`restore` starts from the records of a resumed run.  Call
-    :meth:`close` at the end."""
+    data-parallel run).  :meth:`restore` starts from the records of a resumed run (the CSV
+    rewritten with them; TensorBoard told to hide the events of the later epochs a killed run
+    had logged, which are logged again).  Call :meth:`close` at the end."""
 
     def __init__(
         self, out: str | Path, tensorboard: bool = False, reporter: Reporter | None = None
@@ -119,6 +120,7 @@ class EpochLog:
             check_tensorboard()
         self.records: list[dict[str, Any]] = []
         self._writer: Any = None
+        self._purge_step: int | None = None  # a resumed run: TensorBoard drops later steps
         if self.enabled:
             self.out.mkdir(parents=True, exist_ok=True)
             (self.out / METRICS_CSV).unlink(missing_ok=True)  # a fresh run starts a fresh log
@@ -129,6 +131,9 @@ class EpochLog:
         self.records = [dict(record) for record in history.records]
         if self.enabled and self.records:
             self._write()
+            # epochs logged after the saved state, before the run was killed, are logged again:
+            # TensorBoard hides the old events from this step on (SummaryWriter's purge_step)
+            self._purge_step = int(self.records[-1].get("epoch", len(self.records))) + 1
 
     def _write(self) -> None:
         fields = list(self.records[0])
@@ -147,7 +152,9 @@ class EpochLog:
             if self._writer is None:
                 from torch.utils.tensorboard import SummaryWriter
 
-                self._writer = SummaryWriter(log_dir=str(self.out / TENSORBOARD_DIR))
+                self._writer = SummaryWriter(
+                    log_dir=str(self.out / TENSORBOARD_DIR), purge_step=self._purge_step
+                )
             for key, value in record.items():
                 if key != "epoch":
                     self._writer.add_scalar(key, value, epoch)
