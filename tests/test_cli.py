@@ -134,7 +134,13 @@ def test_train_defaults_are_the_run_configuration_defaults(capsys, in_tmp):
     loss, accuracy = independent_test_metrics(in_tmp / "d")
     assert metrics["test_accuracy"] == accuracy
     assert metrics["test_loss"] == pytest.approx(loss, rel=1e-12)
-    assert "wrote 6 files to d: config.json, metrics.json, checkpoint/, curves.png" in out
+    assert "wrote 9 files to d: config.json, metrics.json, checkpoint/, curves.png" in out
+    # the line names exactly what is in the folder
+    line = next(x for x in out.splitlines() if x.startswith("wrote 9 files to d: "))
+    listed = line.removeprefix("wrote 9 files to d: ").split(", ")
+    assert sorted(listed) == sorted(
+        p.name + "/" if p.is_dir() else p.name for p in (in_tmp / "d").iterdir()
+    )
 
 
 def test_train_options_reach_the_model(capsys, in_tmp):

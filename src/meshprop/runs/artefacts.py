@@ -127,8 +127,9 @@ def write_run(
     run_provenance: dict[str, Any] | None = None,
     run_id: str | None = None,
 ) -> list[Path]:
-    """Write the run folder ``out`` (see the module docstring); returns the paths written
-    (``checkpoint/model.json`` standing for the checkpoint).  ``run_provenance``: what
+    """Write the run folder ``out`` (see the module docstring); returns the paths of the run's
+    files (``checkpoint/model.json`` standing for the checkpoint; with ``run_id`` also
+    ``metrics.csv``, ``training-state.pt`` and ``run.json``).  ``run_provenance``: what
     :func:`~meshprop.runs.logs.provenance` gave at the run's start (default: taken now).
     With ``run_id`` the manifest ``run.json`` is written last, listing every file of the run
     (those written here, ``metrics.csv`` and ``training-state.pt``) with its SHA-256."""
@@ -168,8 +169,9 @@ def write_run(
     if run_id is not None and reporter.enabled:
         listed = [p for p in paths if p.name != "model.json"]
         listed += [p for p in (out / CHECKPOINT_DIR).iterdir() if TEMP_MARK not in p.name]
-        listed += [out / name for name in (METRICS_CSV, STATE_FILE) if (out / name).is_file()]
-        write_manifest(out, run_id, listed, complete=True)
+        logs = [out / name for name in (METRICS_CSV, STATE_FILE) if (out / name).is_file()]
+        listed += logs
+        paths += [*logs, write_manifest(out, run_id, listed, complete=True)]
     return paths
 
 
