@@ -141,3 +141,20 @@ def test_estimates_bound_the_largest_tensors():
         assert ENGINES[name].estimate_bytes(longer, B, 4) == ENGINES[name].estimate_bytes(dyn, B, 4)
     for name in ("bptt", "autograd", "fop_factored"):
         assert ENGINES[name].estimate_bytes(longer, B, 4) > ENGINES[name].estimate_bytes(dyn, B, 4)
+
+
+def test_topology_builders_refuse_what_cannot_fit_before_allocating():
+    """A full mesh of 200,000 neurons (4·10¹⁰ edges) or a random one keeping 5·10¹¹ edges: one
+    MemoryLimitError naming the builder, the size and the way out, before any allocation."""
+    with pytest.raises(mp.MemoryLimitError, match=r"Topology\.mesh: 200005 neurons") as info:
+        mp.Topology.mesh(2, 200_000, 2)
+    assert "Topology.sparse_random" in str(info.value) and info.value.engine == "topology"
+    with pytest.raises(mp.MemoryLimitError, match=r"Topology\.random: 1000005 neurons"):
+        mp.Topology.random(2, 10**6, 2, density=0.5)
+    # the estimate is what is compared: just below it refuses, at it builds
+    n, edges = 2 + 1 + 30 + 2, 35 * 32
+    need = edges * mp.topology.BUILD_BYTES_PER_EDGE + n * n
+    with mp.memory_limit(need - 1), pytest.raises(mp.MemoryLimitError):
+        mp.Topology.mesh(2, 30, 2)
+    with mp.memory_limit(need):
+        assert mp.Topology.mesh(2, 30, 2).n_edges == edges

@@ -18,7 +18,13 @@ import networkx as nx
 import numpy as np
 import torch
 
+from .memory import MemoryLimitError, format_bytes, get_memory_limit
+
 __all__ = ["RANDOM_DENSE_LIMIT", "Topology"]
+
+#: bytes per edge while a topology is built: the (P, 2) int64 pairs, the copy its hash reads and
+#: the temporaries of the checks (an estimate for the memory guard, on the safe side)
+BUILD_BYTES_PER_EDGE = 48
 
 #: :meth:`Topology.random` draws with ``torch.randperm`` over every allowed edge up to this many
 #: allowed edges (the draws every figure so far was made with) and with
@@ -32,6 +38,26 @@ def _check_count(name: str, value: int, minimum: int) -> int:
     if value < minimum:
         raise ValueError(f"{name} must be >= {minimum}, got {value}")
     return int(value)
+
+
+def _check_build_memory(builder: str, n: int, edges: int, dense: bool) -> None:
+    """Refuse, before allocating, a topology whose construction cannot fit in the memory limit
+    (:func:`meshprop.memory.get_memory_limit`): ``edges`` pairs, and an N×N boolean mask when
+    ``dense``."""
+    need = edges * BUILD_BYTES_PER_EDGE + (n * n if dense else 0)
+    limit = get_memory_limit()
+    if limit is not None and need > limit:
+        raise MemoryLimitError(
+            f"{builder}: {n} neurons and {edges} edges need about {format_bytes(need)} to build"
+            f"{' (an N×N mask and the edge list)' if dense else ' (the edge list)'}, but the "
+            f"memory limit is {format_bytes(limit)}; for a large network keep few edges per "
+            "neuron (Topology.sparse_random, or Topology.random with a small density), or "
+            "raise the limit (meshprop.set_memory_limit)",
+            "topology",
+            need,
+            limit,
+            None,
+        )
 
 
 def _row_major(edges: torch.Tensor, n: int) -> torch.Tensor:
@@ -297,6 +323,9 @@ class Topology:
         _check_count("inputs", inputs, 0)
         _check_count("hidden", hidden, 0)
         _check_count("outputs", outputs, 1)
+        n = inputs + int(bias) + hidden + outputs
+        rows = n if output_feedback else n - outputs
+        _check_build_memory("Topology.mesh", n, rows * (hidden + outputs), dense=True)
         mask = cls._allowed(inputs, hidden, outputs, bias, output_feedback)
         return cls(inputs, hidden, outputs, bias, mask)
 
@@ -328,6 +357,7 @@ class Topology:
         rows = n if output_feedback else n - outputs  # sources: every neuron but (maybe) outputs
         total = rows * free  # allowed edges, row-major: candidate k is (k // free, C + k % free)
         keep = max(1, round(density * total))
+        _check_build_memory("Topology.random", n, keep, dense=False)
         generator = torch.Generator().manual_seed(0 if seed is None else int(seed))
         if total <= RANDOM_DENSE_LIMIT:  # the original draw (figures depend on it): O(total)
             chosen = torch.randperm(total, generator=generator)[:keep]
