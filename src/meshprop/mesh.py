@@ -325,10 +325,15 @@ class MeshNet(nn.Module):
         )
 
 
+def dense_layout_bytes(n_neurons: int, itemsize: int) -> int:
+    """Memory of the dense layout's N×N tensors: A, its gradient and the boolean mask."""
+    return n_neurons * n_neurons * (2 * itemsize + 1)
+
+
 def _check_dense(topology: Topology, itemsize: int) -> None:
     """Refuse an N×N layout that cannot fit: the memory guard's error, before allocating."""
     N = topology.n_neurons
-    need = N * N * (2 * itemsize + 1)  # A, its gradient and the boolean mask
+    need = dense_layout_bytes(N, itemsize)
     limit = get_memory_limit()
     if limit is not None and need > limit:
         raise MemoryLimitError(

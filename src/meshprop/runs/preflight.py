@@ -18,6 +18,8 @@ from pathlib import Path
 
 from ..checkpoint import stored_bytes
 from ..memory import MEMORY_LIMIT_ENV, MemoryLimitError, format_bytes, get_memory_limit
+from ..mesh import dense_layout_bytes
+from ..topology import BUILD_BYTES_PER_EDGE
 from .config import RunConfig
 
 __all__ = [
@@ -72,7 +74,11 @@ def network_bytes(config: RunConfig, n_neurons: int, n_edges: int) -> int:
     N, P = n_neurons, n_edges
     itemsize = _ITEMSIZE[config.dtype]
     states = _STATES.get(config.optimizer, 2)
-    return N * N * (3 + (2 + states) * itemsize) + 48 * P
+    # MeshNet's own N×N tensors, two more boolean N×N (the topology's mask and a temporary),
+    # the optimiser's state per weight, and the edge list while the topology is built
+    return (
+        dense_layout_bytes(N, itemsize) + N * N * (2 + states * itemsize) + BUILD_BYTES_PER_EDGE * P
+    )
 
 
 def output_bytes(config: RunConfig, n_neurons: int, n_edges: int) -> int:
