@@ -141,3 +141,22 @@ def test_probe_is_a_module_run_with_python_m():
     peak = json.loads(line)["peak_bytes"]
     assert isinstance(peak, int)
     assert Point.from_dict(json.loads(json.dumps(point.to_dict()))) == point
+
+
+def test_peak_tensor_bytes_keeps_stderr_but_for_the_profiler_log_lines(capfd):
+    """kineto prints "USDT:... profiler_start/stop" at every profile; those go, anything else
+    written to stderr inside the step (here straight to file descriptor 2, as C++ code would)
+    still reaches it, and the figure is the tensor's size."""
+    import os
+
+    from meshprop.bench.scale import peak_tensor_bytes
+
+    def step() -> None:
+        os.write(2, b"a line from inside the step\n")
+        torch.ones(1000, dtype=torch.float64).sum()
+
+    peak = peak_tensor_bytes(step)
+    err = capfd.readouterr().err
+    assert "a line from inside the step" in err
+    assert "USDT:" not in err and "profiler_start" not in err
+    assert peak >= 8000

@@ -17,8 +17,13 @@ log(time) against log(edges) per engine and ticks; :func:`plot` draws the log-lo
 from __future__ import annotations
 
 import math
+import os
 import statistics
+import sys
+import tempfile
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -79,9 +84,42 @@ def bandwidth(nbytes: int = 2**28, repeats: int = 5) -> float:
     return 2 * nbytes / min(times)
 
 
+#: what the profiler's C++ side (kineto) writes to stderr at every start and stop, whatever
+#: its log level: "USDT:... profiler_start", "STAGE:... Completed Stage: Warm Up"
+_PROFILER_LOG_PREFIXES = ("USDT:", "STAGE:")
+
+
+@contextmanager
+def _without_profiler_log_lines() -> Iterator[None]:
+    """Inside the block, file descriptor 2 goes to a temporary file; afterwards every line
+    written there is passed on to stderr except the profiler's own log lines."""
+    try:
+        sys.stderr.flush()
+        saved = os.dup(2)
+    except (OSError, ValueError):  # no real stderr (e.g. a closed one): nothing to filter
+        yield
+        return
+    with tempfile.TemporaryFile() as capture:
+        os.dup2(capture.fileno(), 2)
+        try:
+            yield
+        finally:
+            sys.stderr.flush()
+            os.dup2(saved, 2)
+            os.close(saved)
+            capture.seek(0)
+            for line in capture.read().decode(errors="replace").splitlines(keepends=True):
+                if not line.startswith(_PROFILER_LOG_PREFIXES):
+                    sys.stderr.write(line)
+            sys.stderr.flush()
+
+
 def peak_tensor_bytes(step) -> int:
     """Peak live bytes of torch tensors during ``step()`` (CPU allocator events)."""
-    with profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
+    with (
+        _without_profiler_log_lines(),
+        profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof,
+    ):
         step()
     events = sorted(
         (e.start_ns(), e.nbytes())
