@@ -26,6 +26,7 @@ import math
 from collections import deque
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
+from typing import Any
 
 import torch
 
@@ -309,6 +310,103 @@ class OnlineLearner:
             else:  # rebuilt at the next element, which may bring another batch size
                 self._stepper = None
         self._window.clear()
+
+    def state_dict(self) -> dict[str, Any]:
+        """Everything the learner carries from element to element, to continue the stream
+        exactly elsewhere (with the network's weights and ``optimizer.state_dict()``, saved
+        beside it): the counters, the accumulated gradient, the state h and, for "fop", the
+        sensitivities (the lean path's carried U = Z/D and D; the general path's Z); for
+        "tbptt", the window of the last elements.  Tensors are copies."""
+        state: dict[str, Any] = {
+            "format": "meshprop-online-learner",
+            "method": self.method,
+            "loss": self.loss,
+            "update_every": self.update_every,
+            "truncation": self.truncation,
+            "lean": self._lean,
+            "elements": self.elements,
+            "count": self._count,
+            "since_update": self._since_update,
+        }
+        stepper = self._stepper
+        if stepper is not None:
+            state.update(
+                batch=stepper.B,
+                h=stepper.h.clone(),
+                carried=stepper.bank.V.clone(),
+                slopes=stepper.D.clone(),
+                grad=stepper.grad_edges.clone(),
+            )
+        else:
+            state.update(
+                batch=None if self._h is None else self._h.shape[0],
+                h=None if self._h is None else self._h.clone(),
+                Z=None if self._Z is None else self._Z.clone(),
+                grad=self._grad.clone(),
+                window=[[t.clone() for t in item] for item in self._window],
+            )
+        return state
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Continue from :meth:`state_dict` of a learner with the same settings (method, loss,
+        ``update_every``, truncation, lean or general path) on a network of the same shape;
+        ValueError naming what differs otherwise."""
+        if not isinstance(state, dict) or state.get("format") != "meshprop-online-learner":
+            raise ValueError("not an OnlineLearner state (OnlineLearner.state_dict())")
+        mine = {
+            "method": self.method,
+            "loss": self.loss,
+            "update_every": self.update_every,
+            "truncation": self.truncation,
+            "lean": self._lean,
+        }
+        differ = [f"{k} {state.get(k)!r} (this learner: {v!r})" for k, v in mine.items()
+                  if state.get(k) != v]  # fmt: skip
+        if differ:
+            raise ValueError("the saved learner differs: " + ", ".join(differ))
+        net, A = self.net, self.net.A.detach()
+        F = net.topology.n_free
+        batch, h = state["batch"], state["h"]
+        if h is not None and tuple(h.shape) != (batch, F):
+            raise ValueError(f"the saved state h has shape {tuple(h.shape)}, expected {(batch, F)}")
+        self.reset()
+        self._stepper = None
+        self._x_shape = self._target_shape = self._mask_shape = torch.Size([-1])
+        self.elements = int(state["elements"])
+        self._count = int(state["count"])
+        self._since_update = int(state["since_update"])
+        if self._lean:
+            if h is not None:
+                self._param = net.A
+                stepper = RTRLStepper(net.dynamics, A, net.mask, batch)
+                for buffer, key in (
+                    (stepper.h, "h"),
+                    (stepper.bank.V, "carried"),
+                    (stepper.D, "slopes"),
+                    (stepper.grad_edges, "grad"),
+                ):
+                    value = state[key]
+                    if tuple(value.shape) != tuple(buffer.shape):
+                        raise ValueError(
+                            f"the saved {key} has shape {tuple(value.shape)}, expected "
+                            f"{tuple(buffer.shape)} for this network"
+                        )
+                    buffer.copy_(value)
+                self._stepper = stepper
+            return
+        like = dict(dtype=A.dtype, device=A.device)
+        self._h = None if h is None else h.to(**like).clone()
+        Z = state.get("Z")
+        self._Z = None if Z is None else Z.to(**like).clone()
+        grad = state["grad"]
+        if tuple(grad.shape) != tuple(self._grad.shape):
+            raise ValueError(
+                f"the saved gradient has shape {tuple(grad.shape)}, expected "
+                f"{tuple(self._grad.shape)}"
+            )
+        self._grad.copy_(grad)
+        for item in state.get("window", []):
+            self._window.append(tuple(t.clone() for t in item))
 
     def step(
         self, x_t: torch.Tensor, target_t: torch.Tensor, mask_t: torch.Tensor | None = None

@@ -24,17 +24,33 @@ import argparse
 import json
 import math
 import resource
+import shlex
+import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import torch
 
+from ..atomic import atomic_write_text, atomic_write_with
 from ..mesh import MeshNet
+from ..runs.artefacts import save_checkpoint_atomically
+from ..runs.folder import (
+    MANIFEST,
+    check_run_folder,
+    clear_run_folder,
+    new_run_id,
+    read_manifest,
+    write_manifest,
+)
 from ..sequence import OnlineLearner, fast_adam, flush_denormals, sequence_gradient
 from ..threads import DEFAULT_THREADS, thread_policy
 from ..topology import Topology
 from .checks import declare_outputs
+from .interrupts import stop_on_signals
+from .online_resume import OnlineCheckpoint, OnlineInterruptedError, read_state, write_state
 from .options import add_threads_option
 
 __all__ = [
@@ -51,6 +67,19 @@ TASKS = ("delayed-recall", "mackey-glass")
 DEFAULT_LR = 3e-4
 DEFAULT_INIT_SCALE = math.sqrt(3.0)
 METHODS = ("fop", "tbptt", "bptt")
+#: the settings of a run (config.json) and their defaults; flags left out of ``--resume`` are
+#: taken from the run
+DEFAULTS: dict[str, Any] = {
+    "task": "delayed-recall", "data": None, "column": None, "method": "fop", "truncation": None,
+    "delay": 10, "train_ticks": None, "test_ticks": 5000, "sequence_length": None, "hidden": 32,
+    "lr": DEFAULT_LR, "init_scale": DEFAULT_INIT_SCALE, "seed": 0, "log_every": 500,
+    "dtype": "float32",
+}  # fmt: skip
+STATE_FILE = "online-state.pt"
+CONFIG_FILE = "config.json"
+DEFAULT_CHECKPOINT_EVERY = 50_000
+#: what a ``meshprop online`` run folder holds besides the manifest
+OUTPUTS = ("metrics.json", "curve.json", "learning_curve.png", "checkpoint")
 
 
 def default_train_ticks(task: str, delay: int) -> int:
@@ -60,37 +89,61 @@ def default_train_ticks(task: str, delay: int) -> int:
     return 10_000 if delay <= 10 else 150_000 if delay <= 20 else 300_000
 
 
+def _setting(parser: argparse.ArgumentParser, option: str, help: str, **kwargs: Any) -> None:
+    """An option of the run's settings: not set unless typed (so that ``--resume`` can tell
+    the typed ones), its default (:data:`DEFAULTS`) stated in the help."""
+    dest = option.lstrip("-").replace("-", "_")
+    default = DEFAULTS[dest]
+    if default is not None and "default" not in help:
+        help = f"{help} (default: {default})"
+    parser.add_argument(option, default=argparse.SUPPRESS, help=help.replace("%", "%%"), **kwargs)
+
+
 def register(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser(
         "online",
         help="online learning on a stream (RTRL by FOP, truncated or full BPTT)",
         description=__doc__.split("\n\n")[0] if __doc__ else None,
     )
-    p.add_argument("--task", choices=TASKS, default="delayed-recall", help="the stream")
-    p.add_argument("--data", metavar="FILE.csv", help="predict a CSV column instead of a task")
-    p.add_argument("--column", metavar="NAME", help="the CSV column (with --data)")
-    p.add_argument("--method", choices=METHODS, default="fop", help="gradient method")
-    p.add_argument("--truncation", type=int, help="tbptt window (default: max(1, D/2); 10)")
-    p.add_argument("--delay", type=int, default=10, help="delayed recall: D")
-    p.add_argument("--train-ticks", type=int, help="training elements (default: by task/D)")
-    p.add_argument("--test-ticks", type=int, default=5000, help="held-out stream length")
-    p.add_argument("--sequence-length", type=int, help="bptt: sequence length (default 4·D)")
-    p.add_argument("--hidden", type=int, default=32, help="hidden neurons")
-    p.add_argument("--lr", type=float, default=DEFAULT_LR, help="Adam learning rate")
-    p.add_argument(
+    _setting(p, "--task", "the stream", choices=TASKS)
+    _setting(p, "--data", "predict a CSV column instead of a task", metavar="FILE.csv")
+    _setting(p, "--column", "the CSV column (with --data)", metavar="NAME")
+    _setting(p, "--method", "gradient method", choices=METHODS)
+    _setting(p, "--truncation", "tbptt window (default: max(1, D/2); 10)", type=int)
+    _setting(p, "--delay", "delayed recall: D", type=int)
+    _setting(p, "--train-ticks", "training elements (default: by task/D)", type=int)
+    _setting(p, "--test-ticks", "held-out stream length", type=int)
+    _setting(p, "--sequence-length", "bptt: sequence length (default 4·D)", type=int)
+    _setting(p, "--hidden", "hidden neurons", type=int)
+    _setting(p, "--lr", "Adam learning rate", type=float)
+    _setting(
+        p,
         "--init-scale",
+        "multiplies MeshNet's uniform ±1/√fan-in initial weights (√3: unit variance per "
+        "fan-in, recurrent spectral radius ≈ 1)",
         type=float,
-        default=DEFAULT_INIT_SCALE,
-        help="multiplies MeshNet's uniform ±1/√fan-in initial weights (√3: unit variance "
-        "per fan-in, recurrent spectral radius ≈ 1)",
     )
-    p.add_argument("--seed", type=int, default=0, help="seed of data and weights")
-    p.add_argument("--log-every", type=int, default=500, help="learning-curve resolution")
-    p.add_argument(
-        "--dtype", choices=("float32", "float64"), default="float32", help="floating-point type"
-    )
+    _setting(p, "--seed", "seed of data and weights", type=int)
+    _setting(p, "--log-every", "learning-curve resolution", type=int)
+    _setting(p, "--dtype", "floating-point type", choices=("float32", "float64"))
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.add_argument("--out", required=True, metavar="DIR", help="output folder")
+    p.add_argument(
+        "--resume",
+        action="store_true",
+        help="continue the run in --out from its last saved state (options left out are the "
+        "run's; typed ones must equal them)",
+    )
+    p.add_argument(
+        "--overwrite", action="store_true", help="replace the run in --out (its files only)"
+    )
+    p.add_argument(
+        "--checkpoint-every",
+        type=int,
+        default=DEFAULT_CHECKPOINT_EVERY,
+        metavar="N",
+        help="save the state every N elements (0: only on SIGINT/SIGTERM)",
+    )
     add_threads_option(p, DEFAULT_THREADS)
     p.set_defaults(handler=_handle)
     declare_outputs(p, out="dir")
@@ -186,19 +239,57 @@ def _peak_mib() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
 
 
-def run_online(args: argparse.Namespace, progress: bool = True) -> OnlineResult:
-    """Train on the stream by ``args.method``; evaluate; the metrics and the learning curve."""
+def settings_of(args: argparse.Namespace) -> dict[str, Any]:
+    """The run's settings (:data:`DEFAULTS`' keys) as ``args`` holds them after
+    :func:`check_args`."""
+    return {name: getattr(args, name) for name in DEFAULTS}
+
+
+def run_online(
+    args: argparse.Namespace,
+    progress: bool = True,
+    checkpoint: OnlineCheckpoint | None = None,
+) -> tuple[OnlineResult, MeshNet]:
+    """Train on the stream by ``args.method``; evaluate; the metrics, the learning curve and
+    the trained network.  With ``checkpoint`` the state is saved as it goes and on a stop
+    request (then :class:`OnlineInterruptedError`), and a saved one is continued."""
     train_ticks = args.train_ticks or default_train_ticks(args.task, args.delay)
     dtype = getattr(torch, args.dtype)
     stream = make_stream(args, train_ticks)
     net = build_net(args.hidden, args.seed, dtype, args.init_scale)
     optimizer = fast_adam(net.parameters(), args.lr)
+    online = args.method in ("fop", "tbptt")
+    learner = (
+        OnlineLearner(net, optimizer, method=args.method, truncation=args.truncation)
+        if online
+        else None
+    )
     curve: list[dict] = []
+    window_loss, window_hits, window_n = 0.0, 0, 0
+    first, spent = 0, 0.0  # the first element to train on; seconds spent before (resumed)
+    settings = settings_of(args)
+    if checkpoint is not None and checkpoint.resume and checkpoint.path.is_file():
+        saved = read_state(checkpoint.path, settings)
+        with torch.no_grad():
+            net.A.copy_(saved["weights"])
+        optimizer.load_state_dict(saved["optimizer"])
+        if learner is not None:
+            learner.load_state_dict(saved["learner"])
+        curve = list(saved["curve"])
+        window_loss, window_hits, window_n = saved["window"]
+        first, spent = int(saved["tick"]), float(saved["elapsed"])
     from tqdm import tqdm
 
-    bar = tqdm(total=train_ticks, unit="tick", disable=not progress, mininterval=0.5)
-    window_loss, window_hits, window_n = 0.0, 0, 0
+    bar = tqdm(total=train_ticks, initial=first, unit="tick", disable=not progress, mininterval=0.5)
     start = time.perf_counter()
+    every = checkpoint.every if checkpoint is not None else 0
+    next_save = (first // every + 1) * every if every else train_ticks + 1
+    stop_requested: Callable[[], bool] = (
+        checkpoint.stop_requested
+        if checkpoint is not None and checkpoint.stop_requested is not None
+        else lambda: False  # (not `or`: a StopRequest is falsy until a signal comes)
+    )
+    saved_tick = first if checkpoint is not None and first else -1
 
     def record(t: int) -> None:
         nonlocal window_loss, window_hits, window_n
@@ -210,13 +301,34 @@ def run_online(args: argparse.Namespace, progress: bool = True) -> OnlineResult:
             bar.set_postfix(loss=f"{point['loss']:.3f}")
         window_loss, window_hits, window_n = 0.0, 0, 0
 
+    def save(tick: int) -> None:
+        """The state after ``tick`` elements (and a stop request honoured)."""
+        nonlocal next_save, saved_tick
+        assert checkpoint is not None
+        saved_tick = tick
+        write_state(
+            checkpoint.path,
+            settings,
+            tick,
+            weights=net.A.detach().clone(),
+            optimizer=optimizer.state_dict(),
+            learner=None if learner is None else learner.state_dict(),
+            curve=curve,
+            window=[window_loss, window_hits, window_n],
+            elapsed=spent + time.perf_counter() - start,
+        )
+        while next_save <= tick:
+            next_save += every
+        if stop_requested():
+            bar.close()
+            raise OnlineInterruptedError(tick)
+
     x, y, m = stream.x_train.to(dtype), stream.y_train.to(dtype), stream.m_train
-    if args.method in ("fop", "tbptt"):
-        learner = OnlineLearner(net, optimizer, method=args.method, truncation=args.truncation)
+    if learner is not None:
         masked = m[:, 0].tolist()
         skip = torch.zeros(1, dtype=torch.bool)  # the mask of an element without a target
-        log_every, shown = args.log_every, 0
-        for t in range(train_ticks):
+        log_every = args.log_every
+        for t in range(first, train_ticks):
             if masked[t]:
                 value = learner.step(x[t], y[t])
                 window_loss += value
@@ -227,12 +339,13 @@ def run_online(args: argparse.Namespace, progress: bool = True) -> OnlineResult:
                 learner.step(x[t], y[t], skip)
             if (t + 1) % log_every == 0:
                 record(t + 1)
-                bar.update(t + 1 - shown)
-                shown = t + 1
-        bar.update(train_ticks - shown)
+                bar.update(t + 1 - bar.n)
+            if t + 1 == next_save or stop_requested():
+                save(t + 1)
+        bar.update(train_ticks - bar.n)
     else:  # offline full BPTT on independent sequences
         S = args.sequence_length
-        done = 0
+        done = first
         while done < train_ticks:
             L = min(S, train_ticks - done)
             xs, ys, ms = x[done : done + L], y[done : done + L], m[done : done + L].clone()
@@ -249,7 +362,11 @@ def run_online(args: argparse.Namespace, progress: bool = True) -> OnlineResult:
             if done // args.log_every != (done - L) // args.log_every:
                 record(done)
             bar.update(L)
-    elapsed = time.perf_counter() - start
+            if done >= next_save or stop_requested():
+                save(done)
+    if checkpoint is not None and saved_tick != train_ticks:
+        save(train_ticks)  # a kill while the outputs are written does not train again
+    elapsed = spent + time.perf_counter() - start
     bar.close()
     metrics = {
         "task": stream.task,
@@ -263,7 +380,7 @@ def run_online(args: argparse.Namespace, progress: bool = True) -> OnlineResult:
         "peak_memory_mib": _peak_mib(),
         **evaluate(net, stream),
     }
-    return OnlineResult(metrics, curve)
+    return OnlineResult(metrics, curve), net
 
 
 def check_args(args: argparse.Namespace) -> None:
@@ -328,24 +445,90 @@ def plot_curve(curve: list[dict], path: Path, title: str) -> None:
         twin.set_ylim(0, 1.02)
     ax.set_title(title)
     fig.tight_layout()
-    fig.savefig(path, dpi=100)
+    fig.savefig(path, dpi=100, format="png")
     plt.close(fig)
 
 
+def resolve_settings(args: argparse.Namespace, out: Path, mode: str) -> dict[str, Any] | None:
+    """Fill ``args`` with the run's settings: the defaults, or with ``--resume`` the run's
+    (config.json), overridden by the options typed, which must equal the run's.  Returns the
+    saved settings (None for a new run)."""
+    typed = {name: getattr(args, name) for name in DEFAULTS if hasattr(args, name)}
+    if typed.get("data") is not None:
+        typed["data"] = str(Path(typed["data"]).resolve())
+    saved = None
+    path = out / CONFIG_FILE
+    if mode == "resume" and path.is_file():
+        try:
+            document = json.loads(path.read_text(encoding="utf-8"))
+        except json.JSONDecodeError as error:
+            raise ValueError(f"--resume: {path} is not valid JSON ({error})") from None
+        saved = document.get("settings") if isinstance(document, dict) else None
+        if not isinstance(saved, dict) or set(saved) != set(DEFAULTS):
+            raise ValueError(f"--resume: {path} is not the configuration of a meshprop online run")
+    for name, value in {**DEFAULTS, **(saved or {}), **typed}.items():
+        setattr(args, name, value)
+    check_args(args)  # resolves the defaults that depend on others (truncation, lengths)
+    if saved is not None:
+        differ = [
+            f"--{name.replace('_', '-')} {getattr(args, name)!r} (the run: {saved[name]!r})"
+            for name in typed
+            if getattr(args, name) != saved[name]
+        ]
+        if differ:
+            raise ValueError(
+                f"--resume: options differ from the run in {out}: {', '.join(differ)}; give "
+                "the same values, or leave them out to take the run's"
+            )
+    return saved
+
+
 def _handle(args: argparse.Namespace) -> int:
-    check_args(args)
     out = Path(args.out)
+    mode = check_run_folder(out, args.resume, args.overwrite)  # before any work
+    if args.checkpoint_every < 0:
+        raise ValueError(f"--checkpoint-every must be >= 0, got {args.checkpoint_every}")
+    saved = resolve_settings(args, out, mode)
+    settings = settings_of(args)
+    if mode == "overwrite":
+        clear_run_folder(out)
     out.mkdir(parents=True, exist_ok=True)
-    with thread_policy(args.threads), flush_denormals():
-        result = run_online(args, progress=not args.no_progress)
-    (out / "metrics.json").write_text(json.dumps(result.metrics, indent=2) + "\n")
-    (out / "curve.json").write_text(json.dumps(result.curve) + "\n")
+    run_id = None
+    if saved is not None and (out / MANIFEST).is_file():
+        run_id = read_manifest(out)["run_id"]
+    if run_id is None:  # a new run: its configuration and an incomplete manifest first
+        run_id = new_run_id()
+        write_manifest(out, run_id)
+        atomic_write_text(out / CONFIG_FILE, json.dumps({"settings": settings}, indent=2) + "\n")
+    checkpoint = OnlineCheckpoint(
+        out / STATE_FILE, every=args.checkpoint_every, resume=saved is not None
+    )
+    with thread_policy(args.threads), flush_denormals(), stop_on_signals() as stop:
+        checkpoint.stop_requested = stop
+        try:
+            result, net = run_online(args, progress=not args.no_progress, checkpoint=checkpoint)
+        except OnlineInterruptedError as interrupted:
+            print(
+                f"interrupted after element {interrupted.tick}; resume with: meshprop online "
+                f"--out {shlex.quote(args.out)} --resume",
+                file=sys.stderr,
+            )
+            return stop.exit_code
+    atomic_write_text(out / "metrics.json", json.dumps(result.metrics, indent=2) + "\n")
+    atomic_write_text(out / "curve.json", json.dumps(result.curve) + "\n")
     title = f"{result.metrics['task']} · {args.method}"
-    plot_curve(result.curve, out / "learning_curve.png", title)
+    atomic_write_with(out / "learning_curve.png", lambda p: plot_curve(result.curve, p, title))
+    save_checkpoint_atomically(out / "checkpoint", net, {"online": settings})
+    files = [out / name for name in (CONFIG_FILE, STATE_FILE, *OUTPUTS[:3])]
+    files += sorted((out / "checkpoint").iterdir())
+    write_manifest(out, run_id, [f for f in files if f.is_file()], complete=True)
     shown = {
         k: v
         for k, v in result.metrics.items()
         if k.startswith("test_") or k in ("ticks_per_second", "peak_memory_mib", "train_seconds")
     }
     print(json.dumps(shown, indent=None))
+    if stop:
+        print(f"{stop.name} received after training: the run finished", file=sys.stderr)
+        return stop.exit_code
     return 0

@@ -103,7 +103,7 @@ def handle(args: argparse.Namespace) -> int:
     start = time.perf_counter()
     with thread_policy(args.threads), flush_denormals():
         for (D, method, seed), cell_args in cells.items():
-            result = run_online(cell_args, progress=False)
+            result, _ = run_online(cell_args, progress=False)
             results.append(result.metrics)
             label = f"D={D} {method} {cell_args.train_ticks} ticks"
             if method == "tbptt":

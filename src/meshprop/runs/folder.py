@@ -43,12 +43,13 @@ MANIFEST_FORMAT = "meshprop-run"
 MANIFEST_VERSION = 1
 #: the training state ``--resume`` continues from
 STATE_FILE = "training-state.pt"
-#: what ``meshprop train`` writes into a run folder (``--overwrite`` removes these only, in
-#: this order: an ``--overwrite`` killed half-way never leaves a training state without the
-#: manifest and configuration of the run it belongs to)
+#: what ``meshprop train`` and ``meshprop online`` write into a run folder (``--overwrite``
+#: removes these only, in this order: an ``--overwrite`` killed half-way never leaves a
+#: training state without the manifest and configuration of the run it belongs to)
 RUN_FILES = (
     MANIFEST,
     STATE_FILE,
+    "online-state.pt",  # meshprop online's state
     "config.json",
     "metrics.json",
     "metrics.csv",
@@ -58,6 +59,8 @@ RUN_FILES = (
     "topology.png",
     "structure.png",
     "decision_boundary.png",
+    "curve.json",  # meshprop online's learning curve
+    "learning_curve.png",
 )
 
 

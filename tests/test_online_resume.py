@@ -1,0 +1,189 @@
+"""``meshprop online`` survives SIGINT/SIGTERM and SIGKILL: a run cut anywhere and continued with
+``--resume`` ends with exactly the weights, learning curve and test metrics of the uninterrupted
+run (every method), and the run folder's rules match ``meshprop train``'s."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from meshprop.cli import main
+from meshprop.commands.online import DEFAULTS, check_args, run_online
+from meshprop.commands.online_resume import OnlineCheckpoint, OnlineInterruptedError
+
+SOURCE = str(Path(__file__).resolve().parents[1] / "src")
+TIMING = ("train_seconds", "ticks_per_second", "peak_memory_mib")
+
+
+def _args(**settings) -> argparse.Namespace:
+    args = argparse.Namespace(**{**DEFAULTS, **settings})
+    check_args(args)
+    return args
+
+
+@pytest.mark.parametrize(
+    "settings",
+    [
+        {"method": "fop", "delay": 3, "hidden": 6, "train_ticks": 900},
+        {"method": "fop", "delay": 3, "hidden": 6, "train_ticks": 900, "dtype": "float64"},
+        {"method": "tbptt", "delay": 4, "hidden": 5, "train_ticks": 400},
+        {"method": "bptt", "delay": 3, "hidden": 5, "train_ticks": 600},
+        {"method": "fop", "task": "mackey-glass", "hidden": 5, "train_ticks": 700},
+    ],
+    ids=lambda s: "-".join(str(v) for v in s.values()),
+)
+def test_a_run_stopped_and_resumed_equals_one_run(tmp_path, settings) -> None:
+    """Stopped (as by a signal) at two points, resumed twice: the same curve, metrics and
+    weights as one run."""
+    settings = {"test_ticks": 200, "log_every": 50, **settings}
+    (whole, whole_net) = run_online(_args(**settings), progress=False)
+    path = tmp_path / "state.pt"
+    args = _args(**settings)
+    polls = args.train_ticks // (args.sequence_length if args.method == "bptt" else 1)
+    for stop_at in (int(0.37 * polls), int(0.33 * polls)):  # the second after the resume
+        calls = {"n": 0}
+
+        def stop(stop_at=stop_at, calls=calls) -> bool:
+            calls["n"] += 1
+            return calls["n"] >= stop_at
+
+        checkpoint = OnlineCheckpoint(path, every=100, resume=path.exists(), stop_requested=stop)
+        with pytest.raises(OnlineInterruptedError):
+            run_online(_args(**settings), progress=False, checkpoint=checkpoint)
+    checkpoint = OnlineCheckpoint(path, every=100, resume=True)
+    result, net = run_online(_args(**settings), progress=False, checkpoint=checkpoint)
+    assert result.curve == whole.curve
+    assert {k: v for k, v in result.metrics.items() if k not in TIMING} == {
+        k: v for k, v in whole.metrics.items() if k not in TIMING
+    }
+    assert torch.equal(net.A, whole_net.A)
+
+
+def test_a_state_of_other_settings_is_refused(tmp_path) -> None:
+    path = tmp_path / "state.pt"
+    run_online(_args(train_ticks=120, hidden=4), False, OnlineCheckpoint(path, every=50))
+    with pytest.raises(ValueError, match=r"saved by a run with other settings \(hidden\)"):
+        run_online(_args(train_ticks=120, hidden=5), False, OnlineCheckpoint(path, 50, True))
+    path.write_bytes(b"not a state")
+    with pytest.raises(ValueError, match="not a readable online state"):
+        run_online(_args(train_ticks=120, hidden=4), False, OnlineCheckpoint(path, 50, True))
+
+
+def test_the_run_folder_rules(tmp_path, capsys) -> None:
+    out = tmp_path / "run"
+    base = ["online", "--delay", "2", "--train-ticks", "300", "--test-ticks", "50",
+            "--hidden", "4", "--no-progress", "--out", str(out)]  # fmt: skip
+    assert main(base) == 0
+    manifest = json.loads((out / "run.json").read_text())
+    assert manifest["complete"] is True
+    assert set(manifest["files"]) == {
+        "config.json", "online-state.pt", "metrics.json", "curve.json", "learning_curve.png",
+        "checkpoint/model.json", "checkpoint/model.safetensors",
+    }  # fmt: skip
+    first = (out / "metrics.json").read_text()
+    capsys.readouterr()
+    assert main(base) == 2  # a finished run is not overwritten silently
+    assert "already holds a finished run" in capsys.readouterr().err
+    assert main(["online", "--out", str(out), "--resume", "--hidden", "5"]) == 2
+    assert "--hidden 5 (the run: 4)" in capsys.readouterr().err
+    # --resume of a finished run: settings from config.json, nothing trained again
+    assert main(["online", "--out", str(out), "--resume", "--no-progress"]) == 0
+    again = json.loads((out / "metrics.json").read_text())
+    assert again["test_accuracy"] == json.loads(first)["test_accuracy"]
+    assert main([*base, "--overwrite", "--seed", "1"]) == 0
+    assert json.loads((out / "config.json").read_text())["settings"]["seed"] == 1
+    stranger = tmp_path / "stranger"
+    stranger.mkdir()
+    (stranger / "notes.txt").write_text("mine")
+    assert main(["online", "--out", str(stranger), "--no-progress"]) == 2
+    assert (stranger / "notes.txt").read_text() == "mine"
+
+
+def _command(out: Path, *extra: str) -> list[str]:
+    return [sys.executable, "-m", "meshprop", "online", "--delay", "3", "--hidden", "6",
+            "--train-ticks", "40000", "--test-ticks", "300", "--log-every", "500",
+            "--checkpoint-every", "2500", "--no-progress", "--out", str(out), *extra]  # fmt: skip
+
+
+def _env() -> dict[str, str]:
+    path = os.pathsep.join(p for p in (SOURCE, os.environ.get("PYTHONPATH")) if p)
+    return {**os.environ, "PYTHONPATH": path}
+
+
+def _outputs(out: Path) -> tuple:
+    metrics = json.loads((out / "metrics.json").read_text())
+    weights = load_file(str(out / "checkpoint" / "model.safetensors"))["A"]
+    return (
+        {k: v for k, v in metrics.items() if k not in TIMING},
+        (out / "curve.json").read_text(),
+        weights,
+    )
+
+
+def _saved(out: Path) -> int:
+    path = out / "online-state.pt"
+    return path.stat().st_mtime_ns if path.exists() else 0
+
+
+def _started(out: Path, before: int = 0, timeout: float = 60.0) -> None:
+    """Wait for a state saved after ``before`` (the process is past start-up, training)."""
+    deadline = time.monotonic() + timeout
+    while _saved(out) <= before:
+        if time.monotonic() > deadline:
+            raise AssertionError("no state saved within the time limit")
+        time.sleep(0.01)
+
+
+def test_sigkill_at_random_moments_then_resume_equals_one_run(tmp_path) -> None:
+    reference = tmp_path / "reference"
+    subprocess.run(_command(reference), check=True, env=_env(), capture_output=True)
+    expected = _outputs(reference)
+    out = tmp_path / "killed"
+    rng = random.Random(10)
+    process = subprocess.Popen(_command(out), env=_env(), stderr=subprocess.PIPE)
+    kills, before = 0, 0
+    while True:
+        _started(out, before)  # killed while training, not while starting
+        time.sleep(rng.uniform(0.0, 0.3))
+        if process.poll() is not None:
+            break
+        process.send_signal(signal.SIGKILL)
+        process.wait()
+        kills += 1
+        if kills == 3:
+            break
+        before = _saved(out)
+        process = subprocess.Popen(_command(out, "--resume"), env=_env(), stderr=subprocess.PIPE)
+    assert kills >= 1
+    final = subprocess.run(_command(out, "--resume"), env=_env(), capture_output=True)
+    assert final.returncode == 0, final.stderr.decode()[-500:]
+    got = _outputs(out)
+    assert got[0] == expected[0] and got[1] == expected[1]
+    assert torch.equal(got[2], expected[2])
+
+
+@pytest.mark.parametrize(("signum", "code"), [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
+def test_a_signal_saves_says_how_to_resume_and_exits(tmp_path, signum, code) -> None:
+    out = tmp_path / "run"
+    process = subprocess.Popen(_command(out), env=_env(), stderr=subprocess.PIPE, text=True)
+    _started(out)
+    process.send_signal(signum)
+    _, err = process.communicate(timeout=60)
+    assert process.returncode == code
+    lines = [line for line in err.splitlines() if line.strip()]
+    assert len(lines) == 1 and "resume with: meshprop online --out" in lines[0], err
+    assert "Traceback" not in err
+    state = torch.load(out / "online-state.pt", weights_only=True)
+    assert 0 < state["tick"] < 40000
+    assert json.loads((out / "run.json").read_text())["complete"] is False
