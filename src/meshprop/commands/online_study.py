@@ -15,6 +15,7 @@ import statistics
 import time
 from pathlib import Path
 
+from ..atomic import atomic_write_text, atomic_write_with
 from ..threads import DEFAULT_THREADS, thread_policy
 from .checks import declare_outputs, declare_ranges
 from .online import (
@@ -58,6 +59,12 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         help="at most this many training elements for tbptt (its elements cost ~D/2 times more)",
     )
     p.add_argument("--out", default="runs/reproduce-online", metavar="DIR", help="output directory")
+    p.add_argument(
+        "--resume",
+        action="store_true",
+        help="keep the cells already in DIR/results.json (same delay, method, seed, training "
+        "length and window) and run only the others (results.json is rewritten after each cell)",
+    )
     add_threads_option(p, DEFAULT_THREADS)
     p.set_defaults(handler=handle)
     declare_outputs(p, out="dir")
@@ -99,21 +106,28 @@ def handle(args: argparse.Namespace) -> int:
     }  # every option validated before any training
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
+    done = _done_cells(out / "results.json") if args.resume else {}
     results = []
     start = time.perf_counter()
+    reused = 0
     with thread_policy(args.threads), flush_denormals():
         for (D, method, seed), cell_args in cells.items():
-            result, _ = run_online(cell_args, progress=False)
-            results.append(result.metrics)
+            key = _cell_key(vars(cell_args))
             label = f"D={D} {method} {cell_args.train_ticks} ticks"
             if method == "tbptt":
                 label += f"(k={cell_args.truncation})"
+            if key in done:
+                metrics, reused = done[key], reused + 1
+                label += " (from results.json)"
+            else:
+                metrics = run_online(cell_args, progress=False)[0].metrics
+            results.append(metrics)
             print(
-                f"{label} seed={seed}: accuracy {result.metrics['test_accuracy']:.4f} "
-                f"({result.metrics['train_seconds']:.1f} s)",
+                f"{label} seed={seed}: accuracy {metrics['test_accuracy']:.4f} "
+                f"({metrics['train_seconds']:.1f} s)",
                 flush=True,
             )
-            (out / "results.json").write_text(json.dumps(results, indent=2) + "\n")
+            atomic_write_text(out / "results.json", json.dumps(results, indent=2) + "\n")
     wall = time.perf_counter() - start
     lines = [
         "| D | " + " | ".join(_header(m) for m in args.methods) + " |",
@@ -129,12 +143,34 @@ def handle(args: argparse.Namespace) -> int:
     table = "\n".join(lines)
     summary = (
         f"{table}\n\nseeds: {args.seeds}; cells: mean ± standard deviation of the test accuracy "
-        f"(training elements, mean training seconds per seed); total wall time {wall:.0f} s\n"
+        f"(training elements, mean training seconds per seed); total wall time {wall:.0f} s"
+        + (f" (this invocation; {reused} cells taken from results.json)" if reused else "")
+        + "\n"
     )
-    (out / "table.md").write_text(summary)
-    _plot(results, args, out / "accuracy_vs_delay.png")
+    atomic_write_text(out / "table.md", summary)
+    atomic_write_with(out / "accuracy_vs_delay.png", lambda path: _plot(results, args, path))
     print(summary)
     return 0
+
+
+def _cell_key(metrics: dict) -> tuple:
+    """What identifies a cell of the study in its metrics (and in its options)."""
+    return tuple(metrics.get(k) for k in ("delay", "method", "seed", "train_ticks", "truncation"))
+
+
+def _done_cells(path: Path) -> dict[tuple, dict]:
+    """The cells of an earlier run of the study (``--resume``), by :func:`_cell_key`."""
+    if not path.is_file():
+        return {}
+    try:
+        results = json.loads(path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as error:
+        raise ValueError(f"--resume: {path} is not valid JSON ({error})") from None
+    if not isinstance(results, list) or not all(
+        isinstance(r, dict) and "test_accuracy" in r for r in results
+    ):
+        raise ValueError(f"--resume: {path} does not hold the results of reproduce online")
+    return {_cell_key(r): r for r in results}
 
 
 def _header(method: str) -> str:
@@ -165,5 +201,5 @@ def _plot(results: list[dict], args: argparse.Namespace, path: Path) -> None:
     ax.set_ylim(0.4, 1.02)
     ax.legend()
     fig.tight_layout()
-    fig.savefig(path, dpi=100)
+    fig.savefig(path, dpi=100, format="png")
     plt.close(fig)
