@@ -112,7 +112,7 @@ def test_the_run_folder_rules(tmp_path, capsys) -> None:
 
 def _command(out: Path, *extra: str) -> list[str]:
     return [sys.executable, "-m", "meshprop", "online", "--delay", "3", "--hidden", "6",
-            "--train-ticks", "40000", "--test-ticks", "300", "--log-every", "500",
+            "--train-ticks", "30000", "--test-ticks", "300", "--log-every", "500",
             "--checkpoint-every", "2500", "--no-progress", "--out", str(out), *extra]  # fmt: skip
 
 
@@ -161,7 +161,7 @@ def test_sigkill_at_random_moments_then_resume_equals_one_run(tmp_path) -> None:
         process.send_signal(signal.SIGKILL)
         process.wait()
         kills += 1
-        if kills == 3:
+        if kills == 2:
             break
         before = _saved(out)
         process = subprocess.Popen(_command(out, "--resume"), env=_env(), stderr=subprocess.PIPE)
@@ -185,5 +185,5 @@ def test_a_signal_saves_says_how_to_resume_and_exits(tmp_path, signum, code) -> 
     assert len(lines) == 1 and "resume with: meshprop online --out" in lines[0], err
     assert "Traceback" not in err
     state = torch.load(out / "online-state.pt", weights_only=True)
-    assert 0 < state["tick"] < 40000
+    assert 0 < state["tick"] < 30000
     assert json.loads((out / "run.json").read_text())["complete"] is False
