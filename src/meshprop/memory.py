@@ -19,13 +19,14 @@ from __future__ import annotations
 import os
 import re
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
 __all__ = [
     "MEMORY_LIMIT_ENV",
     "MemoryLimitError",
     "available_bytes",
+    "check_fits",
     "format_bytes",
     "get_memory_limit",
     "limit_setting",
@@ -73,6 +74,14 @@ class MemoryLimitError(MemoryError):
             limit,
             suggestion,
         )
+
+
+def check_fits(need: int, what: str, explain: Callable[[int], str]) -> None:
+    """Raise :class:`MemoryLimitError` (engine ``what``, message ``explain(limit)``) when
+    ``need`` bytes exceed the limit that applies now; nothing otherwise."""
+    limit = get_memory_limit()
+    if limit is not None and need > limit:
+        raise MemoryLimitError(explain(limit), what, need, limit, None)
 
 
 def format_bytes(n: float) -> str:

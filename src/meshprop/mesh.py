@@ -23,7 +23,7 @@ from .engines.edge_ops import edge_index_of, propagate, sparse_output
 from .engines.sequence import SequenceState, unroll_states
 from .engines.sparse_layout import bind_sparse, differentiable_sparse_output, get_sparse
 from .losses import LossFn, check_target
-from .memory import MemoryLimitError, format_bytes, get_memory_limit
+from .memory import check_fits, format_bytes
 from .topology import Topology
 
 __all__ = ["LAYOUTS", "MeshNet", "gradient"]
@@ -334,18 +334,16 @@ def _check_dense(topology: Topology, itemsize: int) -> None:
     """Refuse an N×N layout that cannot fit: the memory guard's error, before allocating."""
     N = topology.n_neurons
     need = dense_layout_bytes(N, itemsize)
-    limit = get_memory_limit()
-    if limit is not None and need > limit:
-        raise MemoryLimitError(
+    check_fits(
+        need,
+        "dense layout",
+        lambda limit: (
             f"the dense layout keeps an N×N weight matrix: {N} neurons need about "
             f"{format_bytes(need)} for A, its gradient and the mask, but the memory limit is "
             f"{format_bytes(limit)}; use MeshNet(..., layout='sparse') (one weight per edge: "
-            f"{topology.n_edges} edges), or raise the limit (meshprop.set_memory_limit)",
-            "dense layout",
-            need,
-            limit,
-            None,
-        )
+            f"{topology.n_edges} edges), or raise the limit (meshprop.set_memory_limit)"
+        ),
+    )
 
 
 def gradient(

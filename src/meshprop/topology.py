@@ -18,7 +18,7 @@ import networkx as nx
 import numpy as np
 import torch
 
-from .memory import MemoryLimitError, format_bytes, get_memory_limit
+from .memory import check_fits, format_bytes
 
 __all__ = ["RANDOM_DENSE_LIMIT", "Topology"]
 
@@ -45,19 +45,17 @@ def _check_build_memory(builder: str, n: int, edges: int, dense: bool) -> None:
     (:func:`meshprop.memory.get_memory_limit`): ``edges`` pairs, and an N×N boolean mask when
     ``dense``."""
     need = edges * BUILD_BYTES_PER_EDGE + (n * n if dense else 0)
-    limit = get_memory_limit()
-    if limit is not None and need > limit:
-        raise MemoryLimitError(
-            f"{builder}: {n} neurons and {edges} edges need about {format_bytes(need)} to build"
-            f"{' (an N×N mask and the edge list)' if dense else ' (the edge list)'}, but the "
-            f"memory limit is {format_bytes(limit)}; for a large network keep few edges per "
-            "neuron (Topology.sparse_random, or Topology.random with a small density), or "
-            "raise the limit (meshprop.set_memory_limit)",
-            "topology",
-            need,
-            limit,
-            None,
-        )
+    check_fits(
+        need,
+        "topology",
+        lambda limit: (
+            f"{builder}: {n} neurons and {edges} edges need about {format_bytes(need)} to "
+            f"build{' (an N×N mask and the edge list)' if dense else ' (the edge list)'}, but "
+            f"the memory limit is {format_bytes(limit)}; for a large network keep few edges "
+            "per neuron (Topology.sparse_random, or Topology.random with a small density), or "
+            "raise the limit (meshprop.set_memory_limit)"
+        ),
+    )
 
 
 def _row_major(edges: torch.Tensor, n: int) -> torch.Tensor:
