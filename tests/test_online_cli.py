@@ -62,6 +62,7 @@ def test_online_prediction_from_csv(tmp_path) -> None:
         (["--data", "nowhere.csv", "--column", "x"], "no such file"),
         (["--column", "x"], "--column applies with --data"),
         (["--method", "bptt", "--sequence-length", "5", "--delay", "10"], "must exceed --delay"),
+        (["--checkpoint-every", "-1"], "--checkpoint-every must be >= 0, got -1"),
     ],
 )
 def test_online_validates_before_work(tmp_path, capsys, argv, message) -> None:

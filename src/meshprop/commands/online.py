@@ -48,7 +48,7 @@ from ..runs.folder import (
 from ..sequence import OnlineLearner, fast_adam, flush_denormals, sequence_gradient
 from ..threads import DEFAULT_THREADS, thread_policy
 from ..topology import Topology
-from .checks import declare_outputs
+from .checks import declare_outputs, declare_ranges
 from .interrupts import stop_on_signals
 from .online_resume import OnlineCheckpoint, OnlineInterruptedError, read_state, write_state
 from .options import add_threads_option
@@ -78,8 +78,8 @@ DEFAULTS: dict[str, Any] = {
 STATE_FILE = "online-state.pt"
 CONFIG_FILE = "config.json"
 DEFAULT_CHECKPOINT_EVERY = 50_000
-#: what a ``meshprop online`` run folder holds besides the manifest
-OUTPUTS = ("metrics.json", "curve.json", "learning_curve.png", "checkpoint")
+#: the files a finished ``meshprop online`` run writes (besides checkpoint/ and the manifest)
+OUTPUT_FILES = ("metrics.json", "curve.json", "learning_curve.png")
 
 
 def default_train_ticks(task: str, delay: int) -> int:
@@ -147,6 +147,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     add_threads_option(p, DEFAULT_THREADS)
     p.set_defaults(handler=_handle)
     declare_outputs(p, out="dir")
+    declare_ranges(p, checkpoint_every=">= 0")
 
 
 @dataclass
@@ -486,8 +487,6 @@ def resolve_settings(args: argparse.Namespace, out: Path, mode: str) -> dict[str
 def _handle(args: argparse.Namespace) -> int:
     out = Path(args.out)
     mode = check_run_folder(out, args.resume, args.overwrite)  # before any work
-    if args.checkpoint_every < 0:
-        raise ValueError(f"--checkpoint-every must be >= 0, got {args.checkpoint_every}")
     saved = resolve_settings(args, out, mode)
     settings = settings_of(args)
     if mode == "overwrite":
@@ -519,7 +518,7 @@ def _handle(args: argparse.Namespace) -> int:
     title = f"{result.metrics['task']} · {args.method}"
     atomic_write_with(out / "learning_curve.png", lambda p: plot_curve(result.curve, p, title))
     save_checkpoint_atomically(out / "checkpoint", net, {"online": settings})
-    files = [out / name for name in (CONFIG_FILE, STATE_FILE, *OUTPUTS[:3])]
+    files = [out / name for name in (CONFIG_FILE, STATE_FILE, *OUTPUT_FILES)]
     files += sorted((out / "checkpoint").iterdir())
     write_manifest(out, run_id, [f for f in files if f.is_file()], complete=True)
     shown = {

@@ -89,11 +89,6 @@ def _cell(values: list[float]) -> str:
 
 
 def handle(args: argparse.Namespace) -> int:
-    if args.seeds < 1:
-        raise ValueError(f"--seeds must be >= 1, got {args.seeds}")
-    if args.tbptt_ticks < 1:
-        raise ValueError(f"--tbptt-ticks must be >= 1, got {args.tbptt_ticks}")
-
     def ticks(D: int, method: str) -> int:
         n = args.train_ticks or default_train_ticks("delayed-recall", D)
         return min(n, args.tbptt_ticks) if method == "tbptt" else n

@@ -38,7 +38,7 @@ from ..runs.logs import PROVENANCE_KEY, EpochLog, describe_provenance, provenanc
 from ..runs.preflight import check_run
 from ..threads import DEFAULT_THREADS, thread_policy
 from ..training import TrainingCheckpoint, TrainingInterruptedError
-from .checks import declare_outputs
+from .checks import declare_outputs, declare_ranges
 from .interrupts import stop_on_signals
 from .options import add_config_options, add_threads_option, flag, resolve_config, typed_settings
 
@@ -96,6 +96,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     p.set_defaults(handler=handle)
     declare_outputs(p, out="dir")
+    declare_ranges(p, checkpoint_every=">= 0")
 
 
 def resumed_config(args: argparse.Namespace, config: RunConfig, out: Path) -> tuple[RunConfig, Any]:
@@ -168,8 +169,6 @@ def handle(args: argparse.Namespace) -> int:
     config = resolve_config(args)
     out = Path(args.out)
     mode = check_run_folder(out, args.resume, args.overwrite)  # before any work
-    if args.checkpoint_every < 0:
-        raise ValueError(f"--checkpoint-every must be >= 0, got {args.checkpoint_every}")
     data_parallel = int(os.environ.get("WORLD_SIZE", "1")) > 1
     if data_parallel and args.resume:
         raise ValueError(

@@ -318,7 +318,7 @@ class RTRLStepper:
         # B = O = 1 on a full mesh: the loss and dE/dy are scalars, kept on the host
         self.scalar = self.bank.out_grid is not None
         self._w_scalar = 0.0
-        self._grad_views: tuple[torch.Tensor, torch.Tensor] | None = None  # (grad, grad[:, C:])
+        self._free_columns: tuple[torch.Tensor, torch.Tensor] | None = None  # grad, grad[:, C:]
 
     def reset(self) -> None:
         """A new stream: h = 0, sensitivities 0."""
@@ -384,13 +384,18 @@ class RTRLStepper:
         """B = O = 1 (:attr:`scalar`): grad[:, C:] ← w · U_out, the element's gradient on the
         (N, F) grid of A.grad's free columns (one multiply by the host scalar of
         :meth:`scalar_mse`).  Returns whether it is finite."""
-        views = self._grad_views
-        if views is None or views[0] is not grad:
-            views = self._grad_views = (grad, grad[:, self.C :])
-        block, grid = views[1], self.bank.out_grid
+        grid = self.bank.out_grid
         assert grid is not None  # scalar: B = O = 1 on a full mesh
-        torch.mul(grid, self._w_scalar, out=block)
+        block = torch.mul(grid, self._w_scalar, out=self._columns(grad))
         return math.isfinite(float(block.sum()))
+
+    def _columns(self, grad: torch.Tensor) -> torch.Tensor:
+        """grad[:, C:], the free columns where the gradient lands (the view kept while the
+        learner passes the same buffer)."""
+        cached = self._free_columns
+        if cached is None or cached[0] is not grad:
+            cached = self._free_columns = (grad, grad[:, self.C :])
+        return cached[1]
 
     def output_gradient(self, g: torch.Tensor) -> None:
         """w = g ⊙ D_out for a given dE/dy g (B, O) (any loss)."""
@@ -414,9 +419,9 @@ class RTRLStepper:
         """grad (N×N, zero off the edges) ← this element's Z · w alone (an optimizer step after
         every element: nothing is accumulated).  Returns whether it is finite (a NaN or inf
         sensitivity reaches it)."""
-        bank, C = self.bank, self.C
+        bank = self.bank
         if bank.out_grid is not None and self.w.numel() == 1:  # B = O = 1, full mesh
-            block = torch.mul(bank.out_grid, self.w, out=grad[:, C:])
+            block = torch.mul(bank.out_grid, self.w, out=self._columns(grad))
             return math.isfinite(float(block.sum()))
         self._contract(self.grad_edges, 0.0)
         return self._write(grad)
@@ -431,7 +436,7 @@ class RTRLStepper:
 
     def _write(self, grad: torch.Tensor) -> bool:
         if self.grad_block is not None:
-            grad[:, self.C :].copy_(self.grad_block)
+            self._columns(grad).copy_(self.grad_block)
         else:
             grad.view(-1).index_copy_(0, self.flat_edges, self.grad_edges)
         return math.isfinite(float(self.grad_edges.sum()))
