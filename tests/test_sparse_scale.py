@@ -249,11 +249,11 @@ def test_sparse_bptt_prunes_to_the_edges_that_reach_an_output_exactly(sequence):
 @pytest.mark.parametrize("kind", ["wired", "random"])
 def test_sparse_bptt_estimate_bounds_its_measured_peak(kind):
     from meshprop.bench.scale import _topology
-    from meshprop.engines.sparse_layout import SPARSE_ENGINES
+    from meshprop.engines import get_engine
 
     net = mp.MeshNet(_topology(5000, kind=kind), ticks=3, layout="sparse", seed=0)
     x, y = torch.randn(32, 64), torch.randint(0, 10, (32,))
     mp.gradient(net, x, y, method="bptt")  # caches built outside the measured step
     peak = peak_tensor_bytes(lambda: mp.gradient(net, x, y, method="bptt"))
-    estimate = SPARSE_ENGINES["bptt"].estimate_bytes(net.dynamics, 32, 4)
+    estimate = get_engine("bptt", "sparse").estimate_bytes(net.dynamics, 32, 4)
     assert 0.5 * estimate < peak <= estimate  # a bound, and not a loose one

@@ -1,10 +1,12 @@
 """MeshNet: a mesh neural network as a ``torch.nn.Module`` (paper 000 §2.1, Eq. 3).
 
-``net(x)`` runs the ticks and returns the outputs.  Which engine computes dE/dA when the user calls
-``loss.backward()`` is chosen by ``grad``: ``"autograd"`` records an ordinary graph, every other
-engine is bound to the dynamics as a :class:`meshprop.protocol.VJPFunction` and bridged by the
-protocol's one ``torch.autograd.Function``, whose backward is the engine's own gradient (for FOP:
-only the contraction of dE/dy with the sensitivities carried forward).
+``net(x)`` runs the ticks and returns the outputs.  How the weights are stored — the N×N matrix
+``A`` or one weight per edge — is the network's :class:`~meshprop.layout.Layout`; everything here
+goes through it, so every method means the same on both.  Which engine computes the gradient when
+the user calls ``loss.backward()`` is chosen by ``grad``: ``"autograd"`` records an ordinary graph,
+every other engine is bound to the dynamics as a :class:`meshprop.protocol.VJPFunction` and
+bridged by the protocol's one ``torch.autograd.Function``, whose backward is the engine's own
+gradient (for FOP: only the contraction of dE/dy with the sensitivities carried forward).
 """
 
 from __future__ import annotations
@@ -17,33 +19,12 @@ from torch import nn
 from . import protocol
 from .activations import NeuronActivations, resolve_activations
 from .dynamics import Dynamics
-from .engines import GradientEngine, bind, check_memory, get_engine
-from .engines.autograd import differentiable_output
-from .engines.edge_ops import edge_index_of, propagate, sparse_output
-from .engines.sequence import SequenceState, unroll_states
-from .engines.sparse_layout import bind_sparse, differentiable_sparse_output, get_sparse
+from .engines import GradientEngine
+from .layout import LAYOUTS, Layout, dense_layout_bytes, layout_of, shared_edge_values
 from .losses import LossFn, check_target
-from .memory import check_fits, format_bytes
 from .topology import Topology
 
-__all__ = ["LAYOUTS", "MeshNet", "gradient"]
-
-#: how a MeshNet stores its weights: an N×N matrix ``A`` or one weight per edge ``weight``.
-LAYOUTS = ("dense", "sparse")
-
-
-def engine_output(
-    engine: GradientEngine, dyn: Dynamics, A: torch.Tensor, x: torch.Tensor
-) -> torch.Tensor:
-    """y through ``engine`` as a differentiable function of A (and of x where the engine can)."""
-    function = bind(engine, dyn)
-    if x.requires_grad and not function.provides_input_grad:
-        raise ValueError(
-            f"the {engine.name!r} engine computes dE/dA only, but x requires grad; use "
-            "grad='bptt' or grad='autograd' for input gradients, or pass x.detach()"
-        )
-    check_memory(engine, dyn, dyn.batch_size(x), A.element_size())  # before any allocation
-    return protocol.apply(function, {"A": A}, x)
+__all__ = ["LAYOUTS", "MeshNet", "dense_layout_bytes", "gradient"]
 
 
 class MeshNet(nn.Module):
@@ -71,8 +52,6 @@ class MeshNet(nn.Module):
     through the mask and a gradient hook zeroes their gradient.
     """
 
-    mask: torch.Tensor  # the topology's mask on A's device (a non-persistent buffer)
-
     def __init__(
         self,
         topology: Topology,
@@ -88,9 +67,7 @@ class MeshNet(nn.Module):
         super().__init__()
         if not isinstance(topology, Topology):
             raise TypeError(f"topology must be a meshprop.Topology, got {type(topology).__name__}")
-        if layout not in LAYOUTS:
-            raise ValueError(f"layout must be one of {LAYOUTS}, got {layout!r}")
-        self.layout = layout
+        storage = layout_of(layout, topology)
         names = resolve_activations(
             activation,
             topology.n_neurons,
@@ -99,46 +76,58 @@ class MeshNet(nn.Module):
             output_activation,
         )
         self.topology = topology
+        self.storage: Layout = storage
         self.activation = activation if isinstance(activation, str) else tuple(activation)
         self.output_activation = output_activation
         self.dynamics = Dynamics(topology, ticks, NeuronActivations(names))
         self.grad = grad
-        if layout == "sparse":
-            self.weight = nn.Parameter(torch.zeros(topology.n_edges, dtype=dtype, device=device))
-            self.reset_parameters(seed)
-            return
-        itemsize = torch.empty(0, dtype=dtype).element_size()
-        _check_dense(topology, itemsize)
-        self.register_buffer("mask", topology.mask, persistent=False)
-        A = torch.zeros(topology.n_neurons, topology.n_neurons, dtype=dtype, device=device)
-        self.A = nn.Parameter(A)
-        self.reset_parameters(seed)
-        self.A.register_hook(self._mask_gradient)
+        storage.check_fits(torch.empty(0, dtype=dtype).element_size())
+        for name, buffer in storage.buffers().items():
+            self.register_buffer(name, buffer.to(device), persistent=False)
+        weights = storage.initial(dtype, device, seed)
+        self.register_parameter(storage.parameter, nn.Parameter(weights))
+        self.parameter.register_hook(self._project_gradient)
+
+    def _project_gradient(self, grad: torch.Tensor) -> torch.Tensor:
+        """The parameter's gradient hook: entries off the current topology's edges get 0."""
+        return self.storage.project(grad)
 
     def __getattr__(self, name: str):
-        if name in ("A", "mask") and self.__dict__.get("layout") == "sparse":
+        try:
+            return super().__getattr__(name)
+        except AttributeError:
+            storage = self.__dict__.get("storage")
+            if storage is None or name not in ("A", "mask", "weight"):
+                raise
+        if name == "weight":
             raise AttributeError(
-                f"a MeshNet with layout='sparse' has no N×N {name!r}: its weights are "
-                f"net.weight, one per edge ({self.topology.n_edges},) in topology.edges order; "
-                "net.dense_weights() builds the N×N matrix when it fits in memory"
+                "this MeshNet keeps its weights as the N×N matrix net.A "
+                "(MeshNet(..., layout='sparse') keeps one weight per edge in net.weight)"
             )
-        return super().__getattr__(name)
+        raise AttributeError(
+            f"a MeshNet with layout={storage.name!r} has no N×N {name!r}: its weights are "
+            f"net.{storage.parameter}, one per edge ({self.topology.n_edges},) in "
+            "topology.edges order; net.dense_weights() builds the N×N matrix when it fits "
+            "in memory"
+        )
 
     @property
-    def parameter(self) -> torch.Tensor:
+    def layout(self) -> str:
+        """How the weights are stored: ``"dense"`` (``net.A``) or ``"sparse"`` (``net.weight``)."""
+        return self.storage.name
+
+    @property
+    def parameter(self) -> nn.Parameter:
         """The weights as stored: ``A`` (dense layout) or ``weight`` (sparse layout)."""
-        return self.weight if self.layout == "sparse" else self.A
+        return getattr(self, self.storage.parameter)
 
     def dense_weights(self) -> torch.Tensor:
-        """The N×N weight matrix A (a copy in the sparse layout; memory-guarded)."""
-        if self.layout == "dense":
-            return self.A.detach()
-        _check_dense(self.topology, self.weight.element_size())
-        N = self.topology.n_neurons
-        A = torch.zeros(N, N, dtype=self.weight.dtype, device=self.weight.device)
-        src, dst = self.topology.edges.to(A.device).unbind(1)
-        A[src, dst] = self.weight.detach()
-        return A
+        """The N×N weight matrix A (a detached tensor; memory-guarded in the sparse layout)."""
+        return self.storage.dense(self.parameter.detach())
+
+    def edge_weights(self) -> torch.Tensor:
+        """The weights of the P edges, shape (P,), in ``topology.edges`` order (detached)."""
+        return self.storage.edge_values(self.parameter.detach())
 
     # ---------------------------------------------------------------- set-up
     @property
@@ -155,15 +144,12 @@ class MeshNet(nn.Module):
 
     @grad.setter
     def grad(self, method: str) -> None:
-        if self.__dict__.get("layout") == "sparse":
-            get_sparse(method)  # validates the name
-        else:
-            get_engine(method)
+        self.storage.engine(method)  # validates the name
         self._grad = method
 
     def with_topology(self, topology: Topology) -> MeshNet:
         """A new MeshNet on ``topology`` (same neuron counts) with the same ticks, activations,
-        engine, dtype and device, whose ``A`` keeps the weights of the edges both topologies
+        engine, dtype, device and layout, whose weights keep those of the edges both topologies
         share; edges only in ``topology`` start at exactly 0 (so the function the network
         computes is unchanged until they are trained), edges only in ``self.topology`` are
         dropped."""
@@ -189,20 +175,9 @@ class MeshNet(nn.Module):
             device=self.parameter.device,
             layout=self.layout,
         )
+        values = shared_edge_values(old, topology, self.edge_weights())
         with torch.no_grad():
-            if self.layout == "sparse":
-                N = topology.n_neurons
-                old_keys = old.edges[:, 0] * N + old.edges[:, 1]  # sorted (row-major)
-                new_keys = topology.edges[:, 0] * N + topology.edges[:, 1]
-                at = torch.searchsorted(old_keys, new_keys).clamp(max=max(len(old_keys) - 1, 0))
-                shared = (
-                    old_keys[at] == new_keys if len(old_keys) else torch.zeros_like(new_keys) > 0
-                )
-                weight = torch.zeros_like(new.weight)
-                weight[shared.to(weight.device)] = self.weight.detach()[at[shared]]
-                new.weight.copy_(weight)
-            else:
-                new.A.copy_(self.A.detach() * new.mask.to(self.A.dtype))
+            new.parameter.copy_(new.storage.from_edge_values(values))
         return new
 
     @property
@@ -211,24 +186,10 @@ class MeshNet(nn.Module):
         return self.topology.n_edges
 
     def reset_parameters(self, seed: int | None = None) -> None:
-        generator = None if seed is None else torch.Generator().manual_seed(int(seed))
-        if self.layout == "sparse":  # the same law per edge, drawn for the P edges only
-            dst = self.topology.edges[:, 1]
-            fan_in = torch.bincount(dst, minlength=self.topology.n_neurons)
-            bound = 1.0 / fan_in.clamp(min=1).to(torch.float64).sqrt()[dst]
-            uniform = torch.rand(len(dst), generator=generator, dtype=torch.float64)
-            with torch.no_grad():
-                self.weight.copy_((2 * uniform - 1) * bound)
-            return
-        fan_in = self.mask.sum(dim=0).cpu().clamp(min=1).to(torch.float64)
-        bound = (1.0 / fan_in.sqrt()).expand(self.topology.n_neurons, -1)
-        uniform = torch.rand(self.A.shape, generator=generator, dtype=torch.float64)
-        weights = (2 * uniform - 1) * bound * self.mask.cpu()
+        """Draw the initial weights again (``Layout.initial``; ``seed`` fixes them)."""
+        p = self.parameter
         with torch.no_grad():
-            self.A.copy_(weights.to(self.A.dtype))
-
-    def _mask_gradient(self, grad: torch.Tensor) -> torch.Tensor:
-        return grad * self.mask.to(grad.dtype)
+            p.copy_(self.storage.initial(p.dtype, p.device, seed))
 
     # --------------------------------------------------------------- forward
     def prepare_input(self, x: torch.Tensor) -> torch.Tensor:
@@ -239,27 +200,23 @@ class MeshNet(nn.Module):
         """The outputs y = S_T[outputs], shape (B, O), for x of shape (B, I) or (T, B, I)."""
         requires_x_grad = isinstance(x, torch.Tensor) and x.requires_grad
         x = self.prepare_input(x)
-        if self.layout == "sparse":
-            return self._sparse_forward(x, requires_x_grad)
-        if not torch.is_grad_enabled() or not (self.A.requires_grad or requires_x_grad):
-            return self.dynamics.output(self.A, x)
-        if self.grad == "autograd":
-            check_memory(get_engine("autograd"), self.dynamics, x.shape[-2], x.element_size())
-            return differentiable_output(self.dynamics, self.A, x)
-        return engine_output(get_engine(self.grad), self.dynamics, self.A, x)
-
-    def _sparse_forward(self, x: torch.Tensor, requires_x_grad: bool) -> torch.Tensor:
-        w, dyn = self.weight, self.dynamics
-        if not torch.is_grad_enabled() or not (w.requires_grad or requires_x_grad):
-            return sparse_output(dyn, w, x)
-        engine = get_sparse(self.grad)
-        engine.check_memory(dyn, dyn.batch_size(x), w.element_size())
-        if self.grad == "autograd":
-            return differentiable_sparse_output(dyn, w, x)
-        return protocol.apply(bind_sparse(engine, dyn), {"weight": w}, x)
+        theta, storage, dyn = self.parameter, self.storage, self.dynamics
+        if not torch.is_grad_enabled() or not (theta.requires_grad or requires_x_grad):
+            return storage.output(dyn, theta, x)
+        engine = storage.engine(self.grad)
+        storage.check_memory(engine, dyn, dyn.batch_size(x), theta.element_size())
+        if self.grad == "autograd":  # an ordinary graph: double backward, torch.compile
+            return storage.differentiable_output(dyn, theta, x)
+        if requires_x_grad and not engine.provides_input_grad:
+            raise ValueError(
+                f"the {engine.name!r} engine computes the weights' gradient only, but x requires "
+                "grad; use grad='bptt' or grad='autograd' for input gradients, or pass x.detach()"
+            )
+        return protocol.apply(storage.bind(engine, dyn), {storage.parameter: theta}, x)
 
     def prepare_sequence(self, x: torch.Tensor) -> torch.Tensor:
-        """Validate a sequence x of shape (L, B, I) and move it to A's dtype and device."""
+        """Validate a sequence x of shape (L, B, I) and move it to the weights' dtype and
+        device."""
         I = self.topology.n_inputs
         if not isinstance(x, torch.Tensor):
             raise TypeError(f"x must be a torch.Tensor, got {type(x).__name__}")
@@ -269,24 +226,32 @@ class MeshNet(nn.Module):
                 f"{I} inputs), got {tuple(x.shape)}"
             )
         L, B = x.shape[0], x.shape[1]
-        flat = self.dynamics.check_input(x.reshape(L * B, I), self.A.dtype, self.A.device)
+        theta = self.parameter
+        flat = self.dynamics.check_input(x.reshape(L * B, I), theta.dtype, theta.device)
         return flat.reshape(L, B, I)
 
+    def initial_state(self, batch: int) -> torch.Tensor:
+        """h = 0: the free neurons' state before the first element of a stream, (B, F)."""
+        theta = self.parameter
+        return torch.zeros(batch, self.topology.n_free, dtype=theta.dtype, device=theta.device)
+
     def unroll(
-        self, x: torch.Tensor, state: torch.Tensor | SequenceState | None = None
+        self, x: torch.Tensor, state: torch.Tensor | object | None = None
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """Run a sequence x (L, B, I): ``ticks`` ticks per element, the hidden and output states
         carried over from element to element.  Returns y (L, B, O), the outputs after each
         element, and the state h (B, F) of the free neurons after the last one; passing it back
-        as ``state`` continues the stream exactly (default: h = 0).  With gradients enabled and
-        A requiring grad, y is differentiable by autograd (an ordinary graph); for the
+        as ``state`` continues the stream exactly (default: h = 0; an object with an ``h``
+        attribute, such as a ``SequenceState``, passes its h).  With gradients enabled and the
+        weights requiring grad, y is differentiable by autograd (an ordinary graph); for the
         forward-only or reciprocal gradient use ``meshprop.sequence_gradient``."""
         x = self.prepare_sequence(x)
         B, F = x.shape[1], self.topology.n_free
-        if isinstance(state, SequenceState):
+        theta = self.parameter
+        if state is not None and not isinstance(state, torch.Tensor) and hasattr(state, "h"):
             state = state.h
         if state is None:
-            h = torch.zeros(B, F, dtype=self.A.dtype, device=self.A.device)
+            h = self.initial_state(B)
         elif not isinstance(state, torch.Tensor) or tuple(state.shape) != (B, F):
             got = tuple(state.shape) if isinstance(state, torch.Tensor) else type(state).__name__
             raise ValueError(
@@ -294,56 +259,21 @@ class MeshNet(nn.Module):
                 f"got {got}"
             )
         else:
-            h = state.to(device=self.A.device, dtype=self.A.dtype)
-        if torch.is_grad_enabled() and self.A.requires_grad:
-            return unroll_states(self.dynamics, self.A, x, h)
-        with torch.no_grad():
-            return unroll_states(self.dynamics, self.A, x, h)
+            h = state.to(device=theta.device, dtype=theta.dtype)
+        return self.storage.unroll(self.dynamics, theta, x, h)
 
     @torch.no_grad()
     def trajectory(self, x: torch.Tensor) -> torch.Tensor:
         """Every state S_0..S_T of the whole network, shape (T+1, B, N)."""
-        x = self.prepare_input(x)
-        if self.layout == "dense":
-            return self.dynamics.trajectory(self.A, x)
-        dyn, w = self.dynamics, self.weight
-        index = edge_index_of(self.topology, w.device)
-        h = torch.zeros(dyn.batch_size(x), dyn.n_free, dtype=w.dtype, device=w.device)
-        states = []
-        for n in range(1, dyn.ticks + 1):
-            states.append(torch.cat([dyn.clamped_state(x, n), h], dim=1))
-            h, _ = dyn.activations(propagate(index, w, states[-1]))
-        states.append(torch.cat([dyn.clamped_state(x, dyn.ticks), h], dim=1))
-        return torch.stack(states)
+        return self.storage.trajectory(self.dynamics, self.parameter, self.prepare_input(x))
 
     def extra_repr(self) -> str:
         act = self.activation if isinstance(self.activation, str) else "per-neuron"
         return (
             f"{self.topology!r}, ticks={self.ticks}, activation={act!r}, "
             f"output_activation={self.output_activation!r}, grad={self.grad!r}"
-            + ("" if self.layout == "dense" else ", layout='sparse'")
+            + ("" if self.layout == "dense" else f", layout={self.layout!r}")
         )
-
-
-def dense_layout_bytes(n_neurons: int, itemsize: int) -> int:
-    """Memory of the dense layout's N×N tensors: A, its gradient and the boolean mask."""
-    return n_neurons * n_neurons * (2 * itemsize + 1)
-
-
-def _check_dense(topology: Topology, itemsize: int) -> None:
-    """Refuse an N×N layout that cannot fit: the memory guard's error, before allocating."""
-    N = topology.n_neurons
-    need = dense_layout_bytes(N, itemsize)
-    check_fits(
-        need,
-        "dense layout",
-        lambda limit: (
-            f"the dense layout keeps an N×N weight matrix: {N} neurons need about "
-            f"{format_bytes(need)} for A, its gradient and the mask, but the memory limit is "
-            f"{format_bytes(limit)}; use MeshNet(..., layout='sparse') (one weight per edge: "
-            f"{topology.n_edges} edges), or raise the limit (meshprop.set_memory_limit)"
-        ),
-    )
 
 
 def gradient(
@@ -353,30 +283,23 @@ def gradient(
     loss: str | LossFn = "cross_entropy",
     method: str | GradientEngine | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """The loss and dE/dA (N×N, zero outside the mask) of ``net`` on a batch, by ``method``;
-    for a sparse-layout net, dE/dweight of shape (P,) in ``topology.edges`` order.
+    """The loss and its gradient with respect to the stored weights of ``net`` on a batch, by
+    ``method``: dE/dA (N×N, zero outside the mask) for the dense layout, dE/dweight (P,) in
+    ``topology.edges`` order for the sparse one.
 
-    ``method`` defaults to ``net.grad``.  ``net.A.grad`` is left untouched.  The engine's memory
-    is checked against ``meshprop.memory``'s limit first (``MemoryLimitError`` when it does not
-    fit).  With ``method="auto"`` the engine used is logged and kept in
+    ``method`` defaults to ``net.grad``.  The parameter's ``.grad`` is left untouched.  The
+    engine's memory is checked against ``meshprop.memory``'s limit first (``MemoryLimitError``
+    when it does not fit).  With ``method="auto"`` the engine used is logged and kept in
     ``meshprop.get_engine("auto").last_choice``.
     """
-    if net.layout == "sparse":
-        sparse = get_sparse(net.grad if method is None else method)  # type: ignore[arg-type]
-        x = net.prepare_input(x)
-        check_target(loss, target, net.dynamics.batch_size(x), net.topology.n_outputs)
-        target = target.to(net.weight.device)
-        sparse.check_memory(net.dynamics, net.dynamics.batch_size(x), net.weight.element_size())
-        value, grads = protocol.value_and_grad(
-            bind_sparse(sparse, net.dynamics), {"weight": net.weight}, x, target, loss
-        )
-        return value, grads["weight"]
-    engine = get_engine(net.grad if method is None else method)
+    storage, theta = net.storage, net.parameter
+    engine = storage.engine(net.grad if method is None else method)
     x = net.prepare_input(x)
-    check_target(loss, target, net.dynamics.batch_size(x), net.topology.n_outputs)
-    target = target.to(net.A.device)
-    check_memory(engine, net.dynamics, net.dynamics.batch_size(x), net.A.element_size())
+    batch = net.dynamics.batch_size(x)
+    check_target(loss, target, batch, net.topology.n_outputs)
+    target = target.to(theta.device)
+    storage.check_memory(engine, net.dynamics, batch, theta.element_size())
     value, grads = protocol.value_and_grad(
-        bind(engine, net.dynamics), {"A": net.A}, x, target, loss
+        storage.bind(engine, net.dynamics), {storage.parameter: theta}, x, target, loss
     )
-    return value, grads["A"]
+    return value, grads[storage.parameter]

@@ -1,8 +1,11 @@
 """Gradient engines, one module each, behind one interface and one registry.
 
 Adding an engine means adding one module with a :class:`GradientEngine` subclass and one line
-in ``_BUILTIN`` below.  ``bind(engine, dynamics)`` turns an engine into a
-:class:`meshprop.protocol.VJPFunction` of the parameter ``A``.
+in ``_BUILTIN`` below (or one ``register_engine`` call from user code).  An engine differentiates
+one weight storage (its ``layout``: the N×N matrix A, or the vector of one weight per edge); the
+registry serves it on the other through a bridge unless a second implementation is registered
+under the same name (``sparse_layout.EDGE_ENGINES`` for the built-ins).
+``bind(engine, dynamics)`` turns an engine into a :class:`meshprop.protocol.VJPFunction`.
 """
 
 from __future__ import annotations
@@ -15,7 +18,8 @@ from .fop import FOPEngine
 from .fop_factored import FactoredFOPEngine
 from .guard import check_memory
 from .reference import ReferenceEngine
-from .registry import ENGINES, get_engine, register_engine
+from .registry import ENGINES, engine_layouts, get_engine, register_engine, registered_names
+from .sparse_layout import EDGE_ENGINES
 
 __all__ = [
     "ENGINES",
@@ -24,6 +28,7 @@ __all__ = [
     "GradientEngine",
     "bind",
     "check_memory",
+    "engine_layouts",
     "get_engine",
     "register_engine",
 ]
@@ -36,8 +41,8 @@ _BUILTIN = (
     FactoredFOPEngine(),
     AutoEngine(),
 )
-for _engine in _BUILTIN:
+for _engine in (*_BUILTIN, *EDGE_ENGINES):
     register_engine(_engine)
 
-#: names of every built-in gradient engine.
-GRADIENT_METHODS: tuple[str, ...] = tuple(ENGINES)
+#: names of every built-in gradient engine (each serves both layouts).
+GRADIENT_METHODS: tuple[str, ...] = registered_names()

@@ -18,13 +18,16 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, ClassVar, Protocol
+from typing import Any, ClassVar
 
 import torch
 
 from ..dynamics import Dynamics
 
-__all__ = ["BoundEngine", "GradientEngine", "bind"]
+__all__ = ["LAYOUT_NAMES", "BoundEngine", "GradientEngine", "bind"]
+
+#: the weight storages an engine can differentiate: the N×N matrix A or one weight per edge.
+LAYOUT_NAMES = ("dense", "sparse")
 
 
 class GradientEngine(ABC):
@@ -33,6 +36,10 @@ class GradientEngine(ABC):
     name: ClassVar[str]
     #: True when the engine also returns dE/dx (input gradients).
     provides_input_grad: ClassVar[bool] = False
+    #: what the engine differentiates: ``"dense"``, the N×N matrix A (gradient (N, N), zero
+    #: outside the mask), or ``"sparse"``, the vector w (P,) of one weight per edge in
+    #: ``topo.edges`` order (gradient (P,)).  The registry serves the other layout by a bridge.
+    layout: ClassVar[str] = "dense"
 
     @abstractmethod
     def forward(self, dyn: Dynamics, A: torch.Tensor, x: torch.Tensor) -> tuple[torch.Tensor, Any]:
@@ -65,36 +72,13 @@ class GradientEngine(ABC):
         return f"<{type(self).__name__} {self.name!r}>"
 
 
-class _Steps(Protocol):
-    """What :class:`BoundEngine` needs of an engine (dense or sparse layout)."""
-
-    @property
-    def name(self) -> str: ...
-
-    @property
-    def provides_input_grad(self) -> bool: ...
-
-    def forward(
-        self, dyn: Dynamics, weights: torch.Tensor, x: torch.Tensor
-    ) -> tuple[torch.Tensor, Any]: ...
-
-    def backward(
-        self,
-        dyn: Dynamics,
-        weights: torch.Tensor,
-        x: torch.Tensor,
-        saved: Any,
-        grad_y: torch.Tensor,
-    ) -> tuple[torch.Tensor, torch.Tensor | None]: ...
-
-
 @dataclass(frozen=True)
 class BoundEngine:
     """A gradient engine with its dynamics fixed: the :class:`~meshprop.protocol.VJPFunction`
     y = MNN(θ, x) of the one parameter ``{parameter: θ}`` — ``"A"`` (N×N) for the dense layout,
     ``"weight"`` (P,) for the sparse one."""
 
-    engine: _Steps
+    engine: GradientEngine
     dynamics: Dynamics
     parameter: str = "A"
 

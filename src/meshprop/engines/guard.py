@@ -6,17 +6,20 @@ from __future__ import annotations
 from ..dynamics import Dynamics
 from ..memory import MEMORY_LIMIT_ENV, MemoryLimitError, format_bytes, get_memory_limit
 from .base import GradientEngine
-from .registry import ENGINES
+from .registry import get_engine, registered_names
 
 __all__ = ["check_memory", "refuse"]
 
 
-def _alternatives(dyn: Dynamics, batch: int, itemsize: int, limit: int, exclude: set[str]):
+def _alternatives(
+    dyn: Dynamics, batch: int, itemsize: int, limit: int, exclude: set[str], layout: str
+):
     """Registered engines (best estimated time first) whose estimate fits under ``limit``."""
     fits = []
-    for name, engine in ENGINES.items():
+    for name in registered_names():
         if name in exclude or name == "auto":
             continue
+        engine = get_engine(name, layout)
         need = engine.estimate_bytes(dyn, batch, itemsize)
         if need <= limit:
             fits.append((engine.estimate_flops(dyn, batch), need, name))
@@ -24,10 +27,16 @@ def _alternatives(dyn: Dynamics, batch: int, itemsize: int, limit: int, exclude:
 
 
 def refuse(
-    engine: str, dyn: Dynamics, batch: int, itemsize: int, estimate: int, limit: int
+    engine: str,
+    dyn: Dynamics,
+    batch: int,
+    itemsize: int,
+    estimate: int,
+    limit: int,
+    layout: str = "dense",
 ) -> MemoryLimitError:
     """The error for a step of ``engine`` that needs ``estimate`` bytes above ``limit``."""
-    better = _alternatives(dyn, batch, itemsize, limit, {engine})
+    better = _alternatives(dyn, batch, itemsize, limit, {engine}, layout)
     suggestion = better[0] if better else None
     topo = dyn.topology
     advice = (
@@ -51,5 +60,5 @@ def check_memory(engine: GradientEngine, dyn: Dynamics, batch: int, itemsize: in
     estimate = int(engine.estimate_bytes(dyn, batch, itemsize))
     limit = get_memory_limit()
     if limit is not None and estimate > limit:
-        raise refuse(engine.name, dyn, batch, itemsize, estimate, limit)
+        raise refuse(engine.name, dyn, batch, itemsize, estimate, limit, engine.layout)
     return estimate

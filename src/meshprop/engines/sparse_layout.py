@@ -1,32 +1,29 @@
-"""Engines of the sparse layout: one weight per edge (``MeshNet(..., layout="sparse")``).
+"""The edge-vector implementations of the built-in engines: one weight per edge.
 
-The parameter is ``weight`` (P,), in ``topo.edges`` order; every engine here is bound to its
-dynamics as a :class:`meshprop.protocol.VJPFunction` of ``{"weight": w}`` (:func:`bind_sparse`)
-and returns dE/dw of shape (P,).  No N×N tensor is ever allocated by ``bptt``, ``autograd`` or
-``fop`` here:
+Each engine here has ``layout = "sparse"``: it differentiates w (P,), in ``topo.edges`` order,
+and returns dE/dw of shape (P,); it is registered under the same name as its dense twin (see
+``engines/__init__.py``), so ``MeshNet(..., layout="sparse")`` finds it through the one registry.
+No N×N tensor is ever allocated by ``bptt``, ``autograd`` or ``fop`` here:
 
 - ``bptt``: the reciprocal network of paper 004 (as ``engines/bptt.py``) with the products of
   ``edge_ops`` (dE/dw by one SDDMM per tick), tick n restricted to the edges into R_n
   (``edge_ops.tick_edges``: exact) — memory O(T·B·N + P);
 - ``autograd``: PyTorch autograd over the ticks written with gather / ``index_add``;
 - ``fop``: the sparse FOP of ``engines/fop_sparse.py`` (Eq. 13 over reachable pairs);
-- ``fop_factored`` and ``reference``: the dense engines on A = scatter(w), memory-guarded (they
-  need N×N matrices: only for small meshes);
+- ``fop_factored``, ``reference`` and any engine registered for the dense layout only: served
+  by the registry's bridge (A = scatter(w), memory-guarded: N×N, small meshes only);
 - ``auto``: the cheapest forward-only engine (``fop`` here, or ``fop_factored`` through the dense
   bridge) by the cost model of ``engines/auto.py``, cached per (topology, ticks, batch, dtype).
 """
 
 from __future__ import annotations
 
-from abc import ABC, abstractmethod
-from typing import Any
-
 import torch
 
 from ..dynamics import Dynamics
-from ..memory import MemoryLimitError, format_bytes, get_memory_limit
+from ..memory import get_memory_limit
 from .auto import choice_key, predict_seconds
-from .base import BoundEngine, GradientEngine
+from .base import GradientEngine
 from .edge_ops import (
     edge_grad,
     edge_index_of,
@@ -36,56 +33,23 @@ from .edge_ops import (
     transpose_product,
 )
 from .fop_sparse import sparse_fop_backward, sparse_fop_bytes, sparse_fop_flops, sparse_fop_forward
+from .guard import check_memory
 from .registry import get_engine
 
-__all__ = ["SPARSE_ENGINES", "SparseEngine", "bind_sparse", "get_sparse"]
+__all__ = [
+    "EDGE_ENGINES",
+    "SparseAuto",
+    "SparseAutograd",
+    "SparseBPTT",
+    "SparseFOP",
+    "differentiable_sparse_output",
+]
 
 
-class SparseEngine(ABC):
+class SparseEngine(GradientEngine):
     """A gradient engine over the edge weights w (P,)."""
 
-    name: str
-    provides_input_grad: bool = False
-
-    @abstractmethod
-    def forward(self, dyn: Dynamics, w: torch.Tensor, x: torch.Tensor) -> tuple[torch.Tensor, Any]:
-        """y (B, O) and what ``backward`` needs."""
-
-    @abstractmethod
-    def backward(
-        self, dyn: Dynamics, w: torch.Tensor, x: torch.Tensor, saved: Any, grad_y: torch.Tensor
-    ) -> tuple[torch.Tensor, torch.Tensor | None]:
-        """(dE/dw (P,), dE/dx or None)."""
-
-    @abstractmethod
-    def estimate_bytes(self, dyn: Dynamics, batch: int, itemsize: int) -> int:
-        """Bytes one step allocates (a model)."""
-
-    @abstractmethod
-    def estimate_flops(self, dyn: Dynamics, batch: int) -> int:
-        """Operations of one step (a model)."""
-
-    def check_memory(self, dyn: Dynamics, batch: int, itemsize: int) -> int:
-        """Raise :class:`MemoryLimitError` when the step would not fit the limit."""
-        estimate = int(self.estimate_bytes(dyn, batch, itemsize))
-        limit = get_memory_limit()
-        if limit is not None and estimate > limit:
-            topo = dyn.topology
-            raise MemoryLimitError(
-                f"the {self.name!r} engine of the sparse layout would need about "
-                f"{format_bytes(estimate)} for one step (batch {batch}, {dyn.ticks} ticks, "
-                f"{topo.n_neurons} neurons, {topo.n_edges} edges) but the memory limit is "
-                f"{format_bytes(limit)}; use grad='bptt' or grad='fop' (no N×N matrix), a "
-                "smaller batch or fewer ticks, or raise the limit (meshprop.set_memory_limit)",
-                self.name,
-                estimate,
-                limit,
-                "bptt" if self.name != "bptt" else None,
-            )
-        return estimate
-
-    def __repr__(self) -> str:
-        return f"<sparse {self.name!r} engine>"
+    layout = "sparse"
 
 
 def _state_bytes(dyn: Dynamics, batch: int, itemsize: int) -> int:
@@ -208,40 +172,6 @@ class SparseFOP(SparseEngine):
         return sparse_fop_flops(dyn, batch)
 
 
-class DenseBridge(SparseEngine):
-    """A dense engine on A = scatter(w) (N×N: small meshes only); dE/dw = dE/dA at the edges."""
-
-    def __init__(self, engine: str) -> None:
-        self.name = engine
-        self.dense: GradientEngine = get_engine(engine)
-        self.provides_input_grad = self.dense.provides_input_grad
-
-    def _A(self, dyn: Dynamics, w: torch.Tensor) -> torch.Tensor:
-        N = dyn.topology.n_neurons
-        src, dst = dyn.topology.edges.to(w.device).unbind(1)
-        A = torch.zeros(N, N, dtype=w.dtype, device=w.device)
-        A[src, dst] = w
-        return A
-
-    def forward(self, dyn, w, x):
-        A = self._A(dyn, w)
-        y, saved = self.dense.forward(dyn, A, x)
-        return y, (A, saved)
-
-    def backward(self, dyn, w, x, saved, grad_y):
-        A, inner = saved
-        dA, dx = self.dense.backward(dyn, A, x, inner, grad_y)
-        src, dst = dyn.topology.edges.to(w.device).unbind(1)
-        return dA[src, dst], dx
-
-    def estimate_bytes(self, dyn, batch, itemsize):
-        N = dyn.topology.n_neurons
-        return self.dense.estimate_bytes(dyn, batch, itemsize) + 2 * itemsize * N * N
-
-    def estimate_flops(self, dyn, batch):
-        return self.dense.estimate_flops(dyn, batch)
-
-
 class SparseAuto(SparseEngine):
     """The cheapest exact forward-only engine of the sparse layout, by the cost model of
     ``engines/auto.py``; the choice is cached per (topology, ticks, batch, dtype, limit
@@ -260,19 +190,19 @@ class SparseAuto(SparseEngine):
             limit = get_memory_limit()
             costs = {}
             for name in self.candidates:
-                engine = SPARSE_ENGINES[name]
+                engine = get_engine(name, "sparse")
                 nbytes = engine.estimate_bytes(dyn, batch, itemsize)
                 if limit is None or nbytes <= limit:
                     costs[name] = predict_seconds(engine.estimate_flops(dyn, batch), nbytes)
             if not costs:
-                SPARSE_ENGINES["fop"].check_memory(dyn, batch, itemsize)  # raises
+                check_memory(get_engine("fop", "sparse"), dyn, batch, itemsize)  # raises
             self._cache[key] = min(costs, key=costs.__getitem__)
         return self._cache[key]
 
     def forward(self, dyn, w, x):
         name = self.choose(dyn, dyn.batch_size(x), w.element_size())
         self.last_choice = name
-        engine = SPARSE_ENGINES[name]
+        engine = get_engine(name, "sparse")
         y, saved = engine.forward(dyn, w, x)
         return y, (engine, saved)
 
@@ -282,38 +212,17 @@ class SparseAuto(SparseEngine):
         return dw, None
 
     def estimate_bytes(self, dyn, batch, itemsize):
-        return SPARSE_ENGINES[self.choose(dyn, batch, itemsize)].estimate_bytes(
-            dyn, batch, itemsize
-        )
+        chosen = get_engine(self.choose(dyn, batch, itemsize), "sparse")
+        return chosen.estimate_bytes(dyn, batch, itemsize)
 
     def estimate_flops(self, dyn, batch):
-        return min(SPARSE_ENGINES[n].estimate_flops(dyn, batch) for n in self.candidates)
+        return min(get_engine(n, "sparse").estimate_flops(dyn, batch) for n in self.candidates)
 
 
-SPARSE_ENGINES: dict[str, SparseEngine] = {
-    engine.name: engine
-    for engine in (
-        SparseFOP(),
-        SparseBPTT(),
-        SparseAutograd(),
-        DenseBridge("reference"),
-        DenseBridge("fop_factored"),
-        SparseAuto(),
-    )
-}
-
-
-def get_sparse(method: str) -> SparseEngine:
-    """The sparse-layout engine for the gradient method ``method``."""
-    if method not in SPARSE_ENGINES:
-        raise ValueError(
-            f"unknown gradient method {method!r} for the sparse layout; expected one of "
-            f"{tuple(SPARSE_ENGINES)}"
-        )
-    return SPARSE_ENGINES[method]
-
-
-def bind_sparse(engine: str | SparseEngine, dynamics: Dynamics) -> BoundEngine:
-    """``engine`` (a sparse-layout engine or its name) as a VJP function of ``{"weight": w}``."""
-    chosen = get_sparse(engine) if isinstance(engine, str) else engine
-    return BoundEngine(chosen, dynamics, parameter="weight")
+#: the edge-vector implementations registered beside the dense engines of the same names.
+EDGE_ENGINES: tuple[GradientEngine, ...] = (
+    SparseFOP(),
+    SparseBPTT(),
+    SparseAutograd(),
+    SparseAuto(),
+)

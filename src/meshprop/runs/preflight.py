@@ -17,8 +17,8 @@ import shutil
 from pathlib import Path
 
 from ..checkpoint import stored_bytes
+from ..layout import dense_layout_bytes
 from ..memory import MEMORY_LIMIT_ENV, MemoryLimitError, format_bytes, get_memory_limit
-from ..mesh import dense_layout_bytes
 from ..topology import BUILD_BYTES_PER_EDGE
 from .config import RunConfig
 

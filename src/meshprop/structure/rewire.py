@@ -30,6 +30,7 @@ def rewire(net: MeshNet, topology: Topology) -> None:
     with torch.random.fork_rng(devices=[]):  # with_topology initialises, then overwrites
         moved = net.with_topology(topology)
     net.topology = moved.topology
+    net.storage = moved.storage
     net.dynamics = moved.dynamics
     net.mask = moved.mask.to(net.mask.device)
     with torch.no_grad():
