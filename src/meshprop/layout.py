@@ -149,6 +149,17 @@ class Layout(ABC):
     def from_edge_values(self, values: torch.Tensor) -> torch.Tensor:
         """The storage holding ``values`` (P,) at the edges and 0 elsewhere (differentiable)."""
 
+    @property
+    @abstractmethod
+    def shape(self) -> tuple[int, ...]:
+        """The shape of the stored weights: (N, N) or (P,)."""
+
+    def carry(self, values: torch.Tensor, old: Layout) -> torch.Tensor:
+        """``values`` stored for ``old`` (weights, a gradient, an optimizer's per-weight state)
+        moved onto this storage: kept edges keep their value, new edges get 0."""
+        moved = shared_edge_values(old.topology, self.topology, old.edge_values(values))
+        return self.from_edge_values(moved)
+
     @abstractmethod
     def dense(self, theta: torch.Tensor) -> torch.Tensor:
         """The N×N matrix A (memory-guarded: ``MemoryLimitError`` where it cannot fit)."""
@@ -277,6 +288,10 @@ class DenseLayout(Layout):
         weights = (2 * uniform - 1) * bound * mask
         return weights.to(dtype=dtype or torch.get_default_dtype(), device=device)
 
+    @property
+    def shape(self):
+        return (self.topology.n_neurons, self.topology.n_neurons)
+
     def edge_values(self, theta):
         index = edge_index_of(self.topology, theta.device)
         return theta[index.src, index.dst + self.topology.n_clamped]
@@ -318,6 +333,10 @@ class SparseLayout(Layout):
         uniform = torch.rand(len(dst), generator=generator, dtype=torch.float64)
         weights = (2 * uniform - 1) * bound
         return weights.to(dtype=dtype or torch.get_default_dtype(), device=device)
+
+    @property
+    def shape(self):
+        return (self.topology.n_edges,)
 
     def edge_values(self, theta):
         return theta

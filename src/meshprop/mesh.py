@@ -180,6 +180,31 @@ class MeshNet(nn.Module):
             new.parameter.copy_(new.storage.from_edge_values(values))
         return new
 
+    def rewire_(self, topology: Topology, optimizer: torch.optim.Optimizer | None = None) -> None:
+        """Move this network onto ``topology`` (same neuron counts) in place, as one operation.
+
+        The weights follow the edges as in :meth:`with_topology` (kept edges keep their weight,
+        new edges start at 0, removed edges are gone), and so do, for the same parameter object
+        (``net.parameters()`` still yields it, so an optimizer keeps holding it; in the sparse
+        layout its shape becomes (P_new,)): its ``.grad``, and the per-weight state of
+        ``optimizer`` (Adam's moments, momentum buffers, ...) — kept edges keep theirs; new
+        edges start at the optimizer's initial value (0; Adagrad's ``initial_accumulator_value``).
+        Caches are keyed on the topology value, so every engine and learner sees the new one.
+        """
+        old_storage = self.storage
+        with torch.random.fork_rng(devices=[]):  # with_topology initialises, then overwrites
+            moved = self.with_topology(topology)
+        param, new_storage = self.parameter, moved.storage
+        with torch.no_grad():
+            param.data = moved.parameter.data
+            if param.grad is not None:
+                param.grad = new_storage.carry(param.grad, old_storage)
+        if optimizer is not None:
+            _carry_optimizer_state(optimizer, param, old_storage, new_storage)
+        self.topology, self.storage, self.dynamics = topology, new_storage, moved.dynamics
+        for name, buffer in new_storage.buffers().items():
+            setattr(self, name, buffer.to(param.device))
+
     @property
     def n_parameters(self) -> int:
         """Trainable weights: the edges of the topology."""
@@ -274,6 +299,34 @@ class MeshNet(nn.Module):
             f"output_activation={self.output_activation!r}, grad={self.grad!r}"
             + ("" if self.layout == "dense" else f", layout={self.layout!r}")
         )
+
+
+#: optimizer state keys whose initial value is not 0, with the param-group option giving it
+_INITIAL_STATE = {"sum": "initial_accumulator_value"}  # Adagrad
+
+
+def _carry_optimizer_state(
+    optimizer: torch.optim.Optimizer, param: torch.Tensor, old: Layout, new: Layout
+) -> None:
+    """Remap ``optimizer``'s per-weight state of ``param`` from storage ``old`` to ``new``."""
+    group = next((g for g in optimizer.param_groups if any(p is param for p in g["params"])), None)
+    if group is None:
+        raise ValueError("the optimizer does not hold this network's weights: cannot remap it")
+    state = optimizer.state.get(param, {})
+    old_shape = old.shape
+    kept = None
+    for key, value in list(state.items()):
+        if not isinstance(value, torch.Tensor) or tuple(value.shape) != old_shape:
+            continue  # scalar state (Adam's step) is the optimizer's, not the weights'
+        carried = new.carry(value, old)
+        initial = float(group.get(_INITIAL_STATE[key], 0.0)) if key in _INITIAL_STATE else 0.0
+        if initial:
+            if kept is None:
+                kept = new.carry(old.from_edge_values(value.new_ones(old.topology.n_edges)), old)
+            carried = carried + initial * (
+                new.from_edge_values(value.new_ones(new.topology.n_edges)) - kept
+            )
+        state[key] = carried
 
 
 def gradient(

@@ -24,19 +24,13 @@ __all__ = ["apply_change", "reset_optimizer_state", "rewire"]
 _INITIAL = {"sum": "initial_accumulator_value"}  # Adagrad
 
 
-def rewire(net: MeshNet, topology: Topology) -> None:
-    """Move ``net`` onto ``topology`` in place (see the module docstring); ``net.A`` stays the
-    same parameter object; its gradient, if any, is masked to the new topology."""
-    with torch.random.fork_rng(devices=[]):  # with_topology initialises, then overwrites
-        moved = net.with_topology(topology)
-    net.topology = moved.topology
-    net.storage = moved.storage
-    net.dynamics = moved.dynamics
-    net.mask = moved.mask.to(net.mask.device)
-    with torch.no_grad():
-        net.A.copy_(moved.A)
-        if net.A.grad is not None:
-            net.A.grad.mul_(net.mask.to(net.A.grad.dtype))
+def rewire(
+    net: MeshNet, topology: Topology, optimizer: torch.optim.Optimizer | None = None
+) -> None:
+    """Move ``net`` onto ``topology`` in place (``MeshNet.rewire_``): the weights, their
+    gradient and, when given, ``optimizer``'s per-weight state follow the edges, as one
+    operation; the parameter object stays the same."""
+    net.rewire_(topology, optimizer)
 
 
 def reset_optimizer_state(
@@ -64,7 +58,5 @@ def apply_change(
     """The new topology ``net.topology.with_edges(add, remove)``, with ``net`` rewired onto it
     and the optimiser state of every added and removed edge reset.  Returns the new topology."""
     new = net.topology.with_edges(add=change.add, remove=change.remove)
-    rewire(net, new)
-    if optimizer is not None:
-        reset_optimizer_state(optimizer, net.A, torch.cat([change.add, change.remove]))
+    rewire(net, new, optimizer)
     return new
