@@ -126,8 +126,8 @@ class MeshNet(nn.Module):
         return self.storage.dense(self.parameter.detach())
 
     def edge_weights(self) -> torch.Tensor:
-        """The weights of the P edges, shape (P,), in ``topology.edges`` order (detached)."""
-        return self.storage.edge_values(self.parameter.detach())
+        """The weights of the P edges, shape (P,), in ``topology.edges`` order (a new tensor)."""
+        return self.storage.edge_values(self.parameter.detach()).clone()
 
     # ---------------------------------------------------------------- set-up
     @property
@@ -184,23 +184,31 @@ class MeshNet(nn.Module):
         """Move this network onto ``topology`` (same neuron counts) in place, as one operation.
 
         The weights follow the edges as in :meth:`with_topology` (kept edges keep their weight,
-        new edges start at 0, removed edges are gone), and so do, for the same parameter object
-        (``net.parameters()`` still yields it, so an optimizer keeps holding it; in the sparse
-        layout its shape becomes (P_new,)): its ``.grad``, and the per-weight state of
-        ``optimizer`` (Adam's moments, momentum buffers, ...) — kept edges keep theirs; new
-        edges start at the optimizer's initial value (0; Adagrad's ``initial_accumulator_value``).
-        Caches are keyed on the topology value, so every engine and learner sees the new one.
+        new edges start at 0, removed edges are gone), and so do their ``.grad`` and the
+        per-weight state of ``optimizer`` (Adam's moments, momentum buffers, ...): kept edges
+        keep theirs, new edges start at the optimizer's initial value (0; Adagrad's
+        ``initial_accumulator_value``).  Where the stored shape stays (the dense layout) the
+        parameter object stays; where it changes (the sparse layout: (P,) → (P_new,)) the
+        network gets a new parameter and ``optimizer`` is made to hold it in place of the old
+        one — pass every optimizer that trains this network.  Caches are keyed on the topology
+        value, so every engine and learner sees the new one.
         """
         old_storage = self.storage
         with torch.random.fork_rng(devices=[]):  # with_topology initialises, then overwrites
             moved = self.with_topology(topology)
-        param, new_storage = self.parameter, moved.storage
-        with torch.no_grad():
-            param.data = moved.parameter.data
-            if param.grad is not None:
-                param.grad = new_storage.carry(param.grad, old_storage)
+        old, new_storage = self.parameter, moved.storage
+        grad = None if old.grad is None else new_storage.carry(old.grad, old_storage)
+        if tuple(old.shape) == new_storage.shape:
+            param = old
+            with torch.no_grad():
+                param.copy_(moved.parameter)
+        else:  # autograd keeps a leaf's shape: a new parameter takes its place
+            param = nn.Parameter(moved.parameter.detach(), requires_grad=old.requires_grad)
+            param.register_hook(self._project_gradient)
+            setattr(self, new_storage.parameter, param)
+        param.grad = grad
         if optimizer is not None:
-            _carry_optimizer_state(optimizer, param, old_storage, new_storage)
+            _carry_optimizer_state(optimizer, old, param, old_storage, new_storage)
         self.topology, self.storage, self.dynamics = topology, new_storage, moved.dynamics
         for name, buffer in new_storage.buffers().items():
             setattr(self, name, buffer.to(param.device))
@@ -306,27 +314,35 @@ _INITIAL_STATE = {"sum": "initial_accumulator_value"}  # Adagrad
 
 
 def _carry_optimizer_state(
-    optimizer: torch.optim.Optimizer, param: torch.Tensor, old: Layout, new: Layout
+    optimizer: torch.optim.Optimizer,
+    old: torch.Tensor,
+    param: torch.Tensor,
+    before: Layout,
+    after: Layout,
 ) -> None:
-    """Remap ``optimizer``'s per-weight state of ``param`` from storage ``old`` to ``new``."""
-    group = next((g for g in optimizer.param_groups if any(p is param for p in g["params"])), None)
+    """Remap ``optimizer``'s per-weight state of ``old`` from storage ``before`` to ``after``,
+    as the state of ``param`` (the same tensor, or the one that replaces it)."""
+    group = next((g for g in optimizer.param_groups if any(p is old for p in g["params"])), None)
     if group is None:
         raise ValueError("the optimizer does not hold this network's weights: cannot remap it")
-    state = optimizer.state.get(param, {})
-    old_shape = old.shape
+    if param is not old:
+        group["params"] = [param if p is old else p for p in group["params"]]
+    state = optimizer.state.pop(old, {})
     kept = None
     for key, value in list(state.items()):
-        if not isinstance(value, torch.Tensor) or tuple(value.shape) != old_shape:
+        if not isinstance(value, torch.Tensor) or tuple(value.shape) != before.shape:
             continue  # scalar state (Adam's step) is the optimizer's, not the weights'
-        carried = new.carry(value, old)
+        carried = after.carry(value, before)
         initial = float(group.get(_INITIAL_STATE[key], 0.0)) if key in _INITIAL_STATE else 0.0
-        if initial:
+        if initial:  # new edges start at the initial value, not 0
             if kept is None:
-                kept = new.carry(old.from_edge_values(value.new_ones(old.topology.n_edges)), old)
-            carried = carried + initial * (
-                new.from_edge_values(value.new_ones(new.topology.n_edges)) - kept
-            )
+                ones = value.new_ones(before.topology.n_edges)
+                kept = after.carry(before.from_edge_values(ones), before)
+            every = after.from_edge_values(value.new_ones(after.topology.n_edges))
+            carried = carried + initial * (every - kept)
         state[key] = carried
+    if state:
+        optimizer.state[param] = state
 
 
 def gradient(

@@ -15,7 +15,14 @@ from __future__ import annotations
 from .base import LAYOUT_NAMES, GradientEngine
 from .bridges import DenseOnSparse, SparseOnDense
 
-__all__ = ["ENGINES", "engine_layouts", "get_engine", "register_engine", "registered_names"]
+__all__ = [
+    "ENGINES",
+    "engine_layouts",
+    "get_engine",
+    "register_engine",
+    "registered_names",
+    "unregister_engine",
+]
 
 #: name → the engine as registered for the dense layout (or its bridge when it was registered
 #: for the sparse layout only): the engines ``mp.gradient`` takes on a dense MeshNet.
@@ -39,6 +46,15 @@ def register_engine(engine: GradientEngine) -> GradientEngine:
         _BRIDGED.pop((engine.name, layout), None)
     ENGINES[engine.name] = get_engine(engine.name, "dense")
     return engine
+
+
+def unregister_engine(method: str) -> None:
+    """Remove every implementation registered as ``method`` (and its bridges)."""
+    get_engine(method)  # validates the name
+    for layout in LAYOUT_NAMES:
+        _NATIVE.pop((method, layout), None)
+        _BRIDGED.pop((method, layout), None)
+    ENGINES.pop(method, None)
 
 
 def registered_names() -> tuple[str, ...]:
