@@ -90,7 +90,7 @@ def test_backward_through_every_engine_agrees(method):
 
 @pytest.mark.parametrize("seed", SEEDS)
 def test_unroll_agrees_and_continues_a_stream(seed):
-    dense, sparse, case = pair(seed)
+    dense, sparse, _ = pair(seed)
     gen = torch.Generator().manual_seed(seed)
     x = torch.randn(5, 3, dense.topology.n_inputs, generator=gen, dtype=torch.float64)
     y_d, h_d = dense.unroll(x)
