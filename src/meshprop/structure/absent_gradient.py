@@ -99,6 +99,8 @@ def dense_gradient(
 def _block_largest(scores: torch.Tensor, k: int) -> torch.Tensor:
     """Indices of the ``k`` largest of ``scores`` (1-D), ties to the smaller index, in index
     order; ``k`` must not exceed the count of entries above -inf."""
+    if k <= 0:
+        return torch.zeros(0, dtype=torch.long, device=scores.device)
     kth = torch.topk(scores, k, sorted=False).values.min()
     above = (scores > kth).nonzero().flatten()
     tied = (scores == kth).nonzero().flatten()[: k - len(above)]
@@ -127,11 +129,14 @@ def largest_absent_gradients(
         hi = int(torch.searchsorted(keys, torch.tensor(r1 * N, device=S.device)))
         present = edges[lo:hi]
         block[present[:, 0] - r0, present[:, 1] - C] = -torch.inf
-        k_block = min(k, (r1 - r0) * F - (hi - lo))
-        if k_block <= 0:
-            continue
         flat = block.reshape(-1)
-        chosen = _block_largest(flat, k_block)
+        if len(best_keys) == k:  # only scores above the k-th best so far can enter (a tie
+            pool = (flat > best_scores[-1]).nonzero().flatten()  # loses: its key is larger)
+            chosen = pool[_block_largest(flat[pool], min(k, len(pool)))] if len(pool) else pool
+        else:
+            chosen = _block_largest(flat, min(k, (r1 - r0) * F - (hi - lo)))
+        if len(chosen) == 0:
+            continue
         scores = torch.cat([best_scores, flat[chosen]])
         found = torch.cat([best_keys, (r0 + chosen // F) * N + C + chosen % F])
         order = found.argsort()

@@ -33,8 +33,9 @@ def rewire(
 def apply_change(
     net: MeshNet, optimizer: torch.optim.Optimizer | None, change: EdgeChange
 ) -> Topology:
-    """The new topology ``net.topology.with_edges(add, remove)``, with ``net`` rewired onto it
-    the optimiser state of kept edges kept, of added edges at its initial value.  Returns the new topology."""
+    """The new topology ``net.topology.with_edges(add, remove)``, with ``net`` (and the
+    optimiser's state of its weights) rewired onto it (:func:`rewire`).  Returns the new
+    topology."""
     new = net.topology.with_edges(add=change.add, remove=change.remove)
     rewire(net, new, optimizer)
     return new
