@@ -22,7 +22,6 @@ from meshprop.structure import (
     dense_gradient,
     density,
     pruning_density,
-    reset_optimizer_state,
 )
 from meshprop.structure.edges import allowed_count, edge_count
 
@@ -186,12 +185,18 @@ def test_adagrad_state_resets_to_its_initial_accumulator() -> None:
     opt.zero_grad()
     torch.nn.functional.cross_entropy(net(X), y).backward()
     opt.step()
-    edges = net.topology.edges[:3]
-    reset_optimizer_state(opt, net.A, edges)
-    assert torch.all(opt.state[net.A]["sum"][edges[:, 0], edges[:, 1]] == 0.25)
+    removed = net.topology.edges[:3]
+    grown = next(
+        (i, j) for i, j in net.topology.allowed_mask().nonzero().tolist()
+        if not bool(net.topology.mask[i, j])
+    )  # fmt: skip
+    change = EdgeChange(torch.tensor([grown]), removed)
+    apply_change(net, opt, change)
+    assert float(opt.state[net.A]["sum"][grown]) == 0.25  # a new edge starts at the initial
+    assert torch.all(opt.state[net.A]["sum"][removed[:, 0], removed[:, 1]] == 0)  # gone: 0
     other = torch.optim.SGD([torch.nn.Parameter(torch.zeros(2))], lr=0.1)
-    with pytest.raises(ValueError, match="does not hold this parameter"):
-        reset_optimizer_state(other, net.A, edges)
+    with pytest.raises(ValueError, match="does not hold this network's weights"):
+        apply_change(net, other, EdgeChange(removed, torch.zeros(0, 2, dtype=torch.long)))
 
 
 @pytest.mark.parametrize("engine", ["fop", "bptt", "fop_factored"])

@@ -11,15 +11,17 @@ connections.  The rules, one module each:
   et al. 2020).
 
 :mod:`.schedule` says when and how much (update every N steps, cosine-decayed drop fraction);
-:mod:`.rewire` moves the network (``topo.with_edges`` → ``net.with_topology``) and the
-optimiser state; :mod:`.learning` is the callback that ``meshprop.training.fit`` calls after
-every step (``fit(..., after_step=StructuralLearning(...))``).
+:mod:`.rewire` moves the network (``topo.with_edges`` → ``net.rewire_``) and the optimiser
+state; :mod:`.learning` is the callback that ``meshprop.training.fit`` calls after every step
+(``fit(..., after_step=StructuralLearning(...))``).  Every rule works on both layouts through the
+edge vector (``net.edge_weights()``) and the network's ``Layout``, and never builds an N×N tensor
+(:mod:`.edges`, :mod:`.sampling`, :mod:`.absent_gradient`).
 """
 
 from .edges import EdgeChange, density
 from .learning import STRUCTURES, StructuralLearning, make_rule
 from .magnitude import MagnitudePruning
-from .rewire import apply_change, reset_optimizer_state, rewire
+from .rewire import apply_change, rewire
 from .rigl import RigL, dense_gradient
 from .rule import StructureRule, UpdateContext
 from .schedule import UpdateSchedule, pruning_density
@@ -42,6 +44,5 @@ __all__ = [
     "density",
     "make_rule",
     "pruning_density",
-    "reset_optimizer_state",
     "rewire",
 ]

@@ -5,9 +5,9 @@
     structure.log          # one record per update: step, edges, density, added, removed
 
 After every optimiser step whose number is an update step of the schedule, the rule proposes an
-:class:`~.edges.EdgeChange`; the new topology is ``topo.with_edges(add, remove)``, ``net`` is
-moved onto it in place and the optimiser state of the changed edges is reset
-(:mod:`.rewire`).  There is no second training loop.
+:class:`~.edges.EdgeChange`; the new topology is ``topo.with_edges(add, remove)`` and ``net`` is
+moved onto it in place with its optimiser state (:mod:`.rewire`), on either layout.  There is
+no second training loop.
 
 :meth:`StructuralLearning.state_dict` and :meth:`~StructuralLearning.load_state_dict` carry the
 topology (its edge list), the rule's random generator and the log through a training checkpoint

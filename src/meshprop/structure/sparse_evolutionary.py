@@ -1,13 +1,13 @@
 """SET, sparse evolutionary training (Mocanu et al. 2018): at each update remove the fraction
 f(t) of the edges with the smallest |A| and grow as many new edges chosen uniformly at random
-among the allowed edges that are absent (not the ones just removed).  New edges start at 0."""
+among the allowed edges that are absent (not the ones just removed).  New edges start at 0.
+The draw needs no N×N mask (:mod:`.sampling`: O(P + k) memory on large meshes)."""
 
 from __future__ import annotations
 
-import torch
-
-from .edges import EdgeChange, candidates, weakest_edges
+from .edges import EdgeChange, weakest_edges
 from .rule import UpdateContext
+from .sampling import random_absent_edges
 
 __all__ = ["SET"]
 
@@ -22,8 +22,6 @@ class SET:
         remove = weakest_edges(
             context.net, round(context.schedule.fraction(context.step) * topo.n_edges)
         )
-        free = candidates(topo, remove)
-        k = min(len(remove), len(free))
-        remove = remove[:k]
-        chosen = torch.randperm(len(free), generator=context.generator)[:k]
-        return EdgeChange(free[chosen], remove)
+        # the removed edges are present, so they are not among the absent ones drawn
+        add = random_absent_edges(topo, len(remove), context.generator)
+        return EdgeChange(add, remove[: len(add)])
