@@ -17,7 +17,7 @@ from torch import nn
 from . import protocol
 from .activations import NeuronActivations, resolve_activations
 from .dynamics import Dynamics
-from .engines import GradientEngine, bind, check_memory, get_engine
+from .engines import GradientEngine, bind, bind_guarded, check_memory, get_engine
 from .engines.autograd import differentiable_output
 from .engines.edge_ops import edge_index_of, propagate, sparse_output
 from .engines.sequence import SequenceState, unroll_states
@@ -36,13 +36,12 @@ def engine_output(
     engine: GradientEngine, dyn: Dynamics, A: torch.Tensor, x: torch.Tensor
 ) -> torch.Tensor:
     """y through ``engine`` as a differentiable function of A (and of x where the engine can)."""
-    function = bind(engine, dyn)
+    function = bind_guarded(engine, dyn)  # the memory guard runs in the bridge, on plain tensors
     if x.requires_grad and not function.provides_input_grad:
         raise ValueError(
             f"the {engine.name!r} engine computes dE/dA only, but x requires grad; use "
             "grad='bptt' or grad='autograd' for input gradients, or pass x.detach()"
         )
-    check_memory(engine, dyn, dyn.batch_size(x), A.element_size())  # before any allocation
     return protocol.apply(function, {"A": A}, x)
 
 

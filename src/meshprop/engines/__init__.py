@@ -13,7 +13,7 @@ from .base import BoundEngine, GradientEngine, bind
 from .bptt import BPTTEngine
 from .fop import FOPEngine
 from .fop_factored import FactoredFOPEngine
-from .guard import check_memory
+from .guard import GuardedEngine, bind_guarded, check_memory
 from .reference import ReferenceEngine
 from .registry import ENGINES, get_engine, register_engine
 
@@ -22,7 +22,9 @@ __all__ = [
     "GRADIENT_METHODS",
     "BoundEngine",
     "GradientEngine",
+    "GuardedEngine",
     "bind",
+    "bind_guarded",
     "check_memory",
     "get_engine",
     "register_engine",
