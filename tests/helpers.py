@@ -24,11 +24,14 @@ class Case:
     description: str
 
 
-def random_topology(gen: torch.Generator, seed: int) -> mp.Topology:
-    """A random mesh over hidden/output neurons that always holds a self-loop and a cycle."""
-    inputs = int(torch.randint(1, 5, (1,), generator=gen))
-    hidden = int(torch.randint(1, 7, (1,), generator=gen))
-    outputs = int(torch.randint(1, 4, (1,), generator=gen))
+def random_topology(
+    gen: torch.Generator, seed: int, max_inputs: int = 4, max_hidden: int = 6, max_outputs: int = 3
+) -> mp.Topology:
+    """A random mesh over hidden/output neurons that always holds a self-loop and a cycle
+    (at most ``max_inputs`` + 1 + ``max_hidden`` + ``max_outputs`` neurons)."""
+    inputs = int(torch.randint(1, max_inputs + 1, (1,), generator=gen))
+    hidden = int(torch.randint(1, max_hidden + 1, (1,), generator=gen))
+    outputs = int(torch.randint(1, max_outputs + 1, (1,), generator=gen))
     bias = bool(torch.randint(0, 2, (1,), generator=gen))
     density = float(torch.empty(1).uniform_(0.25, 0.9, generator=gen))
     base = mp.Topology.random(inputs, hidden, outputs, density=density, bias=bias, seed=seed)

@@ -234,9 +234,10 @@ def test_forward_method_falls_back_per_sample_for_untransformable_functions() ->
     assert _rel(grads, oracle) <= TOL
 
 
-def test_forward_method_fallback_gives_exact_parameter_gradients() -> None:
-    """The per-sample fallback on a block with parameters (a MeshNet bridged to its BPTT
-    engine cannot be vmapped) equals autograd."""
+def test_forward_method_vmaps_a_meshnet_block_bridged_to_its_engine() -> None:
+    """A MeshNet bridged to its BPTT engine is transformed by torch.func (jacrev over θ and x,
+    vmapped over the batch: no per-sample fallback) and its parameter gradients equal
+    autograd."""
     topo = mp.Topology.random(inputs=3, hidden=3, outputs=2, density=0.8, bias=True, seed=4)
     net = mp.MeshNet(
         topo,
@@ -252,7 +253,7 @@ def test_forward_method_fallback_gives_exact_parameter_gradients() -> None:
     t = torch.randn(7, 3, 2, dtype=torch.float64)
     _, oracle = d.gradient(x, t, method="autograd")
     _, grads = d.gradient(x, t, method="forward")
-    assert d.blocks["N"].vmappable is False
+    assert d.blocks["N"].vmappable is True
     assert list(grads) == ["N.module.A"]
     assert _rel(grads, oracle) <= TOL
 

@@ -481,7 +481,7 @@ def test_structure_prune_set_rigl_at_20000_neurons_never_allocate_n_squared(monk
             opt.step()
         assert net.topology.n_edges == edge_count(0.9 * P / allowed_count(topo), topo)
     finally:
-        mp.set_memory_limit(None)
+        mp.set_memory_limit()  # back to the default
 
 
 @pytest.mark.parametrize("layout", _STRUCTURE_LAYOUTS)

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 import torch
 
 from .activations import NeuronActivations
+from .finite import require_finite
 from .topology import Topology
 
 __all__ = ["Dynamics"]
@@ -81,12 +82,9 @@ class Dynamics:
             raise ValueError("x holds an empty batch (B = 0)")
         if x.dtype == torch.bool or x.is_complex():
             raise TypeError(f"x must hold real numbers, got dtype {x.dtype}")
-        x = x.to(device=device, dtype=dtype)
-        # a data-dependent check: skipped while torch.export / torch.compile trace the model
-        if not torch.compiler.is_compiling() and not torch.isfinite(x).all():
-            bad = (~torch.isfinite(x)).nonzero()[0].tolist()
-            raise ValueError(f"x contains NaN or inf (first at index {tuple(bad)})")
-        return x
+        # NaN/inf are refused on the plain data even under torch.func.vmap (meshprop.finite);
+        # the data-dependent check is skipped while torch.export / torch.compile trace the model
+        return require_finite(x.to(device=device, dtype=dtype))
 
     @staticmethod
     def batch_size(x: torch.Tensor) -> int:

@@ -25,7 +25,7 @@ import torch
 
 from .dynamics import Dynamics
 from .engines import GradientEngine, check_memory, get_engine
-from .engines.base import LAYOUT_NAMES, BoundEngine
+from .engines.base import LAYOUT_NAMES
 from .engines.edge_ops import (
     edge_grad,
     edge_index_of,
@@ -33,6 +33,7 @@ from .engines.edge_ops import (
     sparse_step_autograd,
     transpose_product,
 )
+from .engines.guard import GuardedEngine, bind_guarded
 from .memory import check_fits, format_bytes
 from .topology import Topology
 
@@ -238,9 +239,10 @@ class Layout(ABC):
         """The gradient engine ``method`` for this storage (registry: native or bridged)."""
         return get_engine(method, self.name)
 
-    def bind(self, method: str | GradientEngine, dyn: Dynamics) -> BoundEngine:
-        """``method`` as a VJP function of ``{self.parameter: θ}`` over ``dyn``."""
-        return BoundEngine(self.engine(method), dyn, parameter=self.parameter)
+    def bind(self, method: str | GradientEngine, dyn: Dynamics) -> GuardedEngine:
+        """``method`` as a VJP function of ``{self.parameter: θ}`` over ``dyn``, whose forward
+        checks the memory limit before the engine allocates anything."""
+        return bind_guarded(self.engine(method), dyn, self.parameter)
 
     def check_memory(
         self, method: str | GradientEngine, dyn: Dynamics, batch: int, itemsize: int

@@ -237,14 +237,15 @@ class MeshNet(nn.Module):
         if not torch.is_grad_enabled() or not (theta.requires_grad or requires_x_grad):
             return storage.output(dyn, theta, x)
         engine = storage.engine(self.grad)
-        storage.check_memory(engine, dyn, dyn.batch_size(x), theta.element_size())
         if self.grad == "autograd":  # an ordinary graph: double backward, torch.compile
+            storage.check_memory(engine, dyn, dyn.batch_size(x), theta.element_size())
             return storage.differentiable_output(dyn, theta, x)
         if requires_x_grad and not engine.provides_input_grad:
             raise ValueError(
                 f"the {engine.name!r} engine computes the weights' gradient only, but x requires "
                 "grad; use grad='bptt' or grad='autograd' for input gradients, or pass x.detach()"
             )
+        # the memory guard runs inside the bridge (Layout.bind), on plain tensors
         return protocol.apply(storage.bind(engine, dyn), {storage.parameter: theta}, x)
 
     def prepare_sequence(self, x: torch.Tensor) -> torch.Tensor:
@@ -367,7 +368,6 @@ def gradient(
     batch = net.dynamics.batch_size(x)
     check_target(loss, target, batch, net.topology.n_outputs)
     target = target.to(theta.device)
-    storage.check_memory(engine, net.dynamics, batch, theta.element_size())
     value, grads = protocol.value_and_grad(
         storage.bind(engine, net.dynamics), {storage.parameter: theta}, x, target, loss
     )

@@ -10,8 +10,10 @@ its own reverse pass.  They implement the same two stateless methods:
   dE/dθ = (dy/dθ)ᵀ dE/dy as a dict keyed like ``named_parameters()`` of the owning module, and
   dE/dx (or None when ``provides_input_grad`` is False).
 
-:func:`apply` is the one ``torch.autograd.Function`` bridge that makes any such function part of
-an ordinary ``loss.backward()``; :func:`value_and_grad` calls it directly with one of the losses of
+:func:`apply` is the one bridge that makes any such function part of an ordinary
+``loss.backward()`` and of the torch.func transforms (``grad``, ``vmap``, ``jacrev``): a pair of
+``torch.autograd.Function`` classes, the forward and the reverse pass, each with its own vmap
+rule.  :func:`value_and_grad` calls ``fn`` directly with one of the losses of
 :mod:`meshprop.losses` (no autograd graph at all).
 """
 
@@ -50,40 +52,179 @@ class VJPFunction(Protocol):
         ...
 
 
+class _Saved:
+    """What one call of the bridge keeps for its reverse pass.
+
+    ``value`` is ``fn.forward``'s ``saved`` when the call ran on plain tensors; when the call was
+    vmapped, ``slices`` holds one :class:`_Saved` per slice of the vmapped dimension (nested
+    vmaps nest them), filled by :meth:`_Bridge.vmap`.
+    """
+
+    __slots__ = ("slices", "value")
+
+    def __init__(self) -> None:
+        self.value: Any = None
+        self.slices: list[_Saved] | None = None
+
+
+def _select(tensor: torch.Tensor, dim: int | None, index: int) -> torch.Tensor:
+    """Slice ``index`` of the vmapped dimension ``dim`` (the tensor itself when not batched)."""
+    return tensor if dim is None else tensor.select(dim, index)
+
+
+def _is_sliced(in_dims: tuple[Any, ...]) -> bool:
+    return any(dim is not None for dim in in_dims)
+
+
 class _Bridge(torch.autograd.Function):
-    """y = fn(θ, x) whose backward is ``fn.backward``: the only autograd Function of meshprop."""
+    """y = fn(θ, x) whose backward is ``fn.backward``, in the torch.func-compatible form.
+
+    Inputs: (fn, names, holder, x, *values) — ``holder`` is a fresh :class:`_Saved` that the
+    forward fills.  The forward runs only on plain tensors: ``torch.func.grad`` unwraps its own
+    level before calling it, and :meth:`vmap` loops over the vmapped dimension, calling the
+    Function again on every slice, so ``fn`` never sees a batched tensor (engines use ``.item()``,
+    NumPy and data-dependent control flow).  The backward calls :class:`_Reverse`, a second
+    Function whose forward is ``fn.backward``: it has its own vmap rule, which is what
+    ``vmap(grad(f))`` (per-sample gradients) and ``jacrev`` (a vmap over grad_y) need.
+    """
 
     @staticmethod
-    def forward(ctx: Any, fn: VJPFunction, names: tuple[str, ...], x: torch.Tensor, *values):
-        params = dict(zip(names, values, strict=True))
-        y, saved = fn.forward(params, x)
-        ctx.fn, ctx.names, ctx.saved = fn, names, saved
-        ctx.save_for_backward(x, *values)
+    def forward(fn: VJPFunction, names: tuple[str, ...], holder: _Saved, x: torch.Tensor, *values):
+        y, holder.value = fn.forward(dict(zip(names, values, strict=True)), x)
         return y
 
     @staticmethod
-    @torch.autograd.function.once_differentiable
+    def setup_context(ctx: Any, inputs: tuple[Any, ...], output: Any) -> None:
+        fn, names, holder, x, *values = inputs
+        ctx.fn, ctx.names, ctx.holder = fn, names, holder
+        ctx.save_for_backward(x, *values)
+
+    @staticmethod
     def backward(ctx: Any, grad_y: torch.Tensor):
         x, *values = ctx.saved_tensors
-        params = dict(zip(ctx.names, values, strict=True))
-        grads, grad_x = ctx.fn.backward(params, x, ctx.saved, grad_y.contiguous())
         wanted = ctx.needs_input_grad
+        want_x = bool(wanted[3]) and ctx.fn.provides_input_grad
+        grads = _Reverse.apply(ctx.fn, ctx.names, ctx.holder, want_x, x, grad_y, *values)
+        grad_x = grads[0] if want_x else None
+        by_name = grads[1:] if want_x else grads
         return (
             None,
             None,
-            grad_x if wanted[2] else None,
-            *(grads.get(name) if wanted[3 + k] else None for k, name in enumerate(ctx.names)),
+            None,
+            grad_x,
+            *(grad if wanted[4 + k] else None for k, grad in enumerate(by_name)),
         )
+
+    @staticmethod
+    def vmap(info: Any, in_dims: tuple[Any, ...], fn, names, holder, x, *values):
+        """One call per slice of the vmapped dimension; the slices' saved kept in ``holder``."""
+        x_dim, value_dims = in_dims[3], in_dims[4:]
+        holder.slices, outputs = [], []
+        for k in range(info.batch_size):
+            part = _Saved()
+            x_k = _select(x, x_dim, k)
+            values_k = (_select(v, d, k) for v, d in zip(values, value_dims, strict=True))
+            outputs.append(_Bridge.apply(fn, names, part, x_k, *values_k))
+            holder.slices.append(part)
+        return torch.stack(outputs), 0
+
+
+class _Reverse(torch.autograd.Function):
+    """(dE/dx if ``want_x``, dE/dθ by name in ``names`` order) = ``fn.backward`` on the saved
+    forward of ``holder``: the backward of :class:`_Bridge`, as a Function of its own.
+
+    Its vmap rule tells the two cases apart by the inputs the forward also had: when x or a
+    parameter is batched at this level, the forward was vmapped at the same level and slice k
+    uses the saved of slice k; when only grad_y is batched (``jacrev``, one vector–Jacobian
+    product per output) every slice uses the same saved.  It is first-order only: its own
+    backward raises.
+    """
+
+    @staticmethod
+    def forward(
+        fn: VJPFunction,
+        names: tuple[str, ...],
+        holder: _Saved,
+        want_x: bool,
+        x: torch.Tensor,
+        grad_y: torch.Tensor,
+        *values,
+    ):
+        if holder.slices is not None:
+            raise RuntimeError("meshprop bridge: a vmapped forward reached an unbatched backward")
+        params = dict(zip(names, values, strict=True))
+        grads, grad_x = fn.backward(params, x, holder.value, grad_y.contiguous())
+        by_name = tuple(
+            grads[name] if grads.get(name) is not None else torch.zeros_like(value)
+            for name, value in params.items()
+        )
+        if not want_x:
+            return by_name
+        if grad_x is None:
+            raise RuntimeError(f"{fn!r} promised dE/dx (provides_input_grad) but returned None")
+        return (grad_x, *by_name)
+
+    @staticmethod
+    def setup_context(ctx: Any, inputs: tuple[Any, ...], output: Any) -> None:
+        pass
+
+    @staticmethod
+    def backward(ctx: Any, *grads: torch.Tensor):
+        raise RuntimeError(
+            "meshprop's gradient engines compute first derivatives only; for second derivatives "
+            "use grad='autograd'"
+        )
+
+    @staticmethod
+    def vmap(info: Any, in_dims: tuple[Any, ...], fn, names, holder, want_x, x, grad_y, *values):
+        """One reverse pass per slice: of that slice's forward, or of the one shared forward."""
+        x_dim, grad_dim, value_dims = in_dims[4], in_dims[5], in_dims[6:]
+        per_slice = _is_sliced((x_dim, *value_dims))
+        if per_slice and (holder.slices is None or len(holder.slices) != info.batch_size):
+            raise RuntimeError("meshprop bridge: the backward is vmapped unlike its forward")
+        results = []
+        for k in range(info.batch_size):
+            part = holder.slices[k] if per_slice else holder
+            values_k = (_select(v, d, k) for v, d in zip(values, value_dims, strict=True))
+            results.append(
+                _Reverse.apply(
+                    fn,
+                    names,
+                    part,
+                    want_x,
+                    _select(x, x_dim, k),
+                    _select(grad_y, grad_dim, k),
+                    *values_k,
+                )
+            )
+        stacked = tuple(torch.stack(column) for column in zip(*results, strict=True))
+        return stacked, (0,) * len(stacked)
 
 
 def apply(fn: VJPFunction, params: Params, x: torch.Tensor) -> torch.Tensor:
-    """y = fn(θ, x) as a differentiable function of θ (and of x where ``fn`` provides it)."""
+    """y = fn(θ, x) as a differentiable function of θ (and of x where ``fn`` provides it).
+
+    Works with ``loss.backward()`` and with the torch.func transforms ``grad``, ``vjp``,
+    ``vmap`` (over x, θ or both, nested too) and ``jacrev``; ``jvp``/``jacfwd`` are not
+    supported (the engines provide reverse-mode products only), nor derivatives of order two.
+    Under ``torch.compile`` the call is left to eager mode (``torch.compiler.disable``): the
+    engines use NumPy, caches and data-dependent control flow, so the compiled graph breaks here
+    and the output equals eager.
+    """
     if x.requires_grad and not fn.provides_input_grad:
         raise ValueError(
             f"{fn!r} computes parameter gradients only, but x requires grad; pass x.detach() or "
             "use a method that provides input gradients (bptt, autograd)"
         )
-    return _Bridge.apply(fn, tuple(params), x, *params.values())
+    if torch.compiler.is_compiling():
+        return _eager_apply(fn, tuple(params), x, *params.values())
+    return _Bridge.apply(fn, tuple(params), _Saved(), x, *params.values())
+
+
+@torch.compiler.disable
+def _eager_apply(fn: VJPFunction, names: tuple[str, ...], x: torch.Tensor, *values) -> torch.Tensor:
+    """The bridge called from code that torch.compile traces: run in eager mode."""
+    return _Bridge.apply(fn, names, _Saved(), x, *values)
 
 
 def value_and_grad(

@@ -110,7 +110,7 @@ class Multivariate(Block):
 
         One evaluation of F per step, with ``torch.func.jacrev`` vectorised over the batch by
         ``torch.func.vmap``.  Functions torch.func cannot transform (Python control flow on
-        values, a MeshNet bridged to a meshprop engine) fall back to one evaluation per sample
+        values, ``.item()`` inside the function) fall back to one evaluation per sample
         and one backward per output."""
         if self.vmappable is not False:
             try:

@@ -16,7 +16,7 @@ from .base import BoundEngine, GradientEngine, bind
 from .bptt import BPTTEngine
 from .fop import FOPEngine
 from .fop_factored import FactoredFOPEngine
-from .guard import check_memory
+from .guard import GuardedEngine, bind_guarded, check_memory
 from .reference import ReferenceEngine
 from .registry import ENGINES, engine_layouts, get_engine, register_engine, registered_names
 from .sparse_layout import EDGE_ENGINES
@@ -26,7 +26,9 @@ __all__ = [
     "GRADIENT_METHODS",
     "BoundEngine",
     "GradientEngine",
+    "GuardedEngine",
     "bind",
+    "bind_guarded",
     "check_memory",
     "engine_layouts",
     "get_engine",
