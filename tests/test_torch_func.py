@@ -132,9 +132,9 @@ def test_jacrev_equals_the_autograd_jacobian(engine, layout):
         reference = make_case(seed, "autograd", layout).net
         name = case.net.storage.parameter
         A, x = case.net.parameter.detach(), case.x
-        J = jacrev(lambda A, net=case.net, x=x: functional_call(net, {name: A}, (x,)))(A)
+        J = jacrev(lambda A, net=case.net, x=x, n=name: functional_call(net, {n: A}, (x,)))(A)
         J_ref = torch.autograd.functional.jacobian(
-            lambda A, net=reference, x=x: functional_call(net, {name: A}, (x,)), A
+            lambda A, net=reference, x=x, n=name: functional_call(net, {n: A}, (x,)), A
         )
         assert J.shape == (x.shape[-2], case.net.topology.n_outputs, *A.shape)
         assert J_ref.abs().max() > 0
