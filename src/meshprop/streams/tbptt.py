@@ -70,11 +70,11 @@ class TBPTTCarry(StreamCarry):
         reciprocal(self.dyn, tr, elements, self.grad)
 
     def gradient(self, theta, out=None):
-        grad = self.storage.project(self.grad)
-        self.grad.zero_()
         if out is None:
-            return grad
-        return out.copy_(grad)
+            out = torch.empty_like(self.grad)
+        out.copy_(self.storage.project(self.grad))  # project may return its argument
+        self.grad.zero_()
+        return out
 
     def state_dict(self) -> dict[str, Any]:
         return {
