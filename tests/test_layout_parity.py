@@ -44,7 +44,7 @@ def test_stream_sequence_methods_agree_on_both_layouts(seed: int) -> None:
     reference = _edges(case.net, reference)
     for net in (case.net, sparse):
         for method in ("fop", "bptt", "autograd"):
-            value, grad = mp.sequence_gradient(net, case.x, case.target, method=method, **kwargs)
+            _, grad = mp.sequence_gradient(net, case.x, case.target, method=method, **kwargs)
             assert grad.shape == net.storage.shape
             assert relative_error(_edges(net, grad), reference) <= TOL, (method, net.layout)
     _, dense_cut = mp.sequence_gradient(
@@ -69,17 +69,22 @@ def test_a_stream_cut_into_chunks_equals_the_whole(layout: str, seed: int) -> No
         share = int(mask[start:stop].sum())
         chunk_mask = mask[start:stop] if share else torch.ones(stop - start, B, dtype=torch.bool)
         _, g = mp.sequence_gradient(
-            net, case.x[start:stop], case.target[start:stop], loss=case.loss, mask=chunk_mask,
+            net,
+            case.x[start:stop],
+            case.target[start:stop],
+            loss=case.loss,
+            mask=chunk_mask,
             state=state,
-        )  # fmt: skip
+        )
         grad += g * share / total
     assert relative_error(grad, whole) <= TOL, case.description
 
 
 def _frozen_online_sum(net, case, mask, **options) -> torch.Tensor:
     """Σ_t (masked share of t) · the learner's gradient at step t, weights frozen."""
-    learner = mp.OnlineLearner(net, torch.optim.SGD(net.parameters(), lr=0.0), loss=case.loss,
-                               **options)  # fmt: skip
+    learner = mp.OnlineLearner(
+        net, torch.optim.SGD(net.parameters(), lr=0.0), loss=case.loss, **options
+    )
     total = int(mask.sum())
     accumulated = torch.zeros(net.storage.shape, dtype=torch.float64)
     for t in range(case.x.shape[0]):
@@ -119,8 +124,9 @@ def test_online_learning_is_the_same_on_both_layouts(method: str) -> None:
     sparse = _sparse_twin(dense)
     options = {"truncation": 4} if method == "tbptt" else {}
     learners = [
-        mp.OnlineLearner(n, torch.optim.Adam(n.parameters(), lr=1e-2), loss=case.loss,
-                         method=method, **options)  # fmt: skip
+        mp.OnlineLearner(
+            n, torch.optim.Adam(n.parameters(), lr=1e-2), loss=case.loss, method=method, **options
+        )
         for n in (dense, sparse)
     ]
     for t in range(case.x.shape[0]):

@@ -12,8 +12,8 @@ import torch
 
 import meshprop as mp
 from helpers import relative_error
-from test_sequence import TOL, sequence_case
 from meshprop.losses import loss_and_grad
+from test_sequence import TOL, sequence_case
 
 
 @pytest.fixture(autouse=True)

@@ -121,8 +121,9 @@ def test_a_fully_masked_element_has_no_last_gradient(method) -> None:
     not stepped and ``last_gradient`` is None (not the previous element's gradient)."""
     net = _net()
     options = {"truncation": 2} if method == "tbptt" else {}
-    learner = mp.OnlineLearner(net, torch.optim.SGD(net.parameters(), lr=0.1), method=method,
-                               **options)  # fmt: skip
+    learner = mp.OnlineLearner(
+        net, torch.optim.SGD(net.parameters(), lr=0.1), method=method, **options
+    )
     x, target = _stream(3)
     learner.step(x[0], target[0])
     assert learner.last_gradient is not None
@@ -138,10 +139,13 @@ def test_the_online_path_is_memory_guarded(method) -> None:
     """Bug (d): a carry that cannot fit is refused before it is allocated."""
     net = _net(hidden=12)
     options = {"truncation": 2} if method == "tbptt" else {}
-    learner = mp.OnlineLearner(net, torch.optim.SGD(net.parameters(), lr=0.1), method=method,
-                               **options)  # fmt: skip
+    learner = mp.OnlineLearner(
+        net, torch.optim.SGD(net.parameters(), lr=0.1), method=method, **options
+    )
     with mp.memory_limit(1000), pytest.raises(mp.MemoryLimitError, match=method) as caught:
-        learner.step(torch.zeros(64, 1, dtype=torch.float64), torch.zeros(64, 1, dtype=torch.float64))
+        learner.step(
+            torch.zeros(64, 1, dtype=torch.float64), torch.zeros(64, 1, dtype=torch.float64)
+        )
     assert "memory limit" in str(caught.value) and caught.value.estimate > 1000
     assert learner.state is None  # nothing was built
     with pytest.raises(mp.MemoryLimitError), mp.memory_limit(1000):

@@ -47,8 +47,8 @@ _GROUP_KEYS = tuple(
 
 
 def _has_hooks(opt: torch.optim.Optimizer) -> bool:
-    """Whether a step hook (the optimizer's or a global one) is registered (the tables that the
-    public ``register_step_*_hook`` functions fill; the global ones live in ``torch.optim.optimizer``)."""
+    """Whether a step hook (the optimizer's or a global one) is registered: the tables that
+    the public ``register_step_*_hook`` functions fill (read with defaults, never written)."""
     module = optimizer_module
     return bool(
         getattr(opt, "_optimizer_step_pre_hooks", None)

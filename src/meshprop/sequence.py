@@ -154,16 +154,16 @@ def sequence_gradient(
         with torch.enable_grad():
             leaf = theta.detach().requires_grad_(True)
             start = torch.zeros(B, F, dtype=theta.dtype, device=dev) if h0 is None else h0
-            y, h = storage.unroll(dyn, leaf, x, start)
+            y, h_end = storage.unroll(dyn, leaf, x, start)
             value = loss_value(loss, y[mask], target[mask])
             (grad,) = torch.autograd.grad(value, leaf)
         if state is not None:
-            state.h, state.sensitivities = h.detach(), None
+            state.h, state.sensitivities = h_end.detach(), None
         return value.detach(), storage.project(grad)
 
     itemsize = theta.element_size()
     if method == "tbptt":
-        k = stream.settings["truncation"]
+        k = int(stream.settings["truncation"] or 1)  # checked (>= 1) by TBPTT
         windows = [(start, min(start + k, L)) for start in range(0, L, k)]
         stream = get_stream_method("bptt")
     else:
@@ -171,7 +171,8 @@ def sequence_gradient(
     check_stream_memory(stream, dyn, storage, B, itemsize, windows[0][1] - windows[0][0])
     value = torch.zeros((), dtype=theta.dtype, device=dev)
     grad = torch.zeros(storage.shape, dtype=theta.dtype, device=dev)
-    h, Z = h0, None if state is None else state.sensitivities
+    h = h0
+    Z = None if state is None else state.sensitivities
     carry: StreamCarry | None = None
     for begin, end in windows:  # the fold: advance, feed, gradient
         carry = stream.start(dyn, storage, theta, B)

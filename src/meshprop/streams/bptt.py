@@ -23,7 +23,7 @@ from ..dynamics import Dynamics
 from ..layout import Layout, Transition
 from .protocol import StreamCarry, StreamMethod
 
-__all__ = ["BPTT", "BPTTCarry", "Element", "record", "reciprocal"]
+__all__ = ["BPTT", "BPTTCarry", "Element", "reciprocal", "record"]
 
 #: one element as stored: the (S_{n-1}, φ′(T_n)) of each of its ticks, and dE/dy fed after it
 Element = tuple[list[tuple[torch.Tensor, torch.Tensor]], "torch.Tensor | None"]
@@ -44,9 +44,7 @@ def record(
     return h, ticks
 
 
-def reciprocal(
-    dyn: Dynamics, tr: Transition, elements: list[Element], grad: torch.Tensor
-) -> None:
+def reciprocal(dyn: Dynamics, tr: Transition, elements: list[Element], grad: torch.Tensor) -> None:
     """The reciprocal network backwards over ``elements`` (module docstring): grad (storage
     shape) += dE/dθ, in place, read through the transition (entries off the edges may be
     touched on the dense layout: project afterwards)."""
@@ -123,7 +121,7 @@ class BPTTCarry(StreamCarry):
 
 
 class BPTT(StreamMethod):
-    """"bptt": the whole stream stored, the reciprocal network backwards (module docstring).
+    """ "bptt": the whole stream stored, the reciprocal network backwards (module docstring).
     Not online: its memory grows with the stream (``sequence_gradient``)."""
 
     name = "bptt"

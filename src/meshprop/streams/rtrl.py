@@ -43,7 +43,9 @@ class _Bank:
         self.out_row = V[0, F - 1] if B == O == 1 else None
         # B = O = 1 on a full mesh: that row as the (N, F) grid of the edges
         self.out_grid = (
-            self.out_row.view(n_rows, F) if n_rows is not None and self.out_row is not None else None
+            self.out_row.view(n_rows, F)
+            if n_rows is not None and self.out_row is not None
+            else None
         )
         # the full mesh (every (i, j) an edge, row-major, p = i·F + j): S̃ lands on the
         # diagonal V[b, j, i, j] of a (B, F, N, F) view, seen as (B, N, F)
@@ -376,7 +378,7 @@ class RTRLCarry(StreamCarry):
 
 
 class RTRL(StreamMethod):
-    """"fop": RTRL, exact through the whole past (module docstring)."""
+    """ "fop": RTRL, exact through the whole past (module docstring)."""
 
     name = "fop"
     online = True

@@ -19,7 +19,7 @@ import torch
 
 from ..dynamics import Dynamics
 from ..layout import Layout
-from .bptt import record, reciprocal
+from .bptt import reciprocal, record
 from .protocol import StreamCarry, StreamMethod
 
 __all__ = ["TBPTT", "TBPTTCarry"]
@@ -97,7 +97,7 @@ class TBPTTCarry(StreamCarry):
 
 
 class TBPTT(StreamMethod):
-    """"tbptt": BPTT through the last ``truncation`` elements (module docstring)."""
+    """ "tbptt": BPTT through the last ``truncation`` elements (module docstring)."""
 
     name = "tbptt"
     online = True
