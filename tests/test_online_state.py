@@ -1,6 +1,6 @@
 """OnlineLearner.state_dict / load_state_dict: a stream cut in two, the second half continued by a
 fresh learner (new network object, new optimizer) from the saved state, gives exactly (bit for
-bit) the losses, weights and carried state of one uninterrupted learner — lean and general RTRL,
+bit) the losses, weights and carried state of one uninterrupted learner — RTRL,
 truncated BPTT, accumulated updates, B > 1 with masks."""
 
 from __future__ import annotations
@@ -25,9 +25,9 @@ def _learner(net: mp.MeshNet, state: dict | None, **options) -> mp.OnlineLearner
 CASES = [
     ({"method": "fop"}, 1, 1, torch.float32),  # the delayed-recall layout: host-scalar path
     ({"method": "fop"}, 3, 2, torch.float64),
-    ({"method": "fop", "lean": False}, 2, 1, torch.float64),
+    ({"method": "fop"}, 2, 1, torch.float64),
     ({"method": "fop", "update_every": 3}, 1, 1, torch.float64),
-    ({"method": "fop", "update_every": 4, "lean": False}, 2, 2, torch.float64),
+    ({"method": "fop", "update_every": 4}, 2, 2, torch.float64),
     ({"method": "tbptt", "truncation": 4}, 2, 1, torch.float64),
     ({"method": "tbptt", "truncation": 3, "update_every": 2}, 1, 1, torch.float32),
 ]

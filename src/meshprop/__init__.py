@@ -27,7 +27,13 @@ from .export import export_onnx
 from .losses import LOSSES
 from .memory import MemoryLimitError, get_memory_limit, memory_limit, set_memory_limit
 from .mesh import MeshNet, gradient
-from .sequence import ChaoticNetworkError, OnlineLearner, SequenceState, sequence_gradient
+from .sequence import (
+    ONLINE_METHODS,
+    ChaoticNetworkError,
+    OnlineLearner,
+    SequenceState,
+    sequence_gradient,
+)
 from .topology import Topology
 from .training import EarlyStopping, History, evaluate, fit, jacobian
 
@@ -38,6 +44,7 @@ __all__ = [
     "ACTIVATIONS",
     "GRADIENT_METHODS",
     "LOSSES",
+    "ONLINE_METHODS",
     "ChaoticNetworkError",
     "EarlyStopping",
     "GradientEngine",

@@ -162,6 +162,17 @@ class Layout(ABC):
         return self.from_edge_values(moved)
 
     @abstractmethod
+    def write_edge_values(self, out: torch.Tensor, values: torch.Tensor) -> None:
+        """``out`` (storage shape) ← ``values`` (P,) at the edges, in place; entries off the
+        edges are left as they are (0 in a buffer that only this method writes)."""
+
+    @abstractmethod
+    def edge_grid(self, tensor: torch.Tensor) -> torch.Tensor | None:
+        """A view (N, F) of ``tensor`` (storage shape) whose entry (i, j) is edge p = i·F + j,
+        when every (neuron, free neuron) pair is an edge (a full mesh: P = N·F, the edge order
+        row-major); None otherwise.  Writing it writes the storage in place."""
+
+    @abstractmethod
     def dense(self, theta: torch.Tensor) -> torch.Tensor:
         """The N×N matrix A (memory-guarded: ``MemoryLimitError`` where it cannot fit)."""
 
@@ -307,6 +318,18 @@ class DenseLayout(Layout):
     def dense(self, theta):
         return theta
 
+    def write_edge_values(self, out, values):
+        topo = self.topology
+        index = edge_index_of(topo, values.device)
+        flat = index.src * topo.n_neurons + index.dst + topo.n_clamped
+        out.view(-1).index_copy_(0, flat, values)
+
+    def edge_grid(self, tensor):
+        topo = self.topology
+        if topo.n_edges != topo.n_neurons * topo.n_free:
+            return None
+        return tensor[:, topo.n_clamped :]
+
     def project(self, grad):
         return grad * self.topology.dense_mask().to(device=grad.device, dtype=grad.dtype)
 
@@ -355,6 +378,15 @@ class SparseLayout(Layout):
 
     def project(self, grad):
         return grad
+
+    def write_edge_values(self, out, values):
+        out.copy_(values)
+
+    def edge_grid(self, tensor):
+        topo = self.topology
+        if topo.n_edges != topo.n_neurons * topo.n_free:
+            return None
+        return tensor.view(topo.n_neurons, topo.n_free)
 
     def transition(self, dyn, theta, differentiable=False):
         return _SparseTransition(dyn, theta, differentiable)

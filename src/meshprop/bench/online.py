@@ -1,6 +1,6 @@
 """The ``online`` benchmark workload: streams through a MeshNet (issue 10).
 
-- :func:`throughput`: ticks per second of online FOP (RTRL, ``mp.OnlineLearner``'s lean path,
+- :func:`throughput`: ticks per second of online FOP (RTRL, ``mp.OnlineLearner`` with method "fop",
   fused torch Adam stepped at every element, denormals flushed) on the delayed-recall network
   (1 input, bias, H tanh hidden, 1 tanh output, fully connected, 1 tick per element, float32,
   one thread) against H, timed in interleaved rounds beside :func:`prototype_rtrl`, a plain
@@ -154,20 +154,22 @@ def _mean_us(fn: Callable[[], object], n: int) -> float:
 
 
 def _breakdown(learner: OnlineLearner, x: torch.Tensor, n: int) -> dict[str, float]:
-    """What bounds a lean step (µs each, mean of n): the (F×F)·(F×P) sensitivity product alone
+    """What bounds a step (µs each, mean of n): the (F×F)·(F×P) sensitivity product alone
     (the RTRL work, P·F² multiply-adds per tick, O(F⁴) on a full mesh), the whole
-    forward-and-sensitivity part of the step (``RTRLStepper.advance``), ``optimizer.step()``
-    alone, and the same Adam step as the learner makes it (``DirectAdamStep``: torch's fused
-    kernel called directly)."""
-    stepper = learner._stepper
-    if stepper is None:
+    forward-and-sensitivity part of the step (the RTRL carry's ``advance``),
+    ``optimizer.step()`` alone, and the same Adam step as the learner makes it
+    (``DirectAdamStep``: torch's functional Adam called directly)."""
+    carry = learner._carry
+    stepper = getattr(carry, "stepper", None)
+    if carry is None or stepper is None:
         return {}
     matrix, Mt, out = stepper.bank.matrix, stepper.Mt_matrix, stepper.spare.matrix
     if matrix is None or out is None:  # B > 1: no single product to time
         return {}
+    theta = learner.net.parameter
     return {
         "us_sensitivity_product": _mean_us(lambda: torch.mm(Mt, matrix, out=out), n),
-        "us_advance": _mean_us(lambda: stepper.advance(x[0]), n),
+        "us_advance": _mean_us(lambda: carry.advance(theta, x[0]), n),
         "us_optimizer_step": _mean_us(learner.optimizer.step, n),
         "us_learner_adam_step": _mean_us(learner._direct.step, n),
     }
