@@ -182,9 +182,7 @@ def inference_module(
     return UnrolledMesh(net, dtype, products).eval()
 
 
-def _example(
-    net: MeshNet, example_input: torch.Tensor | None, dtype: torch.dtype
-) -> torch.Tensor:
+def _example(net: MeshNet, example_input: torch.Tensor | None, dtype: torch.dtype) -> torch.Tensor:
     if example_input is None:
         example_input = torch.zeros(2, net.topology.n_inputs)
     if not isinstance(example_input, torch.Tensor):
