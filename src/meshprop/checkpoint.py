@@ -2,16 +2,18 @@
 
 A checkpoint is a directory (or the path of its ``model.json``) holding
 
-- ``model.safetensors``: the adjacency matrix ``A`` (N×N, zero outside the mask) and the
+- ``model.safetensors``: the weights as the network stores them (its
+  :class:`~meshprop.layout.Layout`): ``A`` (N×N, zero outside the mask) for the dense layout,
+  ``weight`` ((P,), one per edge in ``topo.edges`` order) for the sparse one — and the
   topology's edges, compactly: ``edges`` ((P, 2) int32 source/target pairs, row-major) or,
   when smaller, ``mask`` (the N×N boolean mask);
-- ``model.json``: ``{"format": "meshprop-checkpoint", "version": 2, "topology": {n_inputs,
+- ``model.json``: ``{"format": "meshprop-checkpoint", "version": 3, "topology": {n_inputs,
   n_hidden, n_outputs, bias, layer_sizes, "edges": "edges" | "mask"}, "model": {ticks,
-  activation, output_activation, grad, dtype}, ...extra}``, where ``extra`` is whatever the
-  caller stores (the training configuration, the standardisation statistics).
+  activation, output_activation, grad, dtype, layout}, ...extra}``, where ``extra`` is whatever
+  the caller stores (the training configuration, the standardisation statistics).
 
-Version 1 (the edges as a JSON list of pairs, which took minutes and gigabytes for a mesh of
-thousands of neurons) is still read.
+Version 2 (no ``layout``: always the dense ``A``) and version 1 (also the edges as a JSON list of
+pairs, which took minutes and gigabytes for a mesh of thousands of neurons) are still read.
 
 :func:`load_checkpoint` rebuilds the identical model: same topology, same activations, same
 weights bit for bit.
@@ -33,9 +35,10 @@ from .topology import Topology
 __all__ = ["load_checkpoint", "save_checkpoint"]
 
 FORMAT = "meshprop-checkpoint"
-VERSION = 2
-#: versions :func:`load_checkpoint` reads (1: the edges as a JSON list in model.json)
-READABLE = (1, 2)
+VERSION = 3
+#: versions :func:`load_checkpoint` reads (1: the edges as a JSON list in model.json; 1 and 2:
+#: no layout, the dense ``A``)
+READABLE = (1, 2, 3)
 WEIGHTS = "model.safetensors"
 CONFIG = "model.json"
 _DTYPES = {"float32": torch.float32, "float64": torch.float64}
@@ -43,13 +46,14 @@ _DTYPES = {"float32": torch.float32, "float64": torch.float64}
 
 def model_config(net: MeshNet) -> dict[str, Any]:
     """What, besides topology and weights, rebuilds ``net``."""
-    dtype = str(net.A.dtype).removeprefix("torch.")
+    dtype = str(net.parameter.dtype).removeprefix("torch.")
     return {
         "ticks": net.ticks,
         "activation": net.activation if isinstance(net.activation, str) else list(net.activation),
         "output_activation": net.output_activation,
         "grad": net.grad,
         "dtype": dtype,
+        "layout": net.layout,
     }
 
 
@@ -72,7 +76,7 @@ def save_checkpoint(
         if key in document:
             raise ValueError(f"extra key {key!r} clashes with the checkpoint's own fields")
         document[key] = value
-    tensors["A"] = net.A.detach().to("cpu").contiguous()
+    tensors[net.storage.parameter] = net.parameter.detach().to("cpu").contiguous()
     save_file(tensors, str(directory / WEIGHTS))
     (directory / CONFIG).write_text(json.dumps(document, indent=2) + "\n", encoding="utf-8")
     return directory
@@ -97,10 +101,12 @@ def topology_tensors(topology: Topology) -> tuple[dict[str, torch.Tensor], dict[
     return {"edges": topology.edges.to(torch.int32).contiguous()}, description
 
 
-def stored_bytes(n_neurons: int, n_edges: int, itemsize: int) -> int:
-    """The size of a checkpoint's safetensors file (A and the topology), without the JSON."""
+def stored_bytes(n_neurons: int, n_edges: int, itemsize: int, layout: str = "dense") -> int:
+    """The size of a checkpoint's safetensors file (the weights and the topology), without
+    the JSON: N×N weights for the dense layout, P for the sparse one."""
     N, P = n_neurons, n_edges
-    return N * N * itemsize + min(N * N, 8 * P) + 1024
+    weights = P if layout == "sparse" else N * N
+    return weights * itemsize + min(N * N, 8 * P) + 1024
 
 
 def _resolve(path: str | Path) -> Path:
@@ -157,21 +163,40 @@ def load_checkpoint(path: str | Path, grad: str | None = None) -> tuple[MeshNet,
             output_activation=config["output_activation"],
             grad=grad or config["grad"],
             dtype=dtype,
+            layout=_layout(config, version),
         )
     except (KeyError, TypeError, ValueError, AttributeError, IndexError) as error:
         raise ValueError(f"{where}: invalid model settings ({_describe(error)})") from None
-    A = tensors.get("A")
-    if A is None or A.shape != net.A.shape:
-        shape = None if A is None else tuple(A.shape)
-        raise ValueError(
-            f"{directory / WEIGHTS}: expected a tensor 'A' of shape {tuple(net.A.shape)}, "
-            f"got {shape}"
-        )
-    if bool((A.to(torch.float64) * (~topology.mask)).abs().sum() > 0):
-        raise ValueError(f"{directory / WEIGHTS}: weights outside the topology's edges")
-    with torch.no_grad():
-        net.A.copy_(A.to(dtype))
+    _load_weights(net, tensors, directory / WEIGHTS)
     return net, document
+
+
+def _layout(config: dict[str, Any], version: int) -> str:
+    """The stored layout: ``"dense"`` before version 3, the ``layout`` key from then on."""
+    if version < 3:
+        return "dense"
+    layout = config["layout"]
+    if not isinstance(layout, str):
+        raise TypeError(f"layout must be a string, got {type(layout).__name__}")
+    return layout
+
+
+def _load_weights(net: MeshNet, tensors: dict[str, torch.Tensor], where: Path) -> None:
+    """Copy the stored weights into ``net`` after checking their name, shape and that nothing
+    lies off the topology's edges (the storage's :meth:`~meshprop.layout.Layout.project`)."""
+    storage, name = net.storage, net.storage.parameter
+    stored = tensors.get(name)
+    if stored is None or tuple(stored.shape) != storage.shape or not stored.is_floating_point():
+        found = "none" if stored is None else f"{tuple(stored.shape)} {stored.dtype}"
+        raise ValueError(
+            f"{where}: expected a floating-point tensor {name!r} of shape {storage.shape} "
+            f"(the {storage.name} layout's weights), got {found}"
+        )
+    values = stored.to(torch.float64)
+    if bool((values - storage.project(values)).abs().sum() > 0):
+        raise ValueError(f"{where}: weights outside the topology's edges")
+    with torch.no_grad():
+        net.parameter.copy_(stored.to(net.parameter.dtype))
 
 
 def _read_weights(path: Path) -> dict[str, torch.Tensor]:

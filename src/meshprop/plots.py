@@ -33,7 +33,9 @@ __all__ = [
     "plot_history",
     "plot_structure",
     "plot_topology",
+    "plot_weight_matrix",
     "saver",
+    "weight_image",
 ]
 
 _CLASS_COLOURS = ["#3b6fb6", "#d1495b", "#66a182", "#edae49", "#8d6cab", "#00798c"]
@@ -147,7 +149,9 @@ def plot_topology(net: MeshNet, title: str = "") -> Figure:
     topo = net.topology
     if topo.n_edges > GRAPH_EDGES:
         return plot_weight_matrix(net, title)
-    graph = topo.to_networkx(net.A)
+    graph = topo.to_networkx()
+    for (i, j), w in zip(topo.edge_list(), net.edge_weights().tolist(), strict=True):
+        graph.edges[i, j]["weight"] = w
     pos = _positions(net)
     weights = np.array([abs(d["weight"]) for _, _, d in graph.edges(data=True)])
     scale = weights.max() if len(weights) and weights.max() > 0 else 1.0
@@ -197,21 +201,33 @@ def plot_topology(net: MeshNet, title: str = "") -> Figure:
     return fig
 
 
+def weight_image(net: MeshNet, pixels: int = 600) -> tuple[np.ndarray, int]:
+    """The weight matrix A (row = source neuron, column = target) as an image of at most
+    ``pixels``² entries, and the block size: above ``pixels`` neurons each pixel shows the
+    weight of largest magnitude among the edges of its block of ``ceil(N / pixels)`` neurons
+    (0 where there is none).  Built from the edge vector in O(P + pixels²) memory, so a
+    10⁵-neuron mesh is drawn without its N×N matrix."""
+    topo = net.topology
+    N = topo.n_neurons
+    step = max(1, -(-N // pixels))
+    M = -(-N // step)
+    w = net.edge_weights().to("cpu", torch.float64)
+    edges = topo.edges
+    block = (edges[:, 0] // step) * M + edges[:, 1] // step
+    flat = torch.zeros(M * M, dtype=torch.float64)
+    # the largest positive and the most negative weight per block; keep the larger magnitude
+    high = flat.scatter_reduce(0, block, w, "amax", include_self=True)
+    low = flat.scatter_reduce(0, block, w, "amin", include_self=True)
+    image = torch.where(high >= -low, high, low).reshape(M, M)
+    return image.numpy(), step
+
+
 def plot_weight_matrix(net: MeshNet, title: str = "", pixels: int = 600) -> Figure:
     """The weight matrix A (row = source neuron, column = target) as an image, red for
     positive and blue for negative weights; larger matrices are shown by the largest |weight|
-    of each block of ``ceil(N / pixels)`` neurons, so the figure stays small."""
-    A = net.dense_weights().detach().to("cpu", torch.float64)
-    N = A.shape[0]
-    step = max(1, -(-N // pixels))
-    if step > 1:
-        pad = (-N) % step
-        padded = torch.nn.functional.pad(A, (0, pad, 0, pad))
-        M = padded.shape[0] // step
-        blocks = padded.reshape(M, step, M, step).permute(0, 2, 1, 3).reshape(M, M, step * step)
-        pick = blocks.abs().argmax(dim=2, keepdim=True)
-        A = blocks.gather(2, pick).squeeze(2)
-    image = A.numpy()
+    of each block of ``ceil(N / pixels)`` neurons (:func:`weight_image`), so the figure stays
+    small and nothing of size N² is allocated."""
+    image, step = weight_image(net, pixels)
     scale = float(np.abs(image).max()) or 1.0
     fig, ax = plt.subplots(figsize=(6.5, 5.5), layout="constrained")
     shown = ax.imshow(image, cmap="RdBu_r", vmin=-scale, vmax=scale, interpolation="nearest")
@@ -248,7 +264,7 @@ def _grid(X: np.ndarray, steps: int) -> tuple[np.ndarray, np.ndarray]:
 
 @torch.no_grad()
 def _predict_grid(net: MeshNet, xx: np.ndarray, yy: np.ndarray) -> np.ndarray:
-    points = torch.as_tensor(np.c_[xx.ravel(), yy.ravel()], dtype=net.A.dtype)
+    points = torch.as_tensor(np.c_[xx.ravel(), yy.ravel()], dtype=net.parameter.dtype)
     return net(points).argmax(dim=1).reshape(xx.shape).cpu().numpy()
 
 
@@ -352,21 +368,22 @@ def animate_decision_boundary(
 ) -> Path:
     """Write a GIF of the decision boundary during training.
 
-    ``frames`` are ``(epoch, A, accuracy)`` snapshots; ``net`` supplies topology and dynamics
-    (its weights are restored afterwards).
+    ``frames`` are ``(epoch, weights, accuracy)`` snapshots, the weights as ``net`` stores them
+    (``net.parameter``: A, or the edge vector of the sparse layout); ``net`` supplies topology
+    and dynamics (its weights are restored afterwards).
     """
     X, y = np.asarray(X), np.asarray(y)
     _check_2d(net, X)
     if not frames:
         raise ValueError("no frames to animate")
     xx, yy = _grid(X, steps)
-    saved = net.A.detach().clone()
+    saved = net.parameter.detach().clone()
     fig, ax = plt.subplots(figsize=(size, size), dpi=80, layout="constrained")
 
     def draw(k: int) -> None:
-        epoch, A, accuracy = frames[k]
+        epoch, weights, accuracy = frames[k]
         with torch.no_grad():
-            net.A.copy_(A)
+            net.parameter.copy_(weights)
         ax.clear()
         _draw_boundary(ax, net, X, y, xx, yy, net.topology.n_outputs, light=True)
         ax.set_title(f"{title} epoch {epoch}  acc {accuracy:.3f}".strip(), fontsize=9)
@@ -377,6 +394,6 @@ def animate_decision_boundary(
         movie.save(str(path), writer=animation.PillowWriter(fps=fps))
     finally:
         with torch.no_grad():
-            net.A.copy_(saved)
+            net.parameter.copy_(saved)
         plt.close(fig)
     return path

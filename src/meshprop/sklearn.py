@@ -27,7 +27,8 @@ from sklearn.utils import check_random_state
 from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_is_fitted, validate_data
 
-from .mesh import MeshNet
+from .layout import layout_of
+from .mesh import LAYOUTS, MeshNet
 from .topology import Topology
 from .training import fit as fit_model
 from .training.optim import build_optimizer
@@ -57,6 +58,8 @@ def _check_params(est: _MeshEstimator) -> None:
         raise ValueError(f"lr must be a positive number, got {est.lr!r}")
     if not isinstance(est.weight_decay, float | int) or float(est.weight_decay) < 0.0:
         raise ValueError(f"weight_decay must be a number >= 0, got {est.weight_decay!r}")
+    if est.layout not in LAYOUTS:
+        raise ValueError(f"layout must be one of {LAYOUTS}, got {est.layout!r}")
 
 
 class _MeshEstimator(BaseEstimator):
@@ -79,6 +82,7 @@ class _MeshEstimator(BaseEstimator):
         standardize: bool = True,
         threads: int | None = None,
         random_state: int | np.random.RandomState | None = None,
+        layout: str = "dense",
     ) -> None:
         self.hidden = hidden
         self.ticks = ticks
@@ -93,6 +97,7 @@ class _MeshEstimator(BaseEstimator):
         self.standardize = standardize
         self.threads = threads
         self.random_state = random_state
+        self.layout = layout
 
     # ------------------------------------------------------------ the network
     def _build(self, n_features: int, n_outputs: int, rng: np.random.RandomState) -> None:
@@ -113,6 +118,7 @@ class _MeshEstimator(BaseEstimator):
             grad=self.grad,
             dtype=torch.float64,
             seed=int(rng.randint(_SEED_BOUND)),
+            layout=self.layout,
         )
         self._optimizer: torch.optim.Optimizer | None = None
         self._rng = rng
@@ -159,15 +165,16 @@ class _MeshEstimator(BaseEstimator):
 
     # ---------------------------------------------------------------- pickling
     def __getstate__(self) -> dict[str, Any]:
-        """The network travels as its configuration and weights (its gradient hook does not
-        pickle); the optimiser state of ``partial_fit`` is not kept."""
+        """The network travels as its configuration and weights — its edge vector, whatever the
+        layout (its gradient hook does not pickle); the optimiser state of ``partial_fit`` is
+        not kept."""
         state = dict(self.__dict__)
         net = state.pop("network_", None)
         state.pop("_optimizer", None)
         if net is not None:
             state["_network_state"] = {
                 "topology": net.topology.to_dict(),
-                "A": net.A.detach().clone(),
+                "weights": net.edge_weights().clone(),
             }
         return state
 
@@ -176,16 +183,22 @@ class _MeshEstimator(BaseEstimator):
         self.__dict__.update(state)
         self._optimizer = None
         if saved is not None:
+            topology = Topology.from_dict(saved["topology"])
+            weights = saved.get("weights")
+            if weights is None:  # pickled before the layouts: the N×N matrix "A"
+                weights = layout_of("dense", topology).edge_values(saved["A"])
             self.network_ = MeshNet(
-                Topology.from_dict(saved["topology"]),
+                topology,
                 ticks=int(self.ticks),
                 activation=self.activation,
                 output_activation="identity",
                 grad=self.grad,
                 dtype=torch.float64,
+                layout=getattr(self, "layout", "dense"),
             )
+            storage = self.network_.storage
             with torch.no_grad():
-                self.network_.A.copy_(saved["A"])
+                self.network_.parameter.copy_(storage.from_edge_values(weights))
 
 
 class MeshClassifier(ClassifierMixin, _MeshEstimator):
@@ -203,6 +216,9 @@ class MeshClassifier(ClassifierMixin, _MeshEstimator):
         standardize: scale the inputs with the training mean and standard deviation.
         threads: torch threads while training (``None``: meshprop's default, 1).
         random_state: seeds the topology, the initial weights and the mini-batches.
+        layout: how the network stores its weights: ``"dense"`` (an N×N matrix) or
+            ``"sparse"`` (one weight per edge; for large, sparse meshes).  Both compute the
+            same function and gradients.
 
     Attributes: ``classes_``, ``n_features_in_``, ``network_`` (the trained MeshNet),
     ``n_iter_`` (epochs trained).

@@ -25,6 +25,8 @@ __all__ = ["RANDOM_DENSE_LIMIT", "Topology"]
 #: bytes per edge while a topology is built: the (P, 2) int64 pairs, the copy its hash reads and
 #: the temporaries of the checks (an estimate for the memory guard, on the safe side)
 BUILD_BYTES_PER_EDGE = 48
+#: input edges per hidden neuron of :meth:`Topology.sparse_random` by default
+SPARSE_RANDOM_FAN_IN = 3
 
 #: :meth:`Topology.random` draws with ``torch.randperm`` over every allowed edge up to this many
 #: allowed edges (the draws every figure so far was made with) and with
@@ -371,7 +373,7 @@ class Topology:
         hidden: int,
         outputs: int,
         degree: float = 10.0,
-        fan_in: int = 3,
+        fan_in: int = SPARSE_RANDOM_FAN_IN,
         bias: bool = True,
         seed: int | None = None,
     ) -> Topology:

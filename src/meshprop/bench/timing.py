@@ -82,7 +82,7 @@ def time_engines(
 ) -> list[Row]:
     """Time each engine on ``point``, interleaved round by round, in this process."""
     net, x, labels = point.build()
-    dyn, itemsize = net.dynamics, net.A.element_size()
+    dyn, itemsize = net.dynamics, net.parameter.element_size()
     auto = get_engine("auto")
     assert isinstance(auto, AutoEngine)  # the registry's cost model predicts the step times
     rows: dict[str, Row] = {}

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 
 from ..checkpoint import load_checkpoint
-from ..export import export_onnx
+from ..export import EXPORT_DTYPES, export_onnx
 from ..reporting import Reporter
 from .checks import declare_outputs
 
@@ -30,6 +30,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--format", choices=FORMATS, default="onnx", help="the file format")
     p.add_argument("--out", required=True, metavar="FILE", help="the model file to write")
+    p.add_argument(
+        "--dtype",
+        choices=tuple(EXPORT_DTYPES),
+        default=None,
+        help="the exported model's floating-point type (default: the checkpoint's)",
+    )
     p.set_defaults(handler=handle)
     declare_outputs(p, out="file")
 
@@ -37,11 +43,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def handle(args: argparse.Namespace) -> int:
     net, _ = load_checkpoint(args.checkpoint)
     try:
-        path = export_onnx(net.eval(), args.out)
+        path = export_onnx(net.eval(), args.out, dtype=args.dtype)
     except ImportError as error:
         raise ValueError(str(error)) from None  # one line, exit status 2
     Reporter().print(
         f"wrote {path} ({args.format}: inputs {net.topology.n_inputs}, "
-        f"outputs {net.topology.n_outputs}, ticks {net.ticks})"
+        f"outputs {net.topology.n_outputs}, ticks {net.ticks}, "
+        f"{args.dtype or str(net.parameter.dtype).removeprefix('torch.')})"
     )
     return 0

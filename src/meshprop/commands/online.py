@@ -214,13 +214,13 @@ def build_net(
     topo = Topology.random(1, hidden, 1, density=1.0, bias=True, seed=seed)
     net = MeshNet(topo, ticks=1, activation="tanh", dtype=dtype, seed=seed)
     with torch.no_grad():
-        net.A.mul_(init_scale)
+        net.parameter.mul_(init_scale)
     return net
 
 
 def evaluate(net: MeshNet, stream: Stream) -> dict[str, float]:
     with torch.no_grad():
-        y, _ = net.unroll(stream.x_test.to(net.A.dtype))
+        y, _ = net.unroll(stream.x_test.to(net.parameter.dtype))
     y = y.double()
     m = stream.m_test
     if stream.classification:
@@ -272,7 +272,7 @@ def run_online(
     if checkpoint is not None and checkpoint.resume and checkpoint.path.is_file():
         saved = read_state(checkpoint.path, settings)
         with torch.no_grad():
-            net.A.copy_(saved["weights"])
+            net.parameter.copy_(saved["weights"])
         optimizer.load_state_dict(saved["optimizer"])
         if learner is not None:
             learner.load_state_dict(saved["learner"])
@@ -311,7 +311,7 @@ def run_online(
             checkpoint.path,
             settings,
             tick,
-            weights=net.A.detach().clone(),
+            weights=net.parameter.detach().clone(),
             optimizer=optimizer.state_dict(),
             learner=None if learner is None else learner.state_dict(),
             curve=curve,
@@ -354,7 +354,7 @@ def run_online(
                 ms[: stream.delay] = False  # a fresh zero state: the first D targets are unseen
             if bool(ms.any()):
                 seq_loss, dA = sequence_gradient(net, xs, ys, method="bptt", mask=ms)
-                net.A.grad = dA
+                net.parameter.grad = dA
                 optimizer.step()
                 optimizer.zero_grad(set_to_none=True)
                 window_loss += float(seq_loss) * int(ms.sum())

@@ -160,7 +160,7 @@ def _iris(args: argparse.Namespace) -> int:
                     "wall_time_s": result.history.wall_time_s,
                 }
             )
-            weights[grad].append(result.net.A.detach().clone())
+            weights[grad].append(result.net.parameter.detach().clone())
             reporter.print(
                 f"seed {seed} {grad:>9}: test accuracy "
                 f"{result.test['test_accuracy']:.4f} "
@@ -234,7 +234,7 @@ def _toys(args: argparse.Namespace) -> int:
 
         def snapshot(epoch: int, net, record: dict, frames=frames, every=every) -> None:
             if epoch == 1 or epoch % every == 0:
-                frames.append((epoch, net.A.detach().clone(), record["train_accuracy"]))
+                frames.append((epoch, net.parameter.detach().clone(), record["train_accuracy"]))
 
         result = run(config, reporter, callback=snapshot)
         split = result.split

@@ -154,7 +154,7 @@ def _build(args: argparse.Namespace) -> tuple[Diagram, int]:
         seed=args.seed,
     )
     with torch.no_grad():
-        net.A.mul_(0.5)  # a contracting start for the recurrent state
+        net.parameter.mul_(0.5)  # a contracting start for the recurrent state
     return examples.mnn(net, input_taps=K), K
 
 

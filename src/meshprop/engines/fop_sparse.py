@@ -41,6 +41,7 @@ from .reach import needed_columns
 __all__ = [
     "FOP_SPARSE",
     "SparseFOPEngine",
+    "last_pairs",
     "pair_counts",
     "sparse_fop_backward",
     "sparse_fop_forward",
@@ -188,6 +189,13 @@ def sparse_fop_forward(
         Z_next.index_add_(1, tick.inject_pair, S_prev[:, index.src[tick.inject_edge]])
         Z = Z_next.mul_(D[:, tick.col])  # · φ′(T_n)
     return h[:, F - dyn.n_outputs :], Z
+
+
+def last_pairs(dyn: Dynamics) -> tuple[torch.Tensor, torch.Tensor]:
+    """(edge p, output o) of every pair of tick T, the columns of ``sparse_fop_forward``'s Z:
+    Z[b, k] = ∂y[b, o_k]/∂w_{p_k} (every other edge–output derivative is 0)."""
+    last = _plan(dyn.topology, dyn.ticks)[-1]
+    return last.edge, last.col - (dyn.n_free - dyn.n_outputs)
 
 
 def sparse_fop_backward(dyn: Dynamics, Z: torch.Tensor, grad_y: torch.Tensor) -> torch.Tensor:

@@ -114,7 +114,7 @@ def _train(
     )
     seconds = time.perf_counter() - start
     accuracy = evaluate(net, data.X_test, data.y_test)["accuracy"]
-    return accuracy, net.A.detach().clone(), seconds, net.n_parameters
+    return accuracy, net.parameter.detach().clone(), seconds, net.n_parameters
 
 
 def compare(

@@ -27,6 +27,7 @@ from ..activations import ACTIVATIONS
 from ..data import DATASETS
 from ..engines import ENGINES
 from ..layered import RULES
+from ..layout import LAYOUTS
 from ..structure import STRUCTURES
 from ..training import OPTIMIZERS
 
@@ -157,6 +158,23 @@ class RunConfig:
         group="network",
         check=("in (0, 1]", lambda v: 0 < v <= 1),
     )
+    degree: float | None = setting(
+        None,
+        "a large sparse mesh of this mean degree (Topology.sparse_random: every hidden neuron "
+        "fed by 3 inputs and the bias and feeding one output, the other edges random among "
+        "the hidden neurons, cycles and self-loops included) instead of --density; pair it "
+        "with --layout sparse for 10^4 neurons and more",
+        group="network",
+        metavar="D",
+        check=("> 0", _positive),
+    )
+    layout: str = setting(
+        "dense",
+        "how the mesh stores its weights: dense (an N×N matrix: fastest for small meshes) or "
+        "sparse (one weight per edge, nothing N×N: meshes of 10^5 neurons)",
+        group="network",
+        choices=lambda: LAYOUTS,
+    )
     activation: str = setting(
         "relu", "hidden activation", group="network", choices=lambda: tuple(ACTIVATIONS)
     )
@@ -284,6 +302,13 @@ class RunConfig:
             raise ConfigError(
                 f"a CSV file needs a target column ({{0}}) for {_quote(self.data)}", "target"
             )
+        if self.degree is not None and (self.density < 1 or self.structure != "static"):
+            setting_ = "density" if self.density < 1 else "structure"
+            raise ConfigError(
+                "{0} builds its own sparse mesh: it cannot be combined with {1}",
+                "degree",
+                setting_,
+            )
         if self.structure != "static" and self.density >= 1:
             raise ConfigError(
                 f"{{0}} {self.structure} needs a sparse target: give {{1}} below 1",
@@ -322,7 +347,16 @@ _DEFAULTS = {f.name: f.default for f in dataclasses.fields(RunConfig)}
 
 
 #: settings of a mesh that an MLP (whose shape comes from ``layers``) does not take
-MESH_ONLY = ("hidden", "ticks", "density", "structure", "update_every", "drop_fraction")
+MESH_ONLY = (
+    "hidden",
+    "ticks",
+    "density",
+    "degree",
+    "layout",
+    "structure",
+    "update_every",
+    "drop_fraction",
+)
 
 
 def mesh_only_error(name: str) -> ConfigError:

@@ -43,7 +43,7 @@ def test_metrics(
 ) -> dict[str, float]:
     """``test_accuracy`` (and loss) for classification; ``test_mse`` and ``test_r2`` in the
     target's original units for regression.  One batch, so always the same numbers."""
-    out = net(X.to(net.A.dtype))
+    out = net(X.to(net.parameter.dtype))
     if task == CLASSIFICATION:
         m = metrics(out, y, "cross_entropy")
         return {"test_loss": m["loss"], "test_accuracy": m["accuracy"]}
@@ -166,7 +166,7 @@ def predict_rows(
     (row number from 1, the prediction; for classification the class name and one probability
     column ``p_NAME`` per class, for regression the value in the target's units)."""
     scaler = Standardizer.from_dict(document["standardizer"])
-    out = net(torch.as_tensor(scaler.transform(X), dtype=net.A.dtype))
+    out = net(torch.as_tensor(scaler.transform(X), dtype=net.parameter.dtype))
     header = ["row", "prediction"]
     if document["task"] == CLASSIFICATION:
         names = document["class_names"]

@@ -19,7 +19,7 @@ from pathlib import Path
 from ..checkpoint import stored_bytes
 from ..layout import dense_layout_bytes
 from ..memory import MEMORY_LIMIT_ENV, MemoryLimitError, format_bytes, get_memory_limit
-from ..topology import BUILD_BYTES_PER_EDGE
+from ..topology import BUILD_BYTES_PER_EDGE, SPARSE_RANDOM_FAN_IN
 from .config import RunConfig
 
 __all__ = [
@@ -62,18 +62,31 @@ def network_size(config: RunConfig) -> tuple[int, int]:
         P = sum((a + 1) * b for a, b in itertools.pairwise(sizes))
         return N, P
     N = inputs + 1 + config.hidden + outputs
+    if config.degree is not None:  # Topology.sparse_random: its wired edges, then random ones
+        H = config.hidden
+        wired = H * min(SPARSE_RANDOM_FAN_IN, inputs) + (H + outputs) + H
+        return N, max(round(config.degree * N), wired)
     allowed = N * (N - inputs - 1)
     P = allowed if config.density >= 1 else max(1, round(config.density * allowed))
     return N, P
 
 
+#: bytes per edge of the sparse layout's cached edge index (``engines/edge_ops.EdgeIndex``:
+#: sources, targets, the target-major permutation and column indices, int64)
+INDEX_BYTES_PER_EDGE = 32
+
+
 def network_bytes(config: RunConfig, n_neurons: int, n_edges: int) -> int:
-    """Memory to build and train the dense N×N network: the boolean masks (the topology's and
-    the network's), the weights, their gradient and the optimiser state, and the edge list
-    (int64 pairs, with its temporary copies)."""
+    """Memory to build and train the network: for the dense layout, the N×N tensors — the
+    boolean masks (the topology's and the network's), the weights, their gradient and the
+    optimiser state; for the sparse layout the same per edge (nothing N×N) and its edge index;
+    and for both the edge list (int64 pairs, with its temporary copies)."""
     N, P = n_neurons, n_edges
     itemsize = _ITEMSIZE[config.dtype]
     states = _STATES.get(config.optimizer, 2)
+    if config.layout == "sparse":
+        per_edge = (2 + states) * itemsize + INDEX_BYTES_PER_EDGE + BUILD_BYTES_PER_EDGE
+        return P * per_edge
     # MeshNet's own N×N tensors, two more boolean N×N (the topology's mask and a temporary),
     # the optimiser's state per weight, and the edge list while the topology is built
     return (
@@ -83,7 +96,8 @@ def network_bytes(config: RunConfig, n_neurons: int, n_edges: int) -> int:
 
 def output_bytes(config: RunConfig, n_neurons: int, n_edges: int) -> int:
     """Disk space of the run folder: the checkpoint (``meshprop.checkpoint``) and the rest."""
-    return stored_bytes(n_neurons, n_edges, _ITEMSIZE[config.dtype]) + PLOT_BYTES
+    itemsize = _ITEMSIZE[config.dtype]
+    return stored_bytes(n_neurons, n_edges, itemsize, config.layout) + PLOT_BYTES
 
 
 def _existing(path: Path) -> Path:
@@ -120,11 +134,13 @@ def check_run(config: RunConfig, out: str | Path | None = None) -> tuple[int, in
             if config.arch == "mlp"
             else f"--hidden {config.hidden}"
         )
+        weights = "one weight per edge" if config.layout == "sparse" else "N×N weights"
+        advice = "" if config.layout == "sparse" else "--layout sparse, "
         raise MemoryLimitError(
-            f"{shape}: a network of {N} neurons ({P} edges, N×N {config.dtype} weights) needs "
+            f"{shape}: a network of {N} neurons ({P} edges, {config.dtype} {weights}) needs "
             f"about {format_bytes(need)} to build and train (weights, gradient, "
             f"{config.optimizer} state, masks) but the memory limit is {format_bytes(limit)}; "
-            f"use fewer neurons, or raise the limit (${MEMORY_LIMIT_ENV})",
+            f"use fewer neurons, {advice}or raise the limit (${MEMORY_LIMIT_ENV})",
             "network",
             need,
             limit,

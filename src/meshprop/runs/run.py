@@ -62,7 +62,9 @@ def load_data(config: RunConfig) -> Dataset:
 
 
 def build_net(config: RunConfig, n_inputs: int, n_outputs: int) -> MeshNet | MLP:
-    """A full mesh (``density=1``) or a random mesh keeping ``density`` of the edges; with
+    """A full mesh (``density=1``), a random mesh keeping ``density`` of the edges, or a large
+    sparse mesh of mean degree ``degree`` (``Topology.sparse_random``), stored as
+    ``config.layout``; with
     ``arch="mlp"`` the layered network [inputs, *layers, outputs] — an :class:`MLP` trained by
     its layered rule (``grad`` two_step / tensor_batch) or, for a mesh engine, its mesh view
     (``Topology.layered``, ticks = L)."""
@@ -77,7 +79,11 @@ def build_net(config: RunConfig, n_inputs: int, n_outputs: int) -> MeshNet | MLP
             seed=config.seed,
         )
         return mlp if config.grad in RULES else mlp.to_mesh(grad=config.grad)
-    if config.density >= 1.0 or config.structure == "magnitude":  # magnitude prunes the mesh
+    if config.degree is not None:
+        topo = Topology.sparse_random(
+            n_inputs, config.hidden, n_outputs, degree=config.degree, bias=True, seed=config.seed
+        )
+    elif config.density >= 1.0 or config.structure == "magnitude":  # magnitude prunes the mesh
         topo = Topology.mesh(n_inputs, config.hidden, n_outputs, bias=True)
     else:
         topo = Topology.random(
@@ -96,6 +102,7 @@ def build_net(config: RunConfig, n_inputs: int, n_outputs: int) -> MeshNet | MLP
         grad=config.grad,
         dtype=DTYPES[config.dtype],
         seed=config.seed,
+        layout=config.layout,
     )
 
 

@@ -1,10 +1,12 @@
 """``meshprop.jacobian``: the Jacobian of every output with respect to every parameter, in one
 forward run of the sensitivities — never one gradient call per output.
 
-* MeshNet: the FOP engine carries Z[b, p, o] = ∂S_{T,o}/∂A_p forward with the state (paper 000,
-  Eq. 13 / 17); at the last tick that is the Jacobian of y = S_T[outputs].  Result (B, O, P), the
-  P columns being the edges of ``net.topology.edges`` (row-major); the edges the engine does not
-  carry (no path to an output, ``engines/reach.py``) have a column of exact zeros.
+* MeshNet: the sparse FOP recursion (``engines/fop_sparse.py``) carries Z[b, (p, o)] =
+  ∂S_{T,o}/∂w_p forward with the state (paper 000, Eq. 13 / 17) on the edge vector w
+  (``net.edge_weights()``, so either layout); at the last tick that is the Jacobian of
+  y = S_T[outputs].  Result (B, O, P), the P columns being the edges of ``net.topology.edges``
+  (row-major); the edges with no path to an output (``engines/reach.py``) have a column of exact
+  zeros.  Nothing of size N² is allocated.
 * Block diagram (``meshprop.diagram.Diagram``): the forward method carries ∂s(k)/∂θ of every
   signal; at the outputs it is ∂y(k)/∂θ.  Result (T, B, O, P), the P columns being the
   parameters of ``parameter_dict()`` flattened in order (``meshprop.diagram.sensitivity``).
@@ -21,8 +23,8 @@ from typing import Any
 import torch
 from torch import nn
 
-from ..engines import check_memory, get_engine
-from ..engines.fop import carried_edges
+from ..engines.fop_sparse import last_pairs, sparse_fop_bytes, sparse_fop_forward
+from ..memory import check_fits, format_bytes
 from ..mesh import MeshNet
 
 __all__ = ["ParameterVector", "jacobian", "outputs_and_jacobian"]
@@ -35,14 +37,25 @@ def _is_diagram(model: object) -> bool:
 
 
 def _mesh_jacobian(net: MeshNet, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    engine, dyn = get_engine("fop"), net.dynamics
+    dyn = net.dynamics
     x = net.prepare_input(x)
-    B = dyn.batch_size(x)
-    check_memory(engine, dyn, B, net.A.element_size())
+    B, O, P = dyn.batch_size(x), dyn.n_outputs, net.topology.n_edges
+    itemsize = net.parameter.element_size()
+    need = sparse_fop_bytes(dyn, B, itemsize) + B * O * P * itemsize
+    check_fits(
+        need,
+        "jacobian",
+        lambda limit: (
+            f"the Jacobian of {O} outputs by {P} weights for a batch of {B} needs about "
+            f"{format_bytes(need)} but the memory limit is {format_bytes(limit)}; use a "
+            "smaller batch, or raise the limit (meshprop.set_memory_limit)"
+        ),
+    )
     with torch.no_grad():
-        y, Z = engine.forward(dyn, net.A.detach(), x)  # Z: (B, carried P, O)
-    J = torch.zeros(B, dyn.n_outputs, net.topology.n_edges, dtype=Z.dtype, device=Z.device)
-    J[:, :, carried_edges(net.topology, net.ticks).to(Z.device)] = Z.transpose(1, 2)
+        y, Z = sparse_fop_forward(dyn, net.edge_weights(), x)  # Z: (B, pairs (p, o) of tick T)
+        edge, output = last_pairs(dyn)
+        J = torch.zeros(B, O, P, dtype=Z.dtype, device=Z.device)
+        J[:, output.to(Z.device), edge.to(Z.device)] = Z
     return y, J
 
 
@@ -84,11 +97,10 @@ class ParameterVector:
 
     def __init__(self, model: nn.Module) -> None:
         if isinstance(model, MeshNet):
-            edges = model.topology.edges.to(model.A.device)
-            self._edges: tuple[torch.Tensor, torch.Tensor] | None = (edges[:, 0], edges[:, 1])
-            self._params: dict[str, nn.Parameter] = {"A": model.A}
+            self._mesh: MeshNet | None = model
+            self._params: dict[str, nn.Parameter] = {model.storage.parameter: model.parameter}
         elif _is_diagram(model):
-            self._edges = None
+            self._mesh = None
             self._params = dict(model.parameter_dict())  # type: ignore[operator]
         else:
             raise TypeError(
@@ -100,25 +112,26 @@ class ParameterVector:
 
     @property
     def size(self) -> int:
-        if self._edges is not None:
-            return len(self._edges[0])
+        if self._mesh is not None:
+            return self._mesh.topology.n_edges
         return sum(p.numel() for p in self._params.values())
 
     def get(self) -> torch.Tensor:
         """θ, shape (P,), a copy."""
         with torch.no_grad():
-            if self._edges is not None:
-                return self._params["A"][self._edges].clone()
+            if self._mesh is not None:
+                return self._mesh.edge_weights().clone()
             return torch.cat([p.detach().reshape(-1) for p in self._params.values()])
 
     def set(self, theta: torch.Tensor) -> None:
-        """Write θ back (a MeshNet's entries outside the mask are left untouched: 0)."""
+        """Write θ back (a MeshNet's edge weights, through its layout: entries of A outside the
+        mask stay 0)."""
         if theta.shape != (self.size,):
             raise ValueError(f"expected a vector of {self.size} parameters, got {theta.shape}")
         with torch.no_grad():
-            if self._edges is not None:
-                A = self._params["A"]
-                A[self._edges] = theta.to(A.dtype)
+            if self._mesh is not None:
+                param = self._mesh.parameter
+                param.copy_(self._mesh.storage.from_edge_values(theta.to(param.dtype)))
                 return
             offset = 0
             for p in self._params.values():

@@ -52,7 +52,8 @@ def _outputs(
     """y without any sensitivity (the trial evaluations of a step)."""
     with torch.no_grad():
         if isinstance(model, MeshNet):
-            return model.dynamics.output(model.A, model.prepare_input(x))
+            x = model.prepare_input(x)
+            return model.storage.output(model.dynamics, model.parameter, x)
         run: Any = getattr(model, "run")  # noqa: B009 (a duck-typed Diagram)
         outs = run(x, initial_states)
         if isinstance(outs, Mapping):
