@@ -29,6 +29,7 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
+from .layout import layout_class
 from .mesh import MeshNet
 from .topology import Topology
 
@@ -105,7 +106,7 @@ def stored_bytes(n_neurons: int, n_edges: int, itemsize: int, layout: str = "den
     """The size of a checkpoint's safetensors file (the weights and the topology), without
     the JSON: N×N weights for the dense layout, P for the sparse one."""
     N, P = n_neurons, n_edges
-    weights = P if layout == "sparse" else N * N
+    weights = layout_class(layout).weight_count(N, P)
     return weights * itemsize + min(N * N, 8 * P) + 1024
 
 

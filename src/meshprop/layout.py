@@ -44,6 +44,7 @@ __all__ = [
     "SparseLayout",
     "Transition",
     "dense_layout_bytes",
+    "layout_class",
     "layout_of",
     "shared_edge_values",
 ]
@@ -186,6 +187,11 @@ class Layout(ABC):
     ) -> Transition:
         """The products of a tick on ``theta`` (recorded by autograd if ``differentiable``)."""
 
+    @staticmethod
+    @abstractmethod
+    def weight_count(n_neurons: int, n_edges: int) -> int:
+        """How many numbers the storage holds for a mesh of that size."""
+
     def buffers(self) -> dict[str, torch.Tensor]:
         """Non-persistent buffers the owning module keeps on its device."""
         return {}
@@ -305,6 +311,10 @@ class DenseLayout(Layout):
     def shape(self):
         return (self.topology.n_neurons, self.topology.n_neurons)
 
+    @staticmethod
+    def weight_count(n_neurons, n_edges):
+        return n_neurons * n_neurons
+
     def edge_values(self, theta):
         index = edge_index_of(self.topology, theta.device)
         return theta[index.src, index.dst + self.topology.n_clamped]
@@ -363,6 +373,10 @@ class SparseLayout(Layout):
     def shape(self):
         return (self.topology.n_edges,)
 
+    @staticmethod
+    def weight_count(n_neurons, n_edges):
+        return n_edges
+
     def edge_values(self, theta):
         return theta
 
@@ -395,11 +409,16 @@ class SparseLayout(Layout):
 _LAYOUTS: dict[str, type[Layout]] = {"dense": DenseLayout, "sparse": SparseLayout}
 
 
-def layout_of(name: str, topology: Topology) -> Layout:
-    """The :class:`Layout` called ``name`` (``"dense"`` or ``"sparse"``) for ``topology``."""
+def layout_class(name: str) -> type[Layout]:
+    """The :class:`Layout` class called ``name`` (``"dense"`` or ``"sparse"``)."""
     if name not in _LAYOUTS:
         raise ValueError(f"layout must be one of {LAYOUTS}, got {name!r}")
-    return _LAYOUTS[name](topology)
+    return _LAYOUTS[name]
+
+
+def layout_of(name: str, topology: Topology) -> Layout:
+    """The :class:`Layout` called ``name`` (``"dense"`` or ``"sparse"``) for ``topology``."""
+    return layout_class(name)(topology)
 
 
 def shared_edge_values(old: Topology, new: Topology, values: torch.Tensor) -> torch.Tensor:

@@ -20,7 +20,7 @@ __all__ = ["Advance", "Delay", "TappedAdvanceLine", "TappedDelayLine"]
 
 
 def _initial_state(
-    block: Block, width: int, batch: int, dtype, device, initial, layout: str
+    block: Block, width: int, batch: int, dtype, device, initial, form: str
 ) -> torch.Tensor:
     """Zeros (B, width), or ``initial`` checked to be of that shape."""
     if initial is None:
@@ -28,7 +28,7 @@ def _initial_state(
     initial = torch.as_tensor(initial).to(dtype=dtype, device=device)
     if tuple(initial.shape) != (batch, width):
         raise ValueError(
-            f"initial state of {block.name!r} must have shape ({batch}, {width}){layout}, "
+            f"initial state of {block.name!r} must have shape ({batch}, {width}){form}, "
             f"got {tuple(initial.shape)}"
         )
     return initial
@@ -105,8 +105,8 @@ class TappedDelayLine(Block):
 
     def init_state(self, batch, dtype, device, initial=None):
         width = self.in_widths[0] * self.taps
-        layout = " = [x(-1) | … | x(-K)]"
-        return _initial_state(self, width, batch, dtype, device, initial, layout)
+        form = " = [x(-1) | … | x(-K)]"
+        return _initial_state(self, width, batch, dtype, device, initial, form)
 
     def outputs(self, p, inputs, state, k):
         return [torch.cat([inputs[0], state], dim=1)]

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import networkx as nx
 
-__all__ = ["draw", "layout"]
+__all__ = ["draw", "positions"]
 
 _COLORS = {
     "1": "#cfe2f3",
@@ -60,7 +60,7 @@ def _feedback_free(diagram) -> nx.DiGraph:
     return g
 
 
-def layout(diagram) -> dict[str, tuple[float, float]]:
+def positions(diagram) -> dict[str, tuple[float, float]]:
     """Block positions: column = longest wire path from the sources (feedback wires ignored),
     rows ordered by the mean row of each block's predecessors."""
     g = _feedback_free(diagram)
@@ -156,7 +156,7 @@ def draw(diagram, path: str | Path | None = None, title: str = "network", dpi: i
 
     diagram.validate()
     recip = diagram.reciprocal()
-    pos = layout(diagram)
+    pos = positions(diagram)
     rpos = dict(pos)
     for n in recip.blocks:  # junctions added by rule 2 / zero sources: next to their block
         if n not in rpos:

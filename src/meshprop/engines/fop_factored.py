@@ -172,7 +172,7 @@ class FactoredFOPEngine(GradientEngine):
             S[I].fill_(1.0)
         states[0][C:].zero_()
         uniform = dyn.activations.uniform
-        phi = ACTIVATIONS.get(uniform or "")  # elementwise: any layout
+        phi = ACTIVATIONS.get(uniform or "")  # elementwise: any shape
         D_rows: list[torch.Tensor] = []  # φ′(T_m)[R_m], m < T
         Q = None  # Qᵀ_{m→n} for m < n, shape (|R_{n+1}|, rows, B)
         A_next = A_f  # A_f[R_n, R_{n+1}]

@@ -72,7 +72,7 @@ def backward(
 ) -> tuple[list[torch.Tensor], torch.Tensor]:
     """Tensor batch backpropagation (§2.2–2.5) from ∂E/∂ψ of the output layer (b, m).
 
-    Returns [∂E/∂W_1, …, ∂E/∂W_L] in meshprop's layout and ∂E/∂x (b, N_0).
+    Returns [∂E/∂W_1, …, ∂E/∂W_L] in meshprop's orientation and ∂E/∂x (b, N_0).
     """
     dE_dpsi = grad_y
     grads: list[torch.Tensor] = [None] * len(weights)  # type: ignore[list-item]

@@ -24,7 +24,7 @@ __all__ = ["TwoStepCache", "backward", "forward"]
 @dataclass
 class TwoStepCache:
     """What the backward rule needs: X^{h−1} as fed to W_h (ones row included when bias) and
-    σ′(Y^h), for h = 1..L, in column layout."""
+    σ′(Y^h), for h = 1..L, in column form."""
 
     inputs: list[torch.Tensor]
     derivatives: list[torch.Tensor]
@@ -62,8 +62,8 @@ def backward(
         δ_L^up = ∂J/∂X^L,   δ_h^down = δ_h^up ⊙ σ′(Y^h),   δ_{W_h} = δ_h^down (X^{h−1})ᵀ,
         δ_{h−1}^up = (W♯_h)ᵀ δ_h^down,   h = L, …, 1.
 
-    ``grad_y`` is ∂J/∂X^L in row layout (B, N_L).  Returns [δ_{W_1}, …, δ_{W_L}] and δ_0^up =
-    ∂J/∂x in row layout (B, N_0).
+    ``grad_y`` is ∂J/∂X^L in row form (B, N_L).  Returns [δ_{W_1}, …, δ_{W_L}] and δ_0^up =
+    ∂J/∂x in row form (B, N_0).
     """
     delta_up = grad_y.T
     grads: list[torch.Tensor] = [None] * len(weights)  # type: ignore[list-item]
