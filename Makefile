@@ -3,7 +3,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: setup run test lint bench fuzz clean data
+.PHONY: setup run test test-fast lint bench fuzz clean data
 
 setup: $(STAMP)
 
@@ -16,8 +16,17 @@ $(STAMP): pyproject.toml constraints.txt
 run: setup
 	$(BIN)/meshprop train --out runs/default --overwrite
 
+# Both cores, one torch thread per worker (tests/conftest.py); tests marked with one
+# xdist_group share a worker (the wheel of tests/test_package.py is built once).
+PYTEST_PARALLEL := -n 2 --dist loadgroup
+
 test: setup
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q $(PYTEST_PARALLEL) --durations=15
+
+# The quick tier: no process started (but git, for run provenance), no kill/resume, no wheel
+# build, no test marked slow (about 70 s of CPU in all: aimed at under 45 s on two free cores)
+test-fast: setup
+	$(BIN)/python -m pytest -q $(PYTEST_PARALLEL) -m "not slow and not subprocess" --durations=10
 
 lint: setup
 	$(BIN)/ruff check src tests benchmarks

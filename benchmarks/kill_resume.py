@@ -25,11 +25,13 @@ import random
 import signal
 import subprocess
 import sys
+import tempfile
+import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 import torch
 from safetensors.torch import load_file
@@ -81,15 +83,44 @@ def train_command(name: str, epochs: int, out: Path) -> list[str]:
     ]
 
 
-def start(command: list[str]) -> tuple[subprocess.Popen[str], float]:
+@dataclass
+class Child:
+    """A started ``meshprop train`` process: its standard output is drained by a thread after
+    the first line and its standard error goes to a temporary file, so that a child never
+    blocks on a full pipe while it is watched or killed."""
+
+    process: subprocess.Popen[str]
+    ready: float  # when its first line came (time.perf_counter)
+    stderr: IO[str]
+
+    def wait(self, timeout: float | None = None) -> int:
+        """The exit status (``subprocess.TimeoutExpired`` after ``timeout`` seconds)."""
+        return self.process.wait(timeout)
+
+    def kill(self) -> None:
+        self.process.send_signal(signal.SIGKILL)
+        self.process.wait()
+
+    def errors(self) -> str:
+        """Everything it wrote to standard error (call once it has ended)."""
+        self.stderr.seek(0)
+        text = self.stderr.read()
+        self.stderr.close()
+        return text
+
+
+def start(command: list[str]) -> Child:
     """Start ``command`` and wait for its first line (printed once Python, torch and meshprop
-    are imported, before the data is loaded); returns the process and when that came."""
+    are imported, before the data is loaded)."""
+    stderr = tempfile.TemporaryFile("w+")  # noqa: SIM115 (closed by Child.errors)
     process = subprocess.Popen(
-        command, env=environment(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+        command, env=environment(), stdout=subprocess.PIPE, stderr=stderr, text=True
     )
     assert process.stdout is not None
     process.stdout.readline()
-    return process, time.perf_counter()
+    ready = time.perf_counter()
+    threading.Thread(target=process.stdout.read, daemon=True).start()  # to the end, unread
+    return Child(process, ready, stderr)
 
 
 @dataclass
@@ -104,17 +135,17 @@ class Timeline:
 
 def run_to_end(command: list[str], out: Path | None = None) -> Timeline:
     """Run ``command`` to its end (status 0 required), watching the run folder ``out``."""
-    process, ready = start(command)
+    child = start(command)
     seen: dict[str, float] = {}
-    while process.poll() is None:
+    while child.process.poll() is None:
         for name in (STATE_FILE, "metrics.json"):
             if out is not None and name not in seen and (out / name).exists():
-                seen[name] = time.perf_counter() - ready
+                seen[name] = time.perf_counter() - child.ready
         time.sleep(0.01)
-    end = time.perf_counter() - ready
-    _, err = process.communicate()
-    if process.returncode != 0:
-        raise RuntimeError(f"{' '.join(command)} failed ({process.returncode}): {err}")
+    end = time.perf_counter() - child.ready
+    status, err = child.wait(), child.errors()
+    if status != 0:
+        raise RuntimeError(f"{' '.join(command)} failed ({status}): {err}")
     return Timeline(seen.get(STATE_FILE, 0.0), seen.get("metrics.json", end), end)
 
 
@@ -157,18 +188,20 @@ def saved_epoch(out: Path) -> int:
 def kill_and_resume(outcome: Outcome, command: list[str], kills: list[Kill]) -> None:
     """Start ``command`` once per kill and SIGKILL it as planned, then run it to the end."""
     for kill in kills:
-        process, _ = start(command)
+        child = start(command)
         if kill.epochs is not None:
-            while process.poll() is None and rows(outcome.out / "metrics.csv") < kill.epochs:
+            while child.process.poll() is None and rows(outcome.out / "metrics.csv") < kill.epochs:
                 time.sleep(0.005)
         try:
-            _, err = process.communicate(timeout=kill.delay)
-            if process.returncode != 0:
-                raise RuntimeError(f"{' '.join(command)}: status {process.returncode}: {err}")
-            outcome.finished_early += 1
+            status = child.wait(timeout=kill.delay)
         except subprocess.TimeoutExpired:
-            process.send_signal(signal.SIGKILL)
-            process.communicate()
+            child.kill()
+            child.errors()
+        else:
+            err = child.errors()
+            if status != 0:
+                raise RuntimeError(f"{' '.join(command)}: status {status}: {err}")
+            outcome.finished_early += 1
         outcome.delays.append(kill.delay)
         outcome.epochs_saved.append(saved_epoch(outcome.out))
     run_to_end(command, outcome.out)

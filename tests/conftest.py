@@ -3,6 +3,10 @@
 The seed of each test is derived from its node id (stable across runs and independent of test
 order); ``MESHPROP_TEST_SEED`` adds an offset to explore other draws.  Tests that need their own
 generator take the ``rng`` fixture (a ``torch.Generator`` seeded the same way) or ``seed``.
+
+Under pytest-xdist (``make test`` runs two workers) every worker and the processes its tests
+start use one intra-op thread, so the workers do not oversubscribe the cores; tests that change
+the thread count restore it themselves.
 """
 
 from __future__ import annotations
@@ -19,6 +23,12 @@ os.environ.setdefault("SCIPY_ARRAY_API", "1")
 import numpy as np
 import pytest
 import torch
+
+#: set in each pytest-xdist worker (gw0, gw1, ...), absent in a plain pytest run
+XDIST_WORKER = os.environ.get("PYTEST_XDIST_WORKER")
+if XDIST_WORKER is not None:
+    torch.set_num_threads(1)
+    os.environ.setdefault("OMP_NUM_THREADS", "1")  # inherited by the processes tests start
 
 
 def _seed_for(nodeid: str) -> int:

@@ -21,12 +21,14 @@ def imported_after(code: str) -> set[str]:
     return set(json.loads(done.stdout.splitlines()[-1]))
 
 
+@pytest.mark.subprocess
 def test_import_meshprop_imports_nothing_heavy():
     modules = imported_after("import meshprop")
     assert "meshprop.mesh" in modules and "meshprop.engines.fop" in modules
     assert not {m for m in modules if m.split(".")[0] in HEAVY or m.startswith(HEAVY)}
 
 
+@pytest.mark.subprocess
 def test_subpackages_load_on_first_use():
     code = "import meshprop as mp\nmp.data.load_dataset('iris')\nmp.diagram.Diagram"
     modules = imported_after(code)

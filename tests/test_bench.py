@@ -25,6 +25,7 @@ KEYS = {
 }
 
 
+@pytest.mark.slow
 def test_bench_json_rows(capsys, tmp_path):
     out = tmp_path / "rows.json"
     before = torch.get_num_threads()
@@ -86,6 +87,7 @@ def test_bench_rejects_unknown_names(capsys):
     assert "unknown engine 'magic'" in capsys.readouterr().err
 
 
+@pytest.mark.subprocess
 def test_memory_probe_sees_the_reference_tensor():
     """The subprocess probe must see at least the (B, N, N, N) tensor the reference keeps."""
     point = Point(
@@ -127,6 +129,7 @@ def test_update_rate_is_the_marginal_rate_of_ticks_3_to_10():
     assert update_rate([row(10, 0.11, 10.5)]) is None
 
 
+@pytest.mark.subprocess
 def test_probe_is_a_module_run_with_python_m():
     point = Point("probe", inputs=2, hidden=3, outputs=2, density=1.0, ticks=2, batch=2)
     done = subprocess.run(
@@ -143,6 +146,7 @@ def test_probe_is_a_module_run_with_python_m():
     assert Point.from_dict(json.loads(json.dumps(point.to_dict()))) == point
 
 
+@pytest.mark.slow
 def test_peak_tensor_bytes_keeps_stderr_but_for_the_profiler_log_lines(capfd):
     """kineto prints "USDT:... profiler_start/stop" at every profile; those go, anything else
     written to stderr inside the step (here straight to file descriptor 2, as C++ code would)

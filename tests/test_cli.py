@@ -63,6 +63,7 @@ def independent_test_metrics(run_dir):
     return float(F.cross_entropy(logits, labels)), accuracy
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("dtype", ["float64", "float32"])
 def test_train_writes_metrics_checkpoint_and_plots_and_evaluate_reproduces_them(
     capsys, in_tmp, dtype
@@ -123,6 +124,7 @@ def test_train_writes_metrics_checkpoint_and_plots_and_evaluate_reproduces_them(
     assert json.loads(out) == {k: metrics[k] for k in ("test_loss", "test_accuracy")}
 
 
+@pytest.mark.slow
 def test_train_defaults_are_the_run_configuration_defaults(capsys, in_tmp):
     code, out, err = run_cli(capsys, "train", "--epochs", "1", "--no-progress", "--out", "d")
     assert code == 0, err
@@ -143,6 +145,7 @@ def test_train_defaults_are_the_run_configuration_defaults(capsys, in_tmp):
     )
 
 
+@pytest.mark.slow
 def test_train_options_reach_the_model(capsys, in_tmp):
     code, _, err = run_cli(
         capsys,
@@ -193,6 +196,7 @@ def test_train_options_reach_the_model(capsys, in_tmp):
     assert metrics["test_loss"] == pytest.approx(loss, rel=1e-12)
 
 
+@pytest.mark.slow
 def test_every_registered_engine_trains_to_the_same_weights(capsys, in_tmp):
     """One SGD step per engine from the same start: the weights agree to rounding."""
     options = ["--dataset", "moons", "--samples", "40", "--hidden", "2", "--epochs", "1"]
@@ -224,6 +228,7 @@ def standardised(X, document):
     return (X - np.asarray(s["mean"])) / np.asarray(s["std"])
 
 
+@pytest.mark.slow
 def test_csv_classification_train_evaluate_predict(capsys, in_tmp):
     rng = np.random.default_rng(0)
     X = rng.normal(size=(90, 3))
@@ -277,6 +282,7 @@ def test_csv_classification_train_evaluate_predict(capsys, in_tmp):
     assert json.loads(out)["test_accuracy"] == pytest.approx(agree, abs=1e-12)
 
 
+@pytest.mark.slow
 def test_csv_regression_reports_mse_in_original_units(capsys, in_tmp):
     rng = np.random.default_rng(1)
     X = rng.normal(size=(80, 2))
@@ -418,6 +424,7 @@ def test_train_options_come_from_the_run_configuration(capsys):
         assert name in out
 
 
+@pytest.mark.slow
 def test_config_file_values_are_defaults_that_flags_override(capsys, in_tmp):
     (in_tmp / "iris.toml").write_text(
         '# a run\ndataset = "iris"\nhidden = 4\ndensity = 0.5\nepochs = 5\nlr = 1\n'
@@ -433,6 +440,7 @@ def test_config_file_values_are_defaults_that_flags_override(capsys, in_tmp):
     assert isinstance(config["lr"], float)
 
 
+@pytest.mark.slow
 def test_rerunning_a_saved_config_repeats_the_run(capsys, in_tmp):
     argv = ["train", "--dataset", "circles", "--samples", "120", "--hidden", "3", "--seed", "4"]
     argv += ["--val-size", "0.2", "--patience", "2", "--epochs", "4", "--no-progress"]
@@ -455,6 +463,7 @@ def test_rerunning_a_saved_config_repeats_the_run(capsys, in_tmp):
     assert torch.equal(nets[0].A, nets[1].A)
 
 
+@pytest.mark.slow
 def test_config_file_data_path_is_relative_to_the_file_and_flags_replace_the_source(capsys, in_tmp):
     folder = in_tmp / "project"
     folder.mkdir()
@@ -499,6 +508,7 @@ def test_yaml_config_needs_pyyaml(capsys, in_tmp, monkeypatch):
     assert code == 2 and "reading YAML needs PyYAML" in err
 
 
+@pytest.mark.subprocess
 def test_console_script_entry_point(in_tmp):
     done = subprocess.run(
         [sys.executable, "-m", "meshprop", "--help"], capture_output=True, text=True, check=False
@@ -508,6 +518,7 @@ def test_console_script_entry_point(in_tmp):
         assert command in done.stdout
 
 
+@pytest.mark.slow
 def test_reproduce_commands_write_their_results(capsys, in_tmp):
     from meshprop.commands.reproduce import iris_config, toy_config
 

@@ -56,6 +56,7 @@ def test_sklearn_sets(name, shape, classes):
     assert set(np.unique(ds.y)) == set(range(classes))
 
 
+@pytest.mark.slow
 def test_mnist1d_uses_the_local_generator_and_its_test_split():
     ds = load_dataset("mnist1d")
     assert ds.X.shape == (5000, 40) and ds.n_classes == 10

@@ -165,6 +165,7 @@ def test_sequences_are_sharded_along_their_samples_axis(rng):
     assert torch.equal(sliced[0][0], X[:, 2:4]) and torch.equal(sliced[1][1], Y[:, 8:])
 
 
+@pytest.mark.subprocess
 def test_two_processes_train_like_one(tmp_path):
     """Both sides compute the same Σ_i ∂E_i/∂W / n over a batch: the all-reduce only
     re-associates it as (n_0 ĝ_0 + n_1 ĝ_1) / n, which changes each gradient by at most about
@@ -194,6 +195,7 @@ def test_two_processes_train_like_one(tmp_path):
         assert reference["steps"] == [steps] * len(reference["weights"])
 
 
+@pytest.mark.subprocess
 def test_torchrun_cli_rank0_alone_writes(tmp_path):
     out = tmp_path / "run"
     env = {**os.environ, "OMP_NUM_THREADS": "1"}

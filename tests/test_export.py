@@ -47,6 +47,7 @@ def _tolerance(dtype: torch.dtype) -> dict[str, float]:
     return {"rtol": 1e-12, "atol": 1e-12}
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
 @pytest.mark.parametrize("activation", [*ACTS, "mixed"])
 def test_onnxruntime_reproduces_net(tmp_path, activation, dtype):
@@ -74,6 +75,7 @@ def test_onnxruntime_reproduces_net(tmp_path, activation, dtype):
             np.testing.assert_allclose(y, expected, **_tolerance(dtype))
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("activation", [*ACTS, "mixed"])
 def test_torch_export_of_meshnet_and_unrolled_module(activation):
     net = _net(3, activation, torch.float64)

@@ -84,6 +84,7 @@ def _write_tiny_dataset(directory) -> None:
     write_split(directory, "test", images[40:], labels[40:])
 
 
+@pytest.mark.slow
 def test_reproduce_fashion_mnist_end_to_end(tmp_path, monkeypatch, capsys):
     monkeypatch.setattr(idx, "DEBIAN_DIR", tmp_path / "nowhere")
     data = tmp_path / "data"

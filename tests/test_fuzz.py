@@ -185,6 +185,7 @@ _CELLS = st.one_of(
 )
 
 
+@pytest.mark.slow
 @given(
     raw=st.one_of(
         st.binary(max_size=300),

@@ -154,6 +154,7 @@ def test_lm_rejects_other_losses_and_bad_targets():
         levenberg_marquardt(net, x, torch.zeros(4, 2, dtype=torch.float64), mu=-1.0)
 
 
+@pytest.mark.slow
 def test_lm_fits_mackey_glass_narx_better_than_adam_in_as_many_iterations():
     """Measured on 3 seeds (T = 80, 15 iterations): LM's training MSE was 10 to 10⁴ times below
     the best of Adam at lr 0.03, 0.1 and 0.3; assert only that it is lower for every seed."""

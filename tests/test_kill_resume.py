@@ -25,6 +25,7 @@ def load_script():
     return module
 
 
+@pytest.mark.subprocess
 @pytest.mark.slow
 def test_runs_killed_twenty_times_at_random_resume_bit_identical(tmp_path, seed):
     kill_resume = load_script()

@@ -355,6 +355,7 @@ def test_bad_input_is_refused_with_a_clear_message():
         mlp.gradient(torch.zeros(2, 3), torch.zeros(2, 3), loss="mse")
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     ("argv", "line"),
     [

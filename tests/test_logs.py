@@ -19,6 +19,7 @@ from meshprop.runs.logs import EpochLog, git_revision, provenance
 TRAIN = ["train", "--dataset", "iris", "--hidden", "3", "--epochs", "3", "--no-progress"]
 
 
+@pytest.mark.slow
 def test_metrics_csv_and_provenance_of_a_run(tmp_path, capsys):
     out = tmp_path / "run"
     assert main([*TRAIN, "--val-size", "0.2", "--out", str(out)]) == 0
@@ -56,6 +57,7 @@ def test_git_revision_is_none_outside_a_checkout(tmp_path):
     assert provenance(7)["seed"] == 7
 
 
+@pytest.mark.slow
 def test_tensorboard_writes_events(tmp_path):
     pytest.importorskip("tensorboard", reason="tensorboard: pip install 'meshprop[tensorboard]'")
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
@@ -78,6 +80,7 @@ def test_tensorboard_missing_is_one_clear_error(tmp_path, capsys, monkeypatch):
     assert "tensorboard package" in capsys.readouterr().err
 
 
+@pytest.mark.subprocess
 def test_version_from_package_metadata(capsys):
     assert mp.__version__ == version("meshprop")
     with pytest.raises(SystemExit) as stop:
@@ -90,6 +93,7 @@ def test_version_from_package_metadata(capsys):
     assert result.stdout.strip() == f"meshprop {version('meshprop')}"
 
 
+@pytest.mark.slow
 def test_tensorboard_after_a_resume_shows_each_epoch_once(tmp_path):
     """A run killed after logging epochs 4 and 5 but saving its state at epoch 3 logs 4 and 5
     again when resumed: TensorBoard shows every epoch once, with the resumed run's values."""

@@ -40,6 +40,79 @@ def test_mixed_activations_apply_per_neuron():
     assert acts.uniform is None and NeuronActivations(("tanh",) * 3).uniform == "tanh"
 
 
+_LAYOUTS = {
+    # hidden then outputs: the outputs' columns are one slice
+    "contiguous": ("tanh",) * 5 + ("identity",) * 2,
+    # the largest group in the middle, the others contiguous on either side
+    "three groups": ("relu",) * 2 + ("softplus",) * 3 + ("sigmoid",) * 2,
+    # groups spread over the neurons: selected by index
+    "scattered": ("tanh", "relu", "identity", "leaky_relu", "softplus", "sigmoid") * 2
+    + ("tanh", "relu", "tanh"),
+    # the largest group is identity, whose φ(t) is t itself
+    "identity first": ("identity",) * 4 + ("tanh", "relu"),
+}
+
+
+def _column_by_column(names, t):
+    """φ(t) and φ′(t) applied one neuron (one column of the last axis) at a time (vectorised
+    and scalar kernels may round φ differently in the last bit: compared at a few ulp)."""
+    pairs = [ACTIVATIONS[name](t[..., k]) for k, name in enumerate(names)]
+    return torch.stack([s for s, _ in pairs], -1), torch.stack([d for _, d in pairs], -1)
+
+
+@pytest.mark.parametrize("layout", sorted(_LAYOUTS))
+@pytest.mark.parametrize("shape", [(4,), (3, 4)], ids=["2d", "3d"])
+def test_mixed_activations_equal_column_by_column(layout, shape, rng):
+    names = _LAYOUTS[layout]
+    acts = NeuronActivations(names)
+    t = 3 * torch.randn(*shape, len(names), generator=rng, dtype=torch.float64)
+    t[..., 0] = 0.0  # the kinks
+    expected_s, expected_d = _column_by_column(names, t)
+    for _ in range(2):  # the second call uses the index tensors kept from the first
+        s, d = acts(t)
+        assert s.shape == d.shape == t.shape
+        torch.testing.assert_close(s, expected_s, rtol=1e-15, atol=1e-300)
+        torch.testing.assert_close(d, expected_d, rtol=1e-15, atol=1e-300)
+    torch.testing.assert_close(acts.value(t), expected_s, rtol=1e-15, atol=1e-300)
+    s_np, d_np = acts.numpy(t.numpy())
+    assert torch.allclose(torch.from_numpy(s_np), expected_s, rtol=1e-12, atol=1e-14)
+    assert torch.allclose(torch.from_numpy(d_np), expected_d, rtol=1e-12, atol=1e-14)
+
+
+@pytest.mark.parametrize("layout", sorted(_LAYOUTS))
+def test_mixed_value_is_differentiable_and_matches_the_derivatives(layout, rng):
+    names = _LAYOUTS[layout]
+    acts = NeuronActivations(names)
+    t = 3 * torch.randn(3, 2, len(names), generator=rng, dtype=torch.float64)
+    leaf = t.clone().requires_grad_(True)
+    value = acts.value(leaf)
+    weights = torch.randn(value.shape, generator=rng, dtype=torch.float64)
+    (grad,) = torch.autograd.grad((value * weights).sum(), leaf)
+    s, d = acts(t)
+    torch.testing.assert_close(value.detach(), s, rtol=1e-15, atol=1e-300)
+    torch.testing.assert_close(grad, weights * d, rtol=1e-13, atol=1e-15)
+    assert torch.autograd.gradcheck(acts.value, (t[0].clone().requires_grad_(True),))
+
+
+@pytest.mark.parametrize("layout", sorted(_LAYOUTS))
+def test_mixed_activations_leave_the_input_alone_and_work_under_autograd(layout, rng):
+    """φ̂ overwrites the columns of the smaller groups in tensors of its own: never in t (the
+    identity's φ(t) is t), never in a result autograd keeps; torch.func.vmap maps it."""
+    names = _LAYOUTS[layout]
+    acts = NeuronActivations(names)
+    t = torch.randn(4, len(names), generator=rng, dtype=torch.float64)
+    before = t.clone()
+    s, d = acts(t)
+    assert torch.equal(t, before)
+    leaf = t.clone().requires_grad_(True)
+    s_leaf, d_leaf = acts(leaf)
+    (grad,) = torch.autograd.grad(s_leaf.sum(), leaf)
+    assert torch.equal(s_leaf.detach(), s) and torch.equal(d_leaf.detach(), d)
+    torch.testing.assert_close(grad, d, rtol=1e-13, atol=1e-15)
+    s_map, d_map = torch.func.vmap(acts)(t.unsqueeze(1))
+    assert torch.equal(s_map.squeeze(1), s) and torch.equal(d_map.squeeze(1), d)
+
+
 def test_builtin_loss_gradients_equal_autograd():
     y = torch.randn(7, 3, dtype=torch.float64)
     labels = torch.randint(0, 3, (7,))

@@ -66,6 +66,7 @@ CONFIGS = [
 ]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("method", sorted(ENGINES))
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
 def test_estimate_bounds_the_measured_peak(method, dtype):

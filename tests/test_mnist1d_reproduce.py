@@ -5,11 +5,14 @@ from __future__ import annotations
 
 import json
 
+import pytest
+
 from meshprop.cli import main
 from meshprop.experiment import mnist1d
 from meshprop.experiment.models import ModelSpec, build_model
 
 
+@pytest.mark.slow
 def test_reproduce_mnist1d_end_to_end(tmp_path, monkeypatch):
     monkeypatch.setattr(mnist1d, "SPECS", (ModelSpec("mnn-80", "mnn", 50, 0.8),))
     monkeypatch.setattr(mnist1d, "TORCH_BUDGET", mnist1d.TorchBudget(epochs=1))

@@ -121,6 +121,7 @@ def test_online_tbptt_window_cuts_the_past() -> None:
     assert relative_error(learner.last_gradient, reference) <= TOL
 
 
+@pytest.mark.slow
 def test_rtrl_learns_and_memory_does_not_grow() -> None:
     """Delayed recall with D = 2: the loss falls; the carried tensors keep their size."""
     torch.manual_seed(0)

@@ -72,6 +72,7 @@ def test_online_validates_before_work(tmp_path, capsys, argv, message) -> None:
     assert not out.exists()
 
 
+@pytest.mark.slow
 def test_reproduce_online_tiny(tmp_path) -> None:
     out = tmp_path / "study"
     assert main(
@@ -105,6 +106,7 @@ def test_bench_online_throughput_rows() -> None:
     assert rows[0]["hidden"] == 3 and rows[0]["neurons"] == 6 and rows[0]["ticks_per_second"] > 0
 
 
+@pytest.mark.subprocess
 def test_bench_online_fop_peak_does_not_grow_from_1e3_to_1e4_ticks() -> None:
     """Online FOP keeps nothing per element: 9,000 more elements add less than 256 KiB to the
     resident high-water mark (a leak of ≥ 30 bytes per element would exceed it)."""
@@ -113,6 +115,7 @@ def test_bench_online_fop_peak_does_not_grow_from_1e3_to_1e4_ticks() -> None:
     assert peak[10000] <= peak[1000] + 256 * 1024, peak
 
 
+@pytest.mark.subprocess
 def test_bench_online_memory_bptt_grows_fop_does_not() -> None:
     """One stream of 2,000 elements: full BPTT keeps its trajectory (≥ 1 MB more than online
     FOP, whose carried tensors are a few KiB here)."""

@@ -32,6 +32,7 @@ def _args(**settings) -> argparse.Namespace:
     return args
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     "settings",
     [
@@ -80,6 +81,7 @@ def test_a_state_of_other_settings_is_refused(tmp_path) -> None:
         run_online(_args(train_ticks=120, hidden=4), False, OnlineCheckpoint(path, 50, True))
 
 
+@pytest.mark.slow
 def test_the_run_folder_rules(tmp_path, capsys) -> None:
     out = tmp_path / "run"
     base = ["online", "--delay", "2", "--train-ticks", "300", "--test-ticks", "50",
@@ -145,13 +147,21 @@ def _started(out: Path, before: int = 0, timeout: float = 60.0) -> None:
         time.sleep(0.01)
 
 
+def _start(command: list[str], stderr: Path) -> subprocess.Popen[bytes]:
+    """Start ``command`` with its standard error in the file ``stderr``: a pipe nobody reads
+    while the test waits would block the child once it fills."""
+    with stderr.open("wb") as sink:  # the child keeps its own descriptor
+        return subprocess.Popen(command, env=_env(), stdout=subprocess.DEVNULL, stderr=sink)
+
+
+@pytest.mark.subprocess
 def test_sigkill_at_random_moments_then_resume_equals_one_run(tmp_path) -> None:
     reference = tmp_path / "reference"
     subprocess.run(_command(reference), check=True, env=_env(), capture_output=True)
     expected = _outputs(reference)
     out = tmp_path / "killed"
     rng = random.Random(10)
-    process = subprocess.Popen(_command(out), env=_env(), stderr=subprocess.PIPE)
+    process = _start(_command(out), tmp_path / "stderr-0.txt")
     kills, before = 0, 0
     while True:
         _started(out, before)  # killed while training, not while starting
@@ -164,7 +174,7 @@ def test_sigkill_at_random_moments_then_resume_equals_one_run(tmp_path) -> None:
         if kills == 2:
             break
         before = _saved(out)
-        process = subprocess.Popen(_command(out, "--resume"), env=_env(), stderr=subprocess.PIPE)
+        process = _start(_command(out, "--resume"), tmp_path / f"stderr-{kills}.txt")
     assert kills >= 1
     final = subprocess.run(_command(out, "--resume"), env=_env(), capture_output=True)
     assert final.returncode == 0, final.stderr.decode()[-500:]
@@ -173,14 +183,15 @@ def test_sigkill_at_random_moments_then_resume_equals_one_run(tmp_path) -> None:
     assert torch.equal(got[2], expected[2])
 
 
+@pytest.mark.subprocess
 @pytest.mark.parametrize(("signum", "code"), [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
 def test_a_signal_saves_says_how_to_resume_and_exits(tmp_path, signum, code) -> None:
     out = tmp_path / "run"
-    process = subprocess.Popen(_command(out), env=_env(), stderr=subprocess.PIPE, text=True)
+    process = _start(_command(out), tmp_path / "stderr.txt")
     _started(out)
     process.send_signal(signum)
-    _, err = process.communicate(timeout=60)
-    assert process.returncode == code
+    assert process.wait(timeout=60) == code
+    err = (tmp_path / "stderr.txt").read_text()
     lines = [line for line in err.splitlines() if line.strip()]
     assert len(lines) == 1 and "resume with: meshprop online --out" in lines[0], err
     assert "Traceback" not in err

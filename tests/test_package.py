@@ -13,6 +13,9 @@ from pathlib import Path
 
 import pytest
 
+# every test builds or runs the wheel in other processes; one worker builds it once for all
+pytestmark = [pytest.mark.subprocess, pytest.mark.xdist_group("wheel")]
+
 ROOT = Path(__file__).resolve().parents[1]
 
 

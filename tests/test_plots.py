@@ -32,6 +32,7 @@ def history(val=True):
     return History(records=records, best_epoch=4)
 
 
+@pytest.mark.slow
 def test_history_plot_has_loss_and_accuracy_panels(tmp_path):
     fig = plots.plot_history(history(), "t")
     loss_ax, acc_ax = fig.axes
@@ -68,6 +69,7 @@ def test_decision_boundary_matches_the_network(tmp_path):
         plots.plot_decision_boundary(net, np.zeros((5, 3)), np.zeros(5))
 
 
+@pytest.mark.slow
 def test_animation_writes_one_frame_per_snapshot_and_restores_weights(tmp_path):
     net = net2d()
     original = net.A.detach().clone()
@@ -90,6 +92,7 @@ def test_boundary_panels_one_axis_per_run():
         plots.plot_decision_boundaries([])
 
 
+@pytest.mark.slow
 def test_saver_writes_the_figure_at_its_dpi(tmp_path):
     fig = plots.plot_history(history(), "t")
     width, height = fig.get_size_inches()

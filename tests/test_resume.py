@@ -93,6 +93,7 @@ def assert_same(a: tuple[mp.MeshNet, Any], b: tuple[mp.MeshNet, Any]) -> None:
     assert (hist_a.best_epoch, hist_a.stopped_early) == (hist_b.best_epoch, hist_b.stopped_early)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("kind", ["adam", "early", "set"])
 def test_resume_after_interruptions_anywhere_is_bit_identical(kind, tmp_path):
     reference_rule = structure()

@@ -40,6 +40,7 @@ def same_run(a: Path, b: Path) -> None:
     assert ma == mb
 
 
+@pytest.mark.slow
 def test_a_folder_holding_a_run_is_refused_unless_resume_or_overwrite(capsys, tmp_path):
     out = tmp_path / "run"
     assert cli(capsys, *RUN, "--out", out)[0] == 0
@@ -70,6 +71,7 @@ def test_a_folder_holding_a_run_is_refused_unless_resume_or_overwrite(capsys, tm
     assert check_run_folder(tmp_path / "missing", resume=True) == "resume"
 
 
+@pytest.mark.slow
 def test_resume_checks_the_typed_options_and_takes_the_others_from_the_run(capsys, tmp_path):
     out = tmp_path / "run"
     assert cli(capsys, *RUN, "--hidden", "3", "--out", out)[0] == 0
@@ -82,6 +84,7 @@ def test_resume_checks_the_typed_options_and_takes_the_others_from_the_run(capsy
     verify_run_folder(out)
 
 
+@pytest.mark.slow
 def test_verify_run_folder_detects_files_of_another_run(capsys, tmp_path):
     for name, epochs in (("a", "3"), ("b", "4")):
         assert cli(capsys, *RUN, "--epochs", epochs, "--out", tmp_path / name)[0] == 0
@@ -106,6 +109,7 @@ def test_verify_run_folder_detects_files_of_another_run(capsys, tmp_path):
         assert "metrics.json is not the file run" in err and "the run folder mixes runs" in err
 
 
+@pytest.mark.slow
 def test_resuming_a_run_killed_between_epochs_is_bit_identical(capsys, tmp_path):
     reference, out = tmp_path / "reference", tmp_path / "run"
     argv = [*RUN, "--epochs", "6", "--val-size", "0.2", "--patience", "9"]
@@ -131,21 +135,27 @@ def environment() -> dict[str, str]:
     return {**os.environ, "PYTHONPATH": os.pathsep.join([source, os.environ.get("PYTHONPATH", "")])}
 
 
+@pytest.mark.subprocess
 @pytest.mark.slow
 @pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
 def test_a_signal_saves_prints_one_line_and_the_run_resumes_identically(capsys, tmp_path, signum):
     argv = ["train", "--samples", "200", "--epochs", "30", "--no-progress", "--batch-size", "16"]
     out = tmp_path / "run"
     command = [sys.executable, "-m", "meshprop", *argv, "--out", str(out)]
-    process = subprocess.Popen(
-        command, env=environment(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
-    )
+    # standard error in a file, not a pipe nobody reads while the test waits (the child would
+    # block once it filled)
+    stderr = tmp_path / "stderr.txt"
+    with stderr.open("wb") as sink:
+        process = subprocess.Popen(
+            command, env=environment(), stdout=subprocess.DEVNULL, stderr=sink
+        )
     deadline = time.monotonic() + 120
     while not (out / "metrics.csv").exists() and time.monotonic() < deadline:
         time.sleep(0.05)  # training has started: its first epoch is logged
     process.send_signal(signum)
-    _, err = process.communicate(timeout=120)
-    assert process.returncode == 128 + signum, err
+    code = process.wait(timeout=120)
+    err = stderr.read_text()
+    assert code == 128 + signum, err
     assert err.count("\n") == 1 and "Traceback" not in err
     assert err.startswith("interrupted at epoch ")
     assert err.rstrip().endswith(f"resume with: meshprop train --out {out} --resume")

@@ -17,11 +17,13 @@ from sklearn.utils.estimator_checks import parametrize_with_checks
 from meshprop.sklearn import MeshClassifier, MeshRegressor
 
 
+@pytest.mark.slow
 @parametrize_with_checks([MeshClassifier(), MeshRegressor()])
 def test_sklearn_estimator_checks(estimator, check):
     check(estimator)
 
 
+@pytest.mark.slow
 def test_classifier_in_pipeline_cross_val_and_grid_search():
     X, y = load_iris(return_X_y=True)
     pipe = make_pipeline(MinMaxScaler(), MeshClassifier(epochs=20, random_state=0))

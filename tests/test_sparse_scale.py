@@ -175,6 +175,7 @@ def test_scale_slopes_fit_the_power_of_the_edges():
     )
 
 
+@pytest.mark.slow
 def test_scale_workload_runs_every_engine_that_fits_and_writes_the_plot(capsys, tmp_path):
     out = tmp_path / "scale.json"
     code = cli.main(
@@ -204,6 +205,7 @@ def test_scale_workload_runs_every_engine_that_fits_and_writes_the_plot(capsys, 
     assert (tmp_path / "scale.png").stat().st_size > 0
 
 
+@pytest.mark.slow
 def test_scale_sweep_on_random_meshes_and_unknown_kinds():
     rows, rate = run_scale(
         sizes=(200,), ticks=(2,), repeats=1, dense_max=0, dense_bptt_max=0, topology="random"

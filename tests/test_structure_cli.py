@@ -34,6 +34,7 @@ def _config(**changes) -> RunConfig:
     return dataclasses.replace(base, **changes)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("rule", ["set", "rigl"])
 def test_train_records_the_topology_over_time(capsys, in_tmp, rule: str) -> None:
     argv = ["train", "--dataset", "iris", "--hidden", "6", "--ticks", "2", "--density", "0.2"]
@@ -108,6 +109,7 @@ def test_structure_errors_name_the_flags(capsys, argv, message) -> None:
     assert code == 2 and message in err and "Traceback" not in err, err
 
 
+@pytest.mark.slow
 def test_reproduce_structure_writes_table_json_and_plot(capsys, in_tmp) -> None:
     argv = ["reproduce", "structure", "--densities", "1.0", "0.2", "--seeds", "2"]
     argv += ["--methods", "static", "rigl", "--hidden", "4", "--epochs", "1", "--out", "rep"]

@@ -69,6 +69,7 @@ def test_ar_baseline_is_least_squares() -> None:
     assert np.isclose(pred[5], coef[0] * s[6] + coef[1] * s[5] + coef[2])
 
 
+@pytest.mark.slow
 def test_fir_network_beats_linear_ar_on_mackey_glass(tmp_path) -> None:
     out = tmp_path / "fir"
     rc = cli.main(
@@ -108,6 +109,7 @@ def test_fir_network_beats_linear_ar_on_mackey_glass(tmp_path) -> None:
     assert (out / "diagram.png").stat().st_size > 10_000
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("build", ["fir", "narx"])
 def test_training_through_fit_is_the_reciprocal_adam_loop(rng, build: str) -> None:
     """Same arithmetic in the same order: identical losses and weights, bit for bit."""
@@ -154,6 +156,7 @@ def reference_run(values: np.ndarray, model: str, epochs: int, window: int) -> d
     }
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("model", ["narx", "mesh"])
 def test_csv_series_with_feedback_models(tmp_path, model: str) -> None:
     k = np.arange(240)

@@ -72,6 +72,7 @@ def test_fit_with_the_reference_engine_on_a_few_steps(moons):
     torch.testing.assert_close(a.A, b.A, rtol=1e-10, atol=1e-12)
 
 
+@pytest.mark.slow
 def test_training_learns_moons(moons):
     net = small_net(hidden=5)
     before = evaluate(net, *moons.test)
@@ -90,6 +91,7 @@ def test_training_learns_moons(moons):
     }
 
 
+@pytest.mark.slow
 def test_regression_with_mse_reports_mse_and_r2():
     g = torch.Generator().manual_seed(0)
     X = torch.randn(120, 3, generator=g, dtype=torch.float64)

@@ -259,6 +259,7 @@ def copy_run(trained: Path, into: Path) -> Path:
     return into / "r" / "checkpoint"
 
 
+@pytest.mark.slow
 def test_evaluate_and_predict_refuse_a_changed_training_file(capsys, trained, in_tmp):
     checkpoint = copy_run(trained, in_tmp)
     code, _, _ = run_cli(capsys, "evaluate", checkpoint, "--json")
@@ -281,6 +282,7 @@ def test_evaluate_and_predict_refuse_a_changed_training_file(capsys, trained, in
     assert code == 0 and err == ""
 
 
+@pytest.mark.slow
 def test_a_changed_built_in_dataset_is_refused(capsys, in_tmp):
     code, _, _ = run_cli(capsys, "train", "--epochs", "1", "--no-progress", "--out", "m")
     assert code == 0
@@ -439,6 +441,7 @@ def _labels(lines):
     return shape
 
 
+@pytest.mark.slow
 def test_the_train_summary_in_the_docs_is_what_the_command_prints(capsys, in_tmp):
     docs = Path(__file__).resolve().parents[1] / "docs" / "experiments.md"
     text = docs.read_text()

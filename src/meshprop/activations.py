@@ -137,46 +137,91 @@ def resolve_activations(
 
 @dataclass(frozen=True)
 class NeuronActivations:
-    """φ̂ restricted to the free neurons: groups of neurons sharing one φ."""
+    """φ̂ restricted to the free neurons: groups of neurons sharing one φ.
+
+    Mixed activations cost about what one activation costs: the layout of the groups is worked
+    out once, at construction, and the tensors that select them are built once per device and
+    kept.  :meth:`__call__` applies the largest group's φ to every column and overwrites the
+    columns of the other groups (a slice when a group's neurons are contiguous — hidden then
+    outputs — an index otherwise); :meth:`value` selects each group's φ with ``torch.where``.
+    """
 
     names: tuple[str, ...]
     _groups: dict[str, list[int]] = field(init=False, repr=False, compare=False)
+    #: the largest group's name, then every other group with its slice (None when scattered)
+    _main: str | None = field(init=False, repr=False, compare=False)
+    _others: tuple[tuple[str, slice | None], ...] = field(init=False, repr=False, compare=False)
+    _device_tensors: dict[torch.device, dict[str, tuple[torch.Tensor, torch.Tensor]]] = field(
+        init=False, repr=False, compare=False
+    )
 
     def __post_init__(self) -> None:
         groups: dict[str, list[int]] = {}
         for k, name in enumerate(self.names):
             groups.setdefault(name, []).append(k)
+        main = max(groups, key=lambda name: len(groups[name]), default=None)
+        others = tuple(
+            (
+                name,
+                slice(index[0], index[-1] + 1) if index[-1] - index[0] + 1 == len(index) else None,
+            )
+            for name, index in groups.items()
+            if name != main
+        )
         object.__setattr__(self, "_groups", groups)
+        object.__setattr__(self, "_main", main)
+        object.__setattr__(self, "_others", others)
+        object.__setattr__(self, "_device_tensors", {})
 
     @property
     def uniform(self) -> str | None:
         """The single activation name when every free neuron shares it, else None."""
-        return next(iter(self._groups)) if len(self._groups) == 1 else None
+        return self._main if len(self._groups) == 1 else None
+
+    def _selectors(self, device: torch.device) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
+        """For every group other than the largest, on ``device``: its neurons (an index) and a
+        boolean mask over the free neurons (built on first use, then kept)."""
+        selectors = self._device_tensors.get(device)
+        if selectors is None:
+            selectors = {}
+            for name, _ in self._others:
+                index = torch.as_tensor(self._groups[name], dtype=torch.long, device=device)
+                mask = torch.zeros(len(self.names), dtype=torch.bool, device=device)
+                selectors[name] = (index, mask.index_fill_(0, index, True))
+            self._device_tensors[device] = selectors
+        return selectors
 
     def __call__(self, t: torch.Tensor) -> Pair:
         """φ(t) and φ′(t) for pre-activations t of shape (..., F)."""
-        if len(self._groups) == 1:
-            return ACTIVATIONS[next(iter(self._groups))](t)
-        s = torch.empty_like(t)
-        d = torch.empty_like(t)
-        for name, index in self._groups.items():
-            idx = torch.as_tensor(index, device=t.device)
-            s_g, d_g = ACTIVATIONS[name](t.index_select(-1, idx))
-            s[..., idx] = s_g
-            d[..., idx] = d_g
+        if self._main is None:  # no free neuron
+            return torch.empty_like(t), torch.empty_like(t)
+        s, d = ACTIVATIONS[self._main](t)
+        if not self._others:
+            return s, d
+        # s and d are overwritten in place below: s must not be t (identity) nor a result
+        # autograd keeps for its backward (tanh, sigmoid, relu); every φ′ is a fresh tensor
+        if s is t or (t.requires_grad and torch.is_grad_enabled()):
+            s = s.clone()
+        selectors = None
+        for name, columns in self._others:
+            if columns is not None:
+                s[..., columns], d[..., columns] = ACTIVATIONS[name](t[..., columns])
+            else:
+                selectors = selectors or self._selectors(t.device)
+                index = selectors[name][0]
+                s[..., index], d[..., index] = ACTIVATIONS[name](t.index_select(-1, index))
         return s, d
 
     def value(self, t: torch.Tensor) -> torch.Tensor:
         """φ(t) alone, differentiable by autograd (used by the autograd engine)."""
-        if len(self._groups) == 1:
-            return _AUTOGRAD[next(iter(self._groups))](t)
-        parts: list[torch.Tensor] = [t] * len(self.names)  # every entry is replaced below
-        for name, index in self._groups.items():
-            idx = torch.as_tensor(index, device=t.device)
-            values = _AUTOGRAD[name](t.index_select(-1, idx))
-            for column, k in enumerate(index):
-                parts[k] = values[..., column]
-        return torch.stack(parts, dim=-1)
+        if self._main is None:  # no free neuron
+            return t.clone()
+        s = _AUTOGRAD[self._main](t)
+        if self._others:
+            selectors = self._selectors(t.device)
+            for name, _ in self._others:
+                s = torch.where(selectors[name][1], _AUTOGRAD[name](t), s)
+        return s
 
     def numpy(self, t: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """φ(t) and φ′(t) in NumPy (the reference engine)."""
