@@ -22,13 +22,13 @@ from __future__ import annotations
 
 import math
 import warnings
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
 import torch
 
-from .fast_optim import DirectAdamStep
+from .fast_optim import FastAdam, fast_adam
 from .layout import Layout
 from .losses import loss_and_grad, loss_value, validate_target
 from .mesh import MeshNet
@@ -213,8 +213,12 @@ class OnlineLearner:
       ``truncation`` elements, from the state that entered them (a constant).
 
     Only the first element (or one whose shapes differ from the last's) is validated in full;
-    later ones go straight to the carry (for throughput use a fused ``torch.optim.Adam``,
-    :func:`fast_adam`, and :func:`flush_denormals`; ``meshprop online`` does both).
+    later ones go straight to the carry.  The optimizer is stepped with ``optimizer.step()``,
+    or, for a :class:`~meshprop.fast_optim.FastAdam` (what :func:`fast_adam` builds), with its
+    ``direct_step()``: the same update without ``Optimizer.step``'s per-call machinery (no step
+    hooks).  For throughput use :func:`fast_adam` and :func:`flush_denormals`, and one thread
+    (``torch.set_num_threads(1)``: at these sizes a second thread costs more than it gives);
+    ``meshprop online`` does all three.
 
     **Structure changes.**  The carry is built for a topology value.  When ``net.topology``
     changed (``meshprop.structure.rewire``, ``net.rewire_``), the next step rebuilds the carry
@@ -279,7 +283,6 @@ class OnlineLearner:
         self._storage: Layout = net.storage
         self._carry: StreamCarry | None = None
         self._buffer = torch.zeros(net.storage.shape, dtype=param.dtype, device=param.device)
-        self._direct = DirectAdamStep(optimizer)
         # the shapes of the last checked element: later elements of these shapes skip the checks
         self._x_shape = self._target_shape = self._mask_shape = torch.Size([-1])
         self._count = 0  # masked samples since the last update
@@ -516,9 +519,11 @@ class OnlineLearner:
         if param.grad is not grad:  # zero_grad(set_to_none=True) may have dropped it
             param.grad = grad
         self._last_gradient = grad
-        if self._direct.optimizer is not self.optimizer:  # the optimizer was replaced
-            self._direct = DirectAdamStep(self.optimizer)
-        self._direct.step()  # optimizer.step(), minus its per-call bookkeeping where exact
+        optimizer = self.optimizer
+        if isinstance(optimizer, FastAdam):
+            optimizer.direct_step()  # optimizer.step()'s update without its per-call machinery
+        else:
+            optimizer.step()
 
     def _nonfinite_loss(self, x: torch.Tensor, target: torch.Tensor) -> Exception:
         """The error for a NaN/inf loss: the input or target's fault, else the state's."""
@@ -568,16 +573,6 @@ def _follow_optimizer_state(
             state[key] = new.project(value)
         elif shape == old_shape:
             state[key] = new.carry(value, old)
-
-
-def fast_adam(params: Iterable[torch.nn.Parameter], lr: float) -> torch.optim.Optimizer:
-    """torch.optim.Adam, fused where this torch has a fused Adam for the parameters' device
-    (one kernel per step; the per-step cost that matters when stepping after every element)."""
-    params = list(params)
-    try:
-        return torch.optim.Adam(params, lr=lr, fused=True)
-    except (RuntimeError, TypeError, ValueError):
-        return torch.optim.Adam(params, lr=lr)
 
 
 @contextmanager

@@ -158,7 +158,7 @@ def _breakdown(learner: OnlineLearner, x: torch.Tensor, n: int) -> dict[str, flo
     (the RTRL work, P·F² multiply-adds per tick, O(F⁴) on a full mesh), the whole
     forward-and-sensitivity part of the step (the RTRL carry's ``advance``),
     ``optimizer.step()`` alone, and the same Adam step as the learner makes it
-    (``DirectAdamStep``: torch's functional Adam called directly)."""
+    (``FastAdam.direct_step``: torch's functional Adam called directly)."""
     carry = learner._carry
     stepper = getattr(carry, "stepper", None)
     if carry is None or stepper is None:
@@ -171,7 +171,9 @@ def _breakdown(learner: OnlineLearner, x: torch.Tensor, n: int) -> dict[str, flo
         "us_sensitivity_product": _mean_us(lambda: torch.mm(Mt, matrix, out=out), n),
         "us_advance": _mean_us(lambda: carry.advance(theta, x[0]), n),
         "us_optimizer_step": _mean_us(learner.optimizer.step, n),
-        "us_learner_adam_step": _mean_us(learner._direct.step, n),
+        "us_learner_adam_step": _mean_us(
+            getattr(learner.optimizer, "direct_step", learner.optimizer.step), n
+        ),
     }
 
 
