@@ -204,3 +204,17 @@ def test_state_dict_continues_the_stream_exactly(method: str, options: dict) -> 
     resumed.load_state_dict(saved[0])
     assert [resumed.step(x[t], target[t]) for t in range(5, 10)] == losses
     assert torch.equal(other.parameter, net.parameter)
+
+
+# --- benchmark rows
+
+
+def test_bench_rows_per_online_method() -> None:
+    from meshprop.bench.online_methods import METHODS, compare_methods
+
+    rows = compare_methods(hidden=(6,), length=12, degree=3)
+    assert [r["method"] for r in rows] == [name for name, _, _ in METHODS]
+    assert rows[0]["method"] == "fop" and abs(rows[0]["cosine"] - 1.0) <= 1e-12
+    for r in rows:
+        assert -1.0 <= r["cosine"] <= 1.0 + 1e-12
+        assert r["ticks_per_second"] > 0 and r["inference_ticks_per_second"] > 0
