@@ -293,8 +293,9 @@ class SnAp(StreamMethod):
     options = ("order",)
 
     def __init__(self, order: int | None = None) -> None:
-        super().__init__(order=check_order(order))
-        self.order = int(order)  # type: ignore[arg-type]
+        k = check_order(order)
+        super().__init__(order=k)
+        self.order = k
 
     def start(self, dyn, storage, theta, batch):
         return SnApCarry(dyn, storage, theta, batch, self.order)
