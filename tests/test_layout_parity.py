@@ -972,3 +972,61 @@ def test_capabilities_at_2e4_neurons_allocate_nothing_n2(tmp_path):
         path = mp.export_onnx(net, tmp_path / "m.onnx")
     (out,) = ort.InferenceSession(str(path)).run(None, {"x": x.numpy()})
     assert np.abs(out - y.numpy()).max() <= 1e-5
+
+
+# --- approximate online methods
+
+
+def _sparse_twin(net: mp.MeshNet) -> mp.MeshNet:
+    """The sparse-layout copy of a dense ``net`` (same topology, activations, weights)."""
+    twin = mp.MeshNet(
+        net.topology,
+        ticks=net.ticks,
+        activation=_names(net),
+        dtype=torch.float64,
+        layout="sparse",
+    )
+    with torch.no_grad():
+        twin.parameter.copy_(net.edge_weights())
+    return twin
+
+
+@pytest.mark.parametrize("seed", range(3))
+@pytest.mark.parametrize(
+    ("method", "options"),
+    [("snap", {"order": 1}), ("snap", {"order": 2}), ("uoro", {"seed": 7})],
+    ids=["snap1", "snap2", "uoro"],
+)
+def test_approximate_online_methods_agree_across_layouts(seed, method, options):
+    """SnAp-k and UORO (same seed: same signs) learn the same on both layouts: losses and the
+    gradients handed to the optimizer agree to 1e-10 (float64), weights updated in between."""
+    case = sequence_case(950 + seed, length=8)
+    runs = []
+    for net in (case.net, _sparse_twin(case.net)):
+        opt = torch.optim.SGD(net.parameters(), lr=0.02)
+        learner = mp.OnlineLearner(net, opt, loss=case.loss, method=method, **options)
+        losses, grads = [], []
+        for t in range(case.x.shape[0]):
+            losses.append(learner.step(case.x[t], case.target[t]))
+            grads.append(at_edges(net, learner.last_gradient))
+        runs.append((torch.tensor(losses), torch.stack(grads), net.edge_weights()))
+    (loss_d, grad_d, w_d), (loss_s, grad_s, w_s) = runs
+    assert grad_d.abs().max() > 0, case.description
+    assert relative_error(loss_s, loss_d) <= TOL, case.description
+    assert relative_error(grad_s, grad_d) <= TOL, case.description
+    assert relative_error(w_s, w_d) <= TOL, case.description
+
+
+@pytest.mark.parametrize(("method", "options"), [("snap", {"order": 1}), ("uoro", {"seed": 0})])
+def test_approximate_online_methods_at_2e4_neurons_allocate_nothing_n2(method, options):
+    """SnAp-1 and UORO on a 2·10⁴-neuron sparse mesh under a 96 MiB limit (N×N float32 would
+    be 1.6 GB): per-edge vectors only."""
+    topo = mp.Topology.sparse_random(8, 20_000, 2, degree=4, seed=0)
+    net = mp.MeshNet(topo, ticks=2, layout="sparse", dtype=torch.float32, seed=0)
+    with mp.memory_limit("96MiB"):
+        learner = mp.OnlineLearner(
+            net, torch.optim.SGD(net.parameters(), lr=0.0), method=method, **options
+        )
+        for _ in range(2):
+            learner.step(torch.randn(1, 8), torch.zeros(1, 2))
+    assert learner.last_gradient is not None and learner.last_gradient.shape == (topo.n_edges,)

@@ -36,6 +36,11 @@ def _stream(n: int, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
     return x, torch.roll(x, 2, dims=0)
 
 
+def _options(method: str, truncation: int) -> dict[str, int]:
+    """The keyword options ``method`` needs (tbptt's window, SnAp's order)."""
+    return {"tbptt": {"truncation": truncation}, "snap": {"order": 2}}.get(method, {})
+
+
 def _off_mask(net: mp.MeshNet) -> torch.Tensor:
     """The largest |weight| off the topology's edges (0 for a healthy dense net)."""
     if net.layout != "dense":
@@ -59,7 +64,7 @@ def test_rewire_then_reset_keeps_every_weight_on_the_mask(layout, method, tmp_pa
     old moments move them; the checkpoint then loads."""
     net = _net(layout)
     optimizer = torch.optim.Adam(net.parameters(), lr=1e-2)
-    options = {"truncation": 3} if method == "tbptt" else {}
+    options = _options(method, 3)
     learner = mp.OnlineLearner(net, optimizer, method=method, **options)
     x, target = _stream(60)
     for t in range(30):
@@ -120,7 +125,7 @@ def test_a_fully_masked_element_has_no_last_gradient(method) -> None:
     """Bug (c): at an update point with no masked sample since the last one the optimizer is
     not stepped and ``last_gradient`` is None (not the previous element's gradient)."""
     net = _net()
-    options = {"truncation": 2} if method == "tbptt" else {}
+    options = _options(method, 2)
     learner = mp.OnlineLearner(
         net, torch.optim.SGD(net.parameters(), lr=0.1), method=method, **options
     )
@@ -138,7 +143,7 @@ def test_a_fully_masked_element_has_no_last_gradient(method) -> None:
 def test_the_online_path_is_memory_guarded(method) -> None:
     """Bug (d): a carry that cannot fit is refused before it is allocated."""
     net = _net(hidden=12)
-    options = {"truncation": 2} if method == "tbptt" else {}
+    options = _options(method, 2)
     learner = mp.OnlineLearner(
         net, torch.optim.SGD(net.parameters(), lr=0.1), method=method, **options
     )

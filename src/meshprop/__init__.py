@@ -22,6 +22,7 @@ from types import ModuleType
 
 from .activations import ACTIVATIONS
 from .checkpoint import load_checkpoint, save_checkpoint
+from .convert import from_rnn, to_rnn
 from .engines import GRADIENT_METHODS, GradientEngine, get_engine, register_engine
 from .export import export_onnx
 from .losses import LOSSES
@@ -60,6 +61,7 @@ __all__ = [
     "evaluate",
     "export_onnx",
     "fit",
+    "from_rnn",
     "get_engine",
     "get_memory_limit",
     "gradient",
@@ -72,6 +74,7 @@ __all__ = [
     "sequence_gradient",
     "set_memory_limit",
     "structure",
+    "to_rnn",
 ]
 
 try:  # the installed distribution's version (pyproject.toml), not a second copy of it

@@ -211,6 +211,11 @@ class OnlineLearner:
       weights, as in RTRL).  Memory O(B·P·F), flat in the stream's length.
     - ``"tbptt"``: the loss of element t is backpropagated (reciprocal network) through the last
       ``truncation`` elements, from the state that entered them (a constant).
+    - ``"snap"`` with ``order=k``: SnAp-k (:mod:`meshprop.streams.snap`), RTRL's sensitivities
+      kept within k ticks of each edge (the outputs' rows in full); exact once k reaches the
+      saturation order.
+    - ``"uoro"`` with ``seed``: UORO (:mod:`meshprop.streams.uoro`), an unbiased rank-one
+      estimate of the sensitivities, O(F + P) memory per stream.
 
     Only the first element (or one whose shapes differ from the last's) is validated in full;
     later ones go straight to the carry.  The optimizer is stepped with ``optimizer.step()``,

@@ -139,9 +139,11 @@ def _run(args: argparse.Namespace, threads: int) -> int:
     streams: list[dict] = []
     for name in args.workload:
         if name in STREAM_WORKLOADS:  # online FOP: ticks/s against H; memory against length
-            from ..bench import online
+            from ..bench import online, online_methods
 
             streams += online.throughput(threads=threads)
+            # every online method: ticks/s beside inference, cosine to the exact gradient
+            streams += online_methods.compare_methods(hidden=(16, 64), threads=threads)
             if args.memory == "all":
                 streams += online.stream_peak()
             continue

@@ -13,7 +13,9 @@ from typing import Any
 from .bptt import BPTT
 from .protocol import StreamMethod
 from .rtrl import RTRL
+from .snap import SnAp
 from .tbptt import TBPTT
+from .uoro import UORO
 
 __all__ = ["ONLINE_METHODS", "STREAM_METHODS", "get_stream_method"]
 
@@ -21,6 +23,8 @@ _METHODS: dict[str, type[StreamMethod]] = {
     "fop": RTRL,
     "bptt": BPTT,
     "tbptt": TBPTT,
+    "snap": SnAp,
+    "uoro": UORO,
 }
 
 #: every registered stream method
