@@ -6,8 +6,7 @@ import pytest
 import torch
 
 import meshprop as mp
-from meshprop.training import evaluate, fit
-from meshprop.training import inference
+from meshprop.training import evaluate, fit, inference
 from meshprop.training.inference import chunk_size, outputs
 
 

@@ -13,7 +13,8 @@ import torch
 import meshprop as mp
 from helpers import relative_error
 from meshprop import cli
-from meshprop.bench.scale import ScaleRow, peak_tensor_bytes, run_scale, slopes
+from meshprop.bench import scale
+from meshprop.bench.scale import ScaleRow, peak_tensor_bytes, probe_buffers, run_scale, slopes
 from meshprop.engines.edge_ops import edge_grad, edge_index_of, tick_edges
 from meshprop.threads import thread_policy
 from meshprop.topology import _distinct_per_row
@@ -259,3 +260,19 @@ def test_sparse_bptt_estimate_bounds_its_measured_peak(kind):
     peak = peak_tensor_bytes(lambda: mp.gradient(net, x, y, method="bptt"))
     estimate = get_engine("bptt", "sparse").estimate_bytes(net.dynamics, 32, 4)
     assert 0.5 * estimate < peak <= estimate  # a bound, and not a loose one
+
+
+def test_the_bandwidth_probe_copies_written_memory(monkeypatch):
+    source, destination = probe_buffers(4096)
+    assert bool((source == 1).all()) and torch.equal(destination, source)  # no zero pages
+    seen: list[bool] = []
+    real = scale.probe_buffers
+
+    def spy(nbytes, device="cpu"):
+        source, destination = real(nbytes, device)
+        seen.append(bool((source != 0).all()))
+        return source, destination
+
+    monkeypatch.setattr(scale, "probe_buffers", spy)
+    assert scale.bandwidth(nbytes=4096, repeats=1) > 0
+    assert seen == [True]
