@@ -276,3 +276,17 @@ def test_the_bandwidth_probe_copies_written_memory(monkeypatch):
     monkeypatch.setattr(scale, "probe_buffers", spy)
     assert scale.bandwidth(nbytes=4096, repeats=1) > 0
     assert seen == [True]
+
+
+def test_edge_columns_are_copies_and_the_target_order_is_the_key_order():
+    one = mp.Topology.from_edges(1, 1, 1, [(0, 2)])
+    one.edge_targets.sub_(1)  # a copy, even of a single edge (a contiguous view otherwise)
+    assert one.edges.tolist() == [[0, 2]]
+    topo = mp.Topology.sparse_random(6, 200, 3, degree=5, seed=2)
+    edges = topo.edges
+    assert torch.equal(topo.edge_sources, edges[:, 0]) and torch.equal(
+        topo.edge_targets, edges[:, 1]
+    )
+    index = edge_index_of(topo, torch.device("cpu"))
+    keys = index.dst * topo.n_neurons + index.src
+    assert torch.equal(index.by_target, torch.argsort(keys))  # unique keys: one order

@@ -361,12 +361,11 @@ class SparseLayout(Layout):
 
     def initial(self, dtype, device, seed):
         generator = None if seed is None else torch.Generator().manual_seed(int(seed))
-        index = edge_index_of(self.topology, torch.device("cpu"))
-        dst = index.dst + self.topology.n_clamped
+        dst = self.topology.edge_targets  # no edge index is built here
         fan_in = torch.bincount(dst, minlength=self.topology.n_neurons)
-        bound = 1.0 / fan_in.clamp(min=1).to(torch.float64).sqrt()[dst]
+        bound = 1.0 / fan_in.clamp(min=1).to(torch.float64).sqrt()
         uniform = torch.rand(len(dst), generator=generator, dtype=torch.float64)
-        weights = (2 * uniform - 1) * bound
+        weights = uniform.mul_(2).sub_(1).mul_(bound[dst])  # in place: P-sized temporaries
         return weights.to(dtype=dtype or torch.get_default_dtype(), device=device)
 
     @property

@@ -72,15 +72,16 @@ _TENSORS = ("src", "dst", "by_target", "crow_target", "col_target", "crow_source
 
 @lru_cache(maxsize=32)
 def _edge_index(topology: Topology) -> EdgeIndex:
-    edges = topology.edges
-    C = topology.n_clamped
-    return _build_index(edges[:, 0], edges[:, 1] - C, topology.n_neurons, topology.n_free)
+    dst = topology.edge_targets.sub_(topology.n_clamped)
+    return _build_index(topology.edge_sources, dst, topology.n_neurons, topology.n_free)
 
 
 def _build_index(src: torch.Tensor, dst: torch.Tensor, N: int, F: int) -> EdgeIndex:
     """The :class:`EdgeIndex` of edges ``src`` → free neuron ``dst``, sorted row-major."""
     src, dst = src.contiguous(), dst.contiguous()
-    by_target = torch.argsort(dst * N + src)
+    # row-major edges: a stable sort by target alone is the (target, source) order, without
+    # the P-sized keys dst·N + src
+    by_target = torch.argsort(dst, stable=True)
     crow_target = torch.zeros(F + 1, dtype=torch.long)
     crow_target[1:] = torch.cumsum(torch.bincount(dst, minlength=F), 0)
     crow_source = torch.zeros(N + 1, dtype=torch.long)
