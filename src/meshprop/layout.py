@@ -29,6 +29,7 @@ from .engines.base import LAYOUT_NAMES
 from .engines.edge_ops import (
     edge_grad,
     edge_index_of,
+    joined_state,
     propagate,
     sparse_step_autograd,
     transpose_product,
@@ -109,10 +110,9 @@ class _SparseTransition(Transition):
         return c
 
     def pre_activation(self, drive, h):
-        S = torch.cat([drive, h], dim=1)
         if self.differentiable:
-            return sparse_step_autograd(self.index, self.w, S)
-        return propagate(self.index, self.w, S)
+            return sparse_step_autograd(self.index, self.w, torch.cat([drive, h], dim=1))
+        return propagate(self.index, self.w, joined_state(drive, h))
 
     def back(self, e):
         return transpose_product(self.index, self.w, e)
