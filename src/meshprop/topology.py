@@ -590,7 +590,7 @@ class Topology:
 def _bytes_hash(tensor: torch.Tensor) -> int:
     """A hash of a contiguous CPU tensor's bytes, read in place (BLAKE2b of the buffer: no copy
     of the edge list, unlike ``hash(tensor.numpy().tobytes())``)."""
-    digest = hashlib.blake2b(tensor.numpy(), digest_size=8).digest()
+    digest = hashlib.blake2b(tensor.numpy().data, digest_size=8).digest()
     return int.from_bytes(digest, "little")
 
 
