@@ -68,3 +68,15 @@ def test_fit_evaluates_its_splits_in_chunks_without_gradients(rng, monkeypatch):
     evaluation = net.calls[at + 1 :]
     assert [n for n, _ in evaluation] == [16, 16, 8, 16, 4]
     assert not any(grad for _, grad in evaluation)
+
+
+def test_a_diagram_is_evaluated_in_chunks_along_its_samples_axis(rng):
+    from meshprop.diagram.examples import feedforward
+
+    diagram = feedforward((2, 4, 3)).double()
+    X = torch.randn(5, 23, 2, generator=rng, dtype=torch.float64)  # (T, B, width): samples on 1
+    with torch.no_grad():
+        whole = diagram(X)
+    chunked = outputs(diagram, X, dim=1, chunk=7)
+    assert chunked.shape == whole.shape and not chunked.requires_grad
+    torch.testing.assert_close(chunked, whole, rtol=0, atol=1e-12)
