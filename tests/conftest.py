@@ -4,6 +4,11 @@ The seed of each test is derived from its node id (stable across runs and indepe
 order); ``MESHPROP_TEST_SEED`` adds an offset to explore other draws.  Tests that need their own
 generator take the ``rng`` fixture (a ``torch.Generator`` seeded the same way) or ``seed``.
 
+The suite runs on the device named by ``MESHPROP_TEST_DEVICE`` (``cpu``, the default, or
+``cuda``): tests that take the ``device`` fixture build their networks and data there (data is
+drawn on the CPU, then moved, so every device sees the same numbers).  Asking for ``cuda`` where
+torch sees no CUDA device stops the run at once with a usage error; nothing is skipped.
+
 Under pytest-xdist (``make test`` runs two workers) every worker and the processes its tests
 start use one intra-op thread, so the workers do not oversubscribe the cores; tests that change
 the thread count restore it themselves.
@@ -29,6 +34,33 @@ XDIST_WORKER = os.environ.get("PYTEST_XDIST_WORKER")
 if XDIST_WORKER is not None:
     torch.set_num_threads(1)
     os.environ.setdefault("OMP_NUM_THREADS", "1")  # inherited by the processes tests start
+
+
+#: the environment variable naming the device the suite runs on
+TEST_DEVICE_ENV = "MESHPROP_TEST_DEVICE"
+
+
+def requested_device() -> str:
+    """The device the suite runs on (``MESHPROP_TEST_DEVICE``, default ``cpu``)."""
+    return os.environ.get(TEST_DEVICE_ENV, "cpu").strip() or "cpu"
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Fail fast, before collecting anything, when the requested device cannot be used."""
+    name = requested_device()
+    if name not in ("cpu", "cuda"):
+        raise pytest.UsageError(f"{TEST_DEVICE_ENV}={name!r}: expected cpu or cuda")
+    if name == "cuda" and not torch.cuda.is_available():
+        raise pytest.UsageError(
+            f"{TEST_DEVICE_ENV}=cuda: no CUDA device is available "
+            "(torch.cuda.is_available() is False); unset it or use cpu"
+        )
+
+
+@pytest.fixture(scope="session")
+def device() -> torch.device:
+    """The device the tests that take it run on (``MESHPROP_TEST_DEVICE``, default cpu)."""
+    return torch.device(requested_device())
 
 
 def _seed_for(nodeid: str) -> int:

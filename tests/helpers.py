@@ -53,7 +53,10 @@ def relative_error(value: torch.Tensor, reference: torch.Tensor) -> float:
     return float((value - reference).abs().max() / scale)
 
 
-def random_case(seed: int, dtype: torch.dtype = torch.float64) -> Case:
+def random_case(
+    seed: int, dtype: torch.dtype = torch.float64, device: torch.device | str = "cpu"
+) -> Case:
+    """A random network, input and target (drawn on the CPU, then moved to ``device``)."""
     gen = torch.Generator().manual_seed(seed)
     topo = random_topology(gen, seed)
     picks = torch.randint(0, len(NAMES), (topo.n_neurons,), generator=gen)
@@ -74,4 +77,4 @@ def random_case(seed: int, dtype: torch.dtype = torch.float64) -> Case:
     description = (
         f"seed={seed} {topo!r} ticks={ticks} batch={batch} per_tick={per_tick} loss={loss}"
     )
-    return Case(net, x, target, loss, description)
+    return Case(net.to(device), x.to(device), target.to(device), loss, description)

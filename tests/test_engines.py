@@ -34,13 +34,15 @@ def test_registry_lists_the_core_engines():
 
 
 @pytest.mark.parametrize("method", ENGINES)
-def test_engine_equals_autograd_float64(method):
+def test_engine_equals_autograd_float64(method, device):
     worst, worst_case = 0.0, ""
     for seed in range(N_CASES):
-        case = random_case(seed)
+        case = random_case(seed, device=device)
         loss_ref, grad_ref = autograd_gradient(case)
         loss, grad = mp.gradient(case.net, case.x, case.target, loss=case.loss, method=method)
-        assert torch.equal(grad != 0, (grad != 0) & case.net.topology.mask)
+        assert grad.device.type == device.type
+        mask = case.net.topology.mask.to(grad.device)
+        assert torch.equal(grad != 0, (grad != 0) & mask)
         assert abs(float(loss) - float(loss_ref)) <= 1e-12 * max(1.0, abs(float(loss_ref)))
         error = relative_error(grad, grad_ref)
         if error > worst:
@@ -50,10 +52,10 @@ def test_engine_equals_autograd_float64(method):
 
 
 @pytest.mark.parametrize("method", ENGINES)
-def test_engine_equals_autograd_float32(method):
+def test_engine_equals_autograd_float32(method, device):
     worst, worst_case = 0.0, ""
     for seed in range(N_CASES):
-        case = random_case(seed, dtype=torch.float32)
+        case = random_case(seed, dtype=torch.float32, device=device)
         _, grad_ref = autograd_gradient(case)  # float64 on the same float32 weights
         case.net.to(torch.float32)
         _, grad = mp.gradient(case.net, case.x, case.target, loss=case.loss, method=method)

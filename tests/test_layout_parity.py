@@ -45,9 +45,10 @@ from test_sequence import TOL, sequence_case
 SEEDS = range(6)
 
 
-def pair(seed: int, grad: str = "autograd"):
-    """(dense net, sparse net with the same weights, the case's x, target, loss)."""
-    case = random_case(seed)
+def pair(seed: int, grad: str = "autograd", device: torch.device | str = "cpu"):
+    """(dense net, sparse net with the same weights, the case's x, target, loss), on
+    ``device``."""
+    case = random_case(seed, device=device)
     dense = case.net
     dense.grad = grad
     sparse = mp.MeshNet(
@@ -57,6 +58,7 @@ def pair(seed: int, grad: str = "autograd"):
         grad=grad,
         dtype=torch.float64,
         layout="sparse",
+        device=device,
     )
     with torch.no_grad():
         sparse.parameter.copy_(dense.edge_weights())
@@ -78,8 +80,8 @@ def at_edges(net: mp.MeshNet, grad: torch.Tensor) -> torch.Tensor:
 
 
 @pytest.mark.parametrize("seed", SEEDS)
-def test_outputs_and_trajectories_agree(seed):
-    dense, sparse, case = pair(seed)
+def test_outputs_and_trajectories_agree(seed, device):
+    dense, sparse, case = pair(seed, device=device)
     with torch.no_grad():
         assert relative_error(sparse(case.x), dense(case.x)) < 1e-12
         assert relative_error(sparse.trajectory(case.x), dense.trajectory(case.x)) < 1e-12
@@ -87,22 +89,23 @@ def test_outputs_and_trajectories_agree(seed):
 
 @pytest.mark.parametrize("method", mp.GRADIENT_METHODS)
 @pytest.mark.parametrize("seed", SEEDS)
-def test_every_engine_gives_the_same_gradient_per_edge(seed, method):
-    dense, sparse, case = pair(seed)
+def test_every_engine_gives_the_same_gradient_per_edge(seed, method, device):
+    dense, sparse, case = pair(seed, device=device)
     loss_d, grad_d = mp.gradient(dense, case.x, case.target, loss=case.loss, method=method)
     loss_s, grad_s = mp.gradient(sparse, case.x, case.target, loss=case.loss, method=method)
     assert grad_d.shape == (dense.topology.n_neurons,) * 2
     assert grad_s.shape == (sparse.topology.n_edges,)
     assert abs(float(loss_d) - float(loss_s)) < 1e-12
     assert relative_error(grad_s, at_edges(dense, grad_d)) < 1e-10
+    assert grad_s.device.type == grad_d.device.type == device.type
     # the dense gradient is exactly zero off the edges
-    off = ~dense.topology.dense_mask()
+    off = ~dense.topology.dense_mask().to(grad_d.device)
     assert not grad_d[off].any()
 
 
 @pytest.mark.parametrize("method", mp.GRADIENT_METHODS)
-def test_backward_through_every_engine_agrees(method):
-    dense, sparse, case = pair(3, grad=method)
+def test_backward_through_every_engine_agrees(method, device):
+    dense, sparse, case = pair(3, grad=method, device=device)
     losses = {
         "mse": torch.nn.functional.mse_loss,
         "cross_entropy": torch.nn.functional.cross_entropy,

@@ -13,7 +13,8 @@ import torch
 import meshprop as mp
 from helpers import relative_error
 from meshprop import cli
-from meshprop.bench.scale import ScaleRow, peak_tensor_bytes, run_scale, slopes
+from meshprop.bench import scale
+from meshprop.bench.scale import ScaleRow, peak_tensor_bytes, probe_buffers, run_scale, slopes
 from meshprop.engines.edge_ops import edge_grad, edge_index_of, tick_edges
 from meshprop.threads import thread_policy
 from meshprop.topology import _distinct_per_row
@@ -259,3 +260,33 @@ def test_sparse_bptt_estimate_bounds_its_measured_peak(kind):
     peak = peak_tensor_bytes(lambda: mp.gradient(net, x, y, method="bptt"))
     estimate = get_engine("bptt", "sparse").estimate_bytes(net.dynamics, 32, 4)
     assert 0.5 * estimate < peak <= estimate  # a bound, and not a loose one
+
+
+def test_the_bandwidth_probe_copies_written_memory(monkeypatch):
+    source, destination = probe_buffers(4096)
+    assert bool((source == 1).all()) and torch.equal(destination, source)  # no zero pages
+    seen: list[bool] = []
+    real = scale.probe_buffers
+
+    def spy(nbytes, device="cpu"):
+        source, destination = real(nbytes, device)
+        seen.append(bool((source != 0).all()))
+        return source, destination
+
+    monkeypatch.setattr(scale, "probe_buffers", spy)
+    assert scale.bandwidth(nbytes=4096, repeats=1) > 0
+    assert seen == [True]
+
+
+def test_edge_columns_are_copies_and_the_target_order_is_the_key_order():
+    one = mp.Topology.from_edges(1, 1, 1, [(0, 2)])
+    one.edge_targets.sub_(1)  # a copy, even of a single edge (a contiguous view otherwise)
+    assert one.edges.tolist() == [[0, 2]]
+    topo = mp.Topology.sparse_random(6, 200, 3, degree=5, seed=2)
+    edges = topo.edges
+    assert torch.equal(topo.edge_sources, edges[:, 0]) and torch.equal(
+        topo.edge_targets, edges[:, 1]
+    )
+    index = edge_index_of(topo, torch.device("cpu"))
+    keys = index.dst * topo.n_neurons + index.src
+    assert torch.equal(index.by_target, torch.argsort(keys))  # unique keys: one order

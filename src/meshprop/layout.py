@@ -29,6 +29,7 @@ from .engines.base import LAYOUT_NAMES
 from .engines.edge_ops import (
     edge_grad,
     edge_index_of,
+    joined_state,
     propagate,
     sparse_step_autograd,
     transpose_product,
@@ -109,10 +110,9 @@ class _SparseTransition(Transition):
         return c
 
     def pre_activation(self, drive, h):
-        S = torch.cat([drive, h], dim=1)
         if self.differentiable:
-            return sparse_step_autograd(self.index, self.w, S)
-        return propagate(self.index, self.w, S)
+            return sparse_step_autograd(self.index, self.w, torch.cat([drive, h], dim=1))
+        return propagate(self.index, self.w, joined_state(drive, h))
 
     def back(self, e):
         return transpose_product(self.index, self.w, e)
@@ -361,12 +361,11 @@ class SparseLayout(Layout):
 
     def initial(self, dtype, device, seed):
         generator = None if seed is None else torch.Generator().manual_seed(int(seed))
-        index = edge_index_of(self.topology, torch.device("cpu"))
-        dst = index.dst + self.topology.n_clamped
+        dst = self.topology.edge_targets  # no edge index is built here
         fan_in = torch.bincount(dst, minlength=self.topology.n_neurons)
-        bound = 1.0 / fan_in.clamp(min=1).to(torch.float64).sqrt()[dst]
+        bound = 1.0 / fan_in.clamp(min=1).to(torch.float64).sqrt()
         uniform = torch.rand(len(dst), generator=generator, dtype=torch.float64)
-        weights = (2 * uniform - 1) * bound
+        weights = uniform.mul_(2).sub_(1).mul_(bound[dst])  # in place: P-sized temporaries
         return weights.to(dtype=dtype or torch.get_default_dtype(), device=device)
 
     @property

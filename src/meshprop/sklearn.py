@@ -31,6 +31,7 @@ from .layout import layout_of
 from .mesh import LAYOUTS, MeshNet
 from .topology import Topology
 from .training import fit as fit_model
+from .training.inference import outputs
 from .training.optim import build_optimizer
 
 __all__ = ["MeshClassifier", "MeshRegressor"]
@@ -161,7 +162,7 @@ class _MeshEstimator(BaseEstimator):
         check_is_fitted(self, "network_")
         X = validate_data(self, X, reset=False, dtype=np.float64)
         self.network_.eval()
-        return self.network_(self._inputs(X)).numpy()
+        return outputs(self.network_, self._inputs(X)).numpy()
 
     # ---------------------------------------------------------------- pickling
     def __getstate__(self) -> dict[str, Any]:

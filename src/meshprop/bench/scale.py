@@ -42,6 +42,7 @@ __all__ = [
     "ScaleRow",
     "bandwidth",
     "plot",
+    "probe_buffers",
     "run_scale",
     "slopes",
 ]
@@ -71,15 +72,34 @@ class ScaleRow:
     note: str = ""
 
 
-def bandwidth(nbytes: int = 2**28, repeats: int = 5) -> float:
-    """Measured memory bandwidth in bytes/s: a tensor copy reads and writes ``nbytes``."""
-    a = torch.empty(nbytes // 4)
-    b = torch.empty_like(a)
-    b.copy_(a)
+def probe_buffers(
+    nbytes: int, device: torch.device | str = "cpu"
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """The source and destination of the bandwidth probe, ``nbytes`` each, both written: the
+    source filled with 1.0 (a never-written ``torch.empty`` maps the kernel's shared zero page,
+    which reads from cache, faster than real memory), the destination by a first copy."""
+    source = torch.empty(nbytes // 4, device=device).fill_(1.0)
+    destination = torch.empty_like(source)
+    destination.copy_(source)
+    return source, destination
+
+
+def _synchronize(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def bandwidth(nbytes: int = 2**28, repeats: int = 5, device: torch.device | str = "cpu") -> float:
+    """Measured memory bandwidth in bytes/s on ``device``: a copy of written memory reads and
+    writes ``nbytes``; the best of ``repeats`` copies."""
+    device = torch.device(device)
+    source, destination = probe_buffers(nbytes, device)
     times = []
     for _ in range(repeats):
+        _synchronize(device)
         t0 = time.perf_counter()
-        b.copy_(a)
+        destination.copy_(source)
+        _synchronize(device)
         times.append(time.perf_counter() - t0)
     return 2 * nbytes / min(times)
 
@@ -114,8 +134,17 @@ def _without_profiler_log_lines() -> Iterator[None]:
             sys.stderr.flush()
 
 
-def peak_tensor_bytes(step) -> int:
-    """Peak live bytes of torch tensors during ``step()`` (CPU allocator events)."""
+def peak_tensor_bytes(step, device: torch.device | str = "cpu") -> int:
+    """Peak live bytes of torch tensors during ``step()``: the CPU allocator's events, or on a
+    CUDA device the caching allocator's peak (above what was allocated before the step)."""
+    device = torch.device(device)
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+        before = torch.cuda.memory_allocated(device)
+        torch.cuda.reset_peak_memory_stats(device)
+        step()
+        torch.cuda.synchronize(device)
+        return torch.cuda.max_memory_allocated(device) - before
     with (
         _without_profiler_log_lines(),
         profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof,
@@ -170,22 +199,26 @@ def run_scale(
     dense_bptt_max: int = DENSE_BPTT_MAX,
     topology: str = "wired",
     slow_s: float = 2.0,
+    device: torch.device | str = "cpu",
 ) -> tuple[list[ScaleRow], float]:
     """Rows for every (size, ticks, layout, engine) that fits, and the measured bandwidth: the
     dense ``fop_factored`` up to ``dense_max`` neurons, the dense ``bptt`` up to
     ``dense_bptt_max``; meshes of the kind ``topology`` (:data:`TOPOLOGIES`).  Each row is the
     median of ``repeats`` steps after a warm-up, or one step when the warm-up took more than
-    ``slow_s`` seconds (the sparse FOP at 10⁵ neurons and 3 ticks: keeps the sweep short)."""
+    ``slow_s`` seconds (the sparse FOP at 10⁵ neurons and 3 ticks: keeps the sweep short).
+    Everything (weights, batch, bandwidth probe) lives on ``device``; on a CUDA device every
+    timed step ends with a synchronisation."""
     if topology not in TOPOLOGIES:
         raise ValueError(f"unknown scale topology {topology!r}; expected one of {TOPOLOGIES}")
-    rate = bandwidth()
+    device = torch.device(device)
+    rate = bandwidth(device=device)
     rows = []
     for n in sizes:
         topo = _topology(n, kind=topology)
         for T in ticks:
             g = torch.Generator().manual_seed(0)
-            x = torch.randn(batch, 64, generator=g)
-            labels = torch.randint(0, 10, (batch,), generator=g)
+            x = torch.randn(batch, 64, generator=g).to(device)
+            labels = torch.randint(0, 10, (batch,), generator=g).to(device)
             moved = min_bytes_moved(topo, T, batch)
             plans = [("sparse", e) for e in SPARSE_ENGINES]
             limits = {"bptt": dense_bptt_max, "fop_factored": dense_max}
@@ -195,13 +228,14 @@ def run_scale(
                     layout, engine, n, topo.n_edges, T, batch, None, None, moved, moved / rate
                 )
                 try:
-                    net = MeshNet(topo, ticks=T, layout=layout, seed=0)
+                    net = MeshNet(topo, ticks=T, layout=layout, seed=0, device=device)
                     weights = net.parameter
 
                     def step(net=net, weights=weights, engine=engine, x=x, labels=labels) -> None:
                         _, grad = gradient(net, x, labels, method=engine)
                         with torch.no_grad():
                             weights.sub_(0.01 * grad)
+                        _synchronize(device)
 
                     t0 = time.perf_counter()
                     step()  # warm-up: plans and caches
@@ -213,7 +247,7 @@ def run_scale(
                         times.append(time.perf_counter() - t0)
                     row.median_s = statistics.median(times)
                     row.note = "one timed step (slow)" if slow else ""
-                    row.peak_bytes = peak_tensor_bytes(step)
+                    row.peak_bytes = peak_tensor_bytes(step, device)
                 except MemoryLimitError as error:
                     row.note = f"does not fit: {error}"[:200]
                 rows.append(row)

@@ -28,6 +28,7 @@ from ..bench import (
 )
 from ..bench.report import machine_record
 from ..bench.workloads import STREAM_WORKLOADS
+from ..devices import DEVICES, require_device
 from ..engines import ENGINES
 from ..threads import thread_policy
 from .checks import declare_outputs
@@ -103,6 +104,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="meshes of --workload scale: wired (Topology.sparse_random) or random "
         "(Topology.random) (default: wired)",
     )
+    p.add_argument(
+        "--device",
+        choices=DEVICES,
+        default="cpu",
+        help="where --workload scale runs: cpu, or cuda (the other workloads run on the CPU) "
+        "(default: cpu)",
+    )
     p.add_argument("--json", action="store_true", help="print JSON rows instead of a table")
     p.add_argument("--output", default=None, metavar="PATH", help="also write the JSON rows here")
     p.set_defaults(handler=run)
@@ -110,6 +118,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    require_device(args.device)  # before any work
+    if args.device != "cpu" and args.workload != ["scale"]:
+        raise ValueError(
+            f"--device {args.device}: only --workload scale runs on a GPU; give "
+            f"--workload scale, or --device cpu"
+        )
     for name in args.workload:
         if name not in WORKLOADS and name not in STREAM_WORKLOADS and name != "scale":
             known = (*WORKLOADS, *STREAM_WORKLOADS, "scale")
@@ -188,13 +202,16 @@ def _run_scale(args: argparse.Namespace, threads: int, progress) -> int:
 
     sizes = scale.SIZES if args.sizes is None else tuple(args.sizes)
     started = time.perf_counter()
-    rows, rate = scale.run_scale(sizes=sizes, progress=progress, topology=args.scale_topology)
+    rows, rate = scale.run_scale(
+        sizes=sizes, progress=progress, topology=args.scale_topology, device=args.device
+    )
     elapsed = time.perf_counter() - started
     fits = scale.slopes(rows)
     records = [
         {
             "bandwidth_bytes_s": rate,
             "threads": threads,
+            "device": args.device,
             "topology": args.scale_topology,
             "slopes": fits,
             "slopes_n_ge_1e4": scale.slopes(rows, min_neurons=10_000),
@@ -210,7 +227,8 @@ def _run_scale(args: argparse.Namespace, threads: int, progress) -> int:
         print()
         return 0
     print(
-        f"measured bandwidth: {rate / 1e9:.1f} GB/s ({threads} threads); sweep took {elapsed:.0f} s"
+        f"measured bandwidth: {rate / 1e9:.1f} GB/s ({args.device}, {threads} threads); "
+        f"sweep took {elapsed:.0f} s"
     )
     for r in rows:
         time_s = "-" if r.median_s is None else f"{r.median_s * 1e3:.2f} ms"

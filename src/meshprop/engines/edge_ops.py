@@ -36,6 +36,7 @@ __all__ = [
     "EdgeIndex",
     "edge_grad",
     "edge_index_of",
+    "joined_state",
     "propagate",
     "sparse_output",
     "sparse_step_autograd",
@@ -72,15 +73,16 @@ _TENSORS = ("src", "dst", "by_target", "crow_target", "col_target", "crow_source
 
 @lru_cache(maxsize=32)
 def _edge_index(topology: Topology) -> EdgeIndex:
-    edges = topology.edges
-    C = topology.n_clamped
-    return _build_index(edges[:, 0], edges[:, 1] - C, topology.n_neurons, topology.n_free)
+    dst = topology.edge_targets.sub_(topology.n_clamped)
+    return _build_index(topology.edge_sources, dst, topology.n_neurons, topology.n_free)
 
 
 def _build_index(src: torch.Tensor, dst: torch.Tensor, N: int, F: int) -> EdgeIndex:
     """The :class:`EdgeIndex` of edges ``src`` → free neuron ``dst``, sorted row-major."""
     src, dst = src.contiguous(), dst.contiguous()
-    by_target = torch.argsort(dst * N + src)
+    # row-major edges: a stable sort by target alone is the (target, source) order, without
+    # the P-sized keys dst·N + src
+    by_target = torch.argsort(dst, stable=True)
     crow_target = torch.zeros(F + 1, dtype=torch.long)
     crow_target[1:] = torch.cumsum(torch.bincount(dst, minlength=F), 0)
     crow_source = torch.zeros(N + 1, dtype=torch.long)
@@ -141,6 +143,14 @@ def _csr(crow, col, values, size) -> torch.Tensor:
         return torch.sparse_csr_tensor(crow, col, values, size=size, check_invariants=False)
 
 
+def joined_state(c: torch.Tensor, h: torch.Tensor) -> torch.Tensor:
+    """S = [c | h], shape (B, N), the values of ``torch.cat([c, h], dim=1)`` stored neuron-major
+    (``S.T`` is contiguous).  The CSR products read Sᵀ (:func:`propagate`, :func:`edge_grad`)
+    and return their results neuron-major, so a tick built this way makes one plain copy where
+    the row-major ``cat`` and ``S.T.contiguous()`` made two transposing ones."""
+    return torch.cat([c.T, h.T]).T
+
+
 def propagate(index: EdgeIndex, w: torch.Tensor, S: torch.Tensor) -> torch.Tensor:
     """T = S A[:, free] (B, F) for the full state S (B, N): paper 000 Eq. 3 before φ̂."""
     if len(w) == 0:
@@ -187,5 +197,5 @@ def sparse_output(dyn: Dynamics, w: torch.Tensor, x: torch.Tensor) -> torch.Tens
     h = torch.zeros(dyn.batch_size(x), dyn.n_free, dtype=w.dtype, device=w.device)
     for n in range(1, dyn.ticks + 1):
         c = dyn.clamped_state(x, n)
-        h, _ = dyn.activations(propagate(index, w, torch.cat([c, h], dim=1)))
+        h, _ = dyn.activations(propagate(index, w, joined_state(c, h)))
     return h[:, dyn.n_free - dyn.n_outputs :]

@@ -27,6 +27,7 @@ from .base import GradientEngine
 from .edge_ops import (
     edge_grad,
     edge_index_of,
+    joined_state,
     propagate,
     sparse_step_autograd,
     tick_edges,
@@ -70,7 +71,7 @@ class SparseBPTT(SparseEngine):
         for n in range(1, dyn.ticks + 1):
             ids, index = ticks[n - 1]  # tick n on R_n only: exact for y (tick_edges)
             w_n = w if ids is None else w[ids]
-            S_prev = torch.cat([dyn.clamped_state(x, n), h], dim=1)
+            S_prev = joined_state(dyn.clamped_state(x, n), h)
             h, D = dyn.activations(propagate(index, w_n, S_prev))  # Eq. 3
             history.append((S_prev, D))
         return h[:, dyn.n_free - dyn.n_outputs :], history

@@ -25,6 +25,7 @@ from typing import Any
 
 from ..activations import ACTIVATIONS
 from ..data import DATASETS
+from ..devices import DEVICES
 from ..engines import ENGINES
 from ..layered import RULES
 from ..layout import LAYOUTS
@@ -232,6 +233,13 @@ class RunConfig:
         check=(">= 1", _positive),
     )
     dtype: str = setting("float64", "floating-point type", group="network", choices=lambda: DTYPES)
+    device: str = setting(
+        "cpu",
+        "where the network and its batches live: cpu, or cuda (refused before any work when "
+        "torch sees no CUDA device)",
+        group="network",
+        choices=lambda: DEVICES,
+    )
     arch: str = setting(
         "mesh",
         "mesh: an MNN of --hidden neurons (--ticks, --density); mlp: a layered network of "

@@ -22,6 +22,7 @@ from ..data import (
 )
 from ..mesh import MeshNet
 from ..training import metrics
+from ..training.inference import outputs
 from .config import RunConfig
 
 __all__ = [
@@ -42,8 +43,10 @@ def test_metrics(
     net: MeshNet, X: torch.Tensor, y: torch.Tensor, task: str, scaler: Standardizer
 ) -> dict[str, float]:
     """``test_accuracy`` (and loss) for classification; ``test_mse`` and ``test_r2`` in the
-    target's original units for regression.  One batch, so always the same numbers."""
-    out = net(X.to(net.parameter.dtype))
+    target's original units for regression.  The outputs are computed without gradients in
+    chunks of a bounded number of samples (``meshprop.training.inference``), the metrics on all
+    of them at once, so always the same numbers."""
+    out = outputs(net, X.to(device=net.parameter.device, dtype=net.parameter.dtype))
     if task == CLASSIFICATION:
         m = metrics(out, y, "cross_entropy")
         return {"test_loss": m["loss"], "test_accuracy": m["accuracy"]}
@@ -166,7 +169,8 @@ def predict_rows(
     (row number from 1, the prediction; for classification the class name and one probability
     column ``p_NAME`` per class, for regression the value in the target's units)."""
     scaler = Standardizer.from_dict(document["standardizer"])
-    out = net(torch.as_tensor(scaler.transform(X), dtype=net.parameter.dtype))
+    inputs = torch.as_tensor(scaler.transform(X), dtype=net.parameter.dtype)
+    out = outputs(net, inputs.to(net.parameter.device))
     header = ["row", "prediction"]
     if document["task"] == CLASSIFICATION:
         names = document["class_names"]

@@ -17,6 +17,7 @@ import shutil
 from pathlib import Path
 
 from ..checkpoint import stored_bytes
+from ..devices import require_device
 from ..layout import dense_layout_bytes
 from ..memory import MEMORY_LIMIT_ENV, MemoryLimitError, format_bytes, get_memory_limit
 from ..topology import BUILD_BYTES_PER_EDGE, SPARSE_RANDOM_FAN_IN
@@ -124,7 +125,9 @@ def check_disk_space(path: str | Path, need: int, flag: str = "--out", what: str
 def check_run(config: RunConfig, out: str | Path | None = None) -> tuple[int, int]:
     """Refuse a run whose network cannot be built and trained under the memory limit
     (:class:`~meshprop.memory.MemoryLimitError`, naming the flags), or whose run folder ``out``
-    would not fit on its disk (ValueError).  Returns (memory, disk) estimates in bytes."""
+    would not fit on its disk (ValueError), or whose ``device`` does not exist (``--device
+    cuda`` without CUDA: ValueError).  Returns (memory, disk) estimates in bytes."""
+    require_device(config.device)
     N, P = network_size(config)
     need = network_bytes(config, N, P)
     limit = get_memory_limit()

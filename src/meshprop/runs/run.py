@@ -134,8 +134,7 @@ def run(
     dataset = load_data(config) if dataset is None else dataset
     split = split_dataset(dataset, config.test_size, config.val_size, config.seed)
     net = build_net(config, dataset.n_features, dataset.n_outputs)
-    if parallel is not None:
-        net = net.to(parallel.device)
+    net = net.to(parallel.device if parallel is not None else torch.device(config.device))
     stopping = None if config.patience is None else EarlyStopping(patience=config.patience)
     structure = structural_learning(config, len(split.train[1]), loss_for(dataset.task))
     if structure is not None and parallel is not None:
@@ -171,6 +170,7 @@ def run(
     )
     mesh = net.to_mesh(grad="bptt") if isinstance(net, MLP) else net
     test = test_metrics(mesh, *split.test, dataset.task, split.standardizer)
+    mesh = mesh.to("cpu")  # checkpoints, plots and evaluate read the trained net on the CPU
     log = [] if structure is None else structure.log
     return RunResult(config, mesh, split, history, test, log)
 

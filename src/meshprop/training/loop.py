@@ -29,6 +29,7 @@ from ..reporting import Reporter
 from ..threads import thread_policy
 from .batches import make_loader, model_dtype, prepare_data, sample_axis, to_model, to_target
 from .history import EarlyStopping, History
+from .inference import outputs
 from .optim import build_optimizer
 from .resume import (
     TrainingCheckpoint,
@@ -94,14 +95,22 @@ def train_step(
 
 @torch.no_grad()
 def evaluate(
-    net: nn.Module, X: Any, target: Any, loss: str | LossFn = "cross_entropy"
+    net: nn.Module,
+    X: Any,
+    target: Any,
+    loss: str | LossFn = "cross_entropy",
+    *,
+    batch_dim: int | None = None,
 ) -> dict[str, float]:
-    """Loss and metrics (:func:`meshprop.losses.metrics`) of ``net`` on a whole split in one
-    batch, so the result does not depend on a batch size.  X and target may be NumPy arrays."""
+    """Loss and metrics (:func:`meshprop.losses.metrics`) of ``net`` on a whole split, without
+    gradients: the outputs are computed in chunks of a bounded number of samples
+    (:mod:`.inference`) and the metrics on all of them at once, so the result does not depend
+    on a batch size.  X and target may be NumPy arrays; ``batch_dim`` as in :func:`fit`."""
     dtype, device = model_dtype(net)
     X = torch.as_tensor(X)
     target = to_target(loss, torch.as_tensor(target), dtype, device)
-    return metrics(net(to_model(X, dtype, device)), target, loss)
+    y = outputs(net, to_model(X, dtype, device), sample_axis(net, batch_dim))
+    return metrics(y, target, loss)
 
 
 def _check_options(
@@ -347,7 +356,10 @@ def fit(
                 record: dict[str, float] = {"epoch": epoch, "batch_loss": mean}
                 for split, (Xs, ys) in evaluations.items():
                     record.update(
-                        {f"{split}_{k}": v for k, v in evaluate(net, Xs, ys, loss).items()}
+                        {
+                            f"{split}_{k}": v
+                            for k, v in evaluate(net, Xs, ys, loss, batch_dim=dim).items()
+                        }
                     )
                 history.records.append(record)
                 bar.update(1)
