@@ -24,6 +24,7 @@ from meshprop.engines import GradientEngine, get_engine, register_engine
 from meshprop.engines.registry import engine_layouts, unregister_engine
 from meshprop.export import inference_module
 from meshprop.memory import MemoryLimitError
+from meshprop.streams.snap import saturation_order
 from meshprop.structure import (
     SET,
     EdgeChange,
@@ -618,13 +619,28 @@ def _frozen_online_sum(net, case, mask, **options) -> torch.Tensor:
     return accumulated
 
 
+def _exact_options(method: str, net: mp.MeshNet, length: int) -> dict:
+    """The options under which an online method is exact: tbptt with a window as long as the
+    stream, SnAp at its saturation order (nothing dropped)."""
+    if method == "tbptt":
+        return {"truncation": length}
+    if method == "snap":
+        return {"order": saturation_order(net.topology)}
+    return {}
+
+
+#: the online methods that are exact under :func:`_exact_options` (UORO is unbiased, not
+#: exact: tests/test_online_approx.py checks its mean over many seeds)
+EXACT_ONLINE = [m for m in mp.ONLINE_METHODS if m != "uoro"]
+
+
 @pytest.mark.parametrize("layout", ["dense", "sparse"])
-@pytest.mark.parametrize("method", mp.ONLINE_METHODS)
+@pytest.mark.parametrize("method", EXACT_ONLINE)
 @pytest.mark.parametrize("seed", range(3))
 def test_every_online_method_equals_sequence_gradient(layout, method, seed) -> None:
-    """Every registered online method, weights frozen, step after every element: the sum of its
-    per-element gradients is the sequence gradient of the same method's meaning (fop: exact;
-    tbptt with a window as long as the stream: exact)."""
+    """Every exact online method, weights frozen, step after every element: the sum of its
+    per-element gradients is the sequence gradient (fop: exact RTRL; tbptt with a window as
+    long as the stream and SnAp at its saturation order: exact)."""
     case = sequence_case(1400 + seed, length=8)
     net = case.net if layout == "dense" else _sparse_twin(case.net)
     L, B = case.x.shape[:2]
@@ -632,8 +648,9 @@ def test_every_online_method_equals_sequence_gradient(layout, method, seed) -> N
     _, reference = mp.sequence_gradient(
         net, case.x, case.target, loss=case.loss, method="autograd", mask=mask
     )
-    options = {"method": method, "truncation": L if method == "tbptt" else None}
-    accumulated = _frozen_online_sum(net, case, mask, **options)
+    accumulated = _frozen_online_sum(
+        net, case, mask, method=method, **_exact_options(method, net, L)
+    )
     assert relative_error(accumulated, reference) <= TOL, case.description
 
 
@@ -643,7 +660,9 @@ def test_online_learning_is_the_same_on_both_layouts(method: str) -> None:
     case = sequence_case(1500, length=20)
     dense = copy.deepcopy(case.net)
     sparse = _sparse_twin(dense)
-    options = {"truncation": 4} if method == "tbptt" else {}
+    options = {"tbptt": {"truncation": 4}, "snap": {"order": 1}, "uoro": {"seed": 0}}.get(
+        method, {}
+    )
     learners = [
         mp.OnlineLearner(
             n, torch.optim.Adam(n.parameters(), lr=1e-2), loss=case.loss, method=method, **options
