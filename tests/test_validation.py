@@ -473,4 +473,3 @@ def test_doc_links_stay_inside_the_repository():
                 continue
             path = (page.parent / target).resolve()
             assert path.is_relative_to(ROOT) and path.exists(), (page.name, target)
-        assert "../shared/" not in page.read_text(), page.name

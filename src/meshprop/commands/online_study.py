@@ -4,7 +4,7 @@ training wall time; writes results.json, a Markdown table and a plot.
 
 Every cell runs ``meshprop online`` with its defaults, except that truncated BPTT trains on at
 most ``--tbptt-ticks`` elements (default 30,000): each of its elements backpropagates through D/2
-elements, so at D = 40 it costs ~20× an online FOP element, and the issue's prototype found it
+elements, so at D = 40 it costs ~20× an online FOP element, and the first prototype found it
 at chance level after 300,000 elements at every window below 2D anyway."""
 
 from __future__ import annotations
