@@ -14,7 +14,8 @@ The rules, page by page (README.md, then docs/**/*.md in order), blocks in page 
 - A ``text`` block right after a block that ran is its expected standard output, compared
   line by line (trailing spaces ignored) with what the block printed, exactly, but for one
   tolerance: a number followed by a time unit (``s``, ``ms``, ``µs``, ``us``, ``min``) or by
-  ``/s`` is a timing and matches any number.  No other number gets a tolerance.
+  ``/s`` is a timing and matches any number (the spaces padding it too).  No other number gets
+  a tolerance.
 - Any other block (unmarked, not runnable) FAILS the test: nothing is skipped silently.
 
 ``test_no_page_refers_to_issues_or_outside_files`` checks src/, tests/, docs/, benchmarks/ and
@@ -39,7 +40,7 @@ PAGES = [ROOT / "README.md", *sorted((ROOT / "docs").rglob("*.md"))]
 NOT_RUN = re.compile(r"<!--\s*not run in the suite:\s*(?P<reason>[^>]*?)\s*-->")
 FENCE = re.compile(r"^```(?P<lang>[\w-]*)\s*$")
 SHELL = {"bash", "console", "sh", ""}
-TIMING = re.compile(r"\d[\d,]*(?:\.\d+)?(?:e[+-]?\d+)?\s?(?:s|ms|µs|us|min)\b|\d[\d,.]*(?=/s)")
+TIMING = re.compile(r"[ \t]*\d[\d,]*(?:\.\d+)?(?:e[+-]?\d+)?\s?(?:s|ms|µs|us|min)\b|[ \t]*\d[\d,.]*(?=/s)")
 
 
 @dataclass
@@ -52,7 +53,8 @@ class Block:
 
     @property
     def where(self) -> str:
-        return f"{self.page.relative_to(ROOT)}:{self.line}"
+        page = self.page.relative_to(ROOT) if self.page.is_relative_to(ROOT) else self.page
+        return f"{page}:{self.line}"
 
 
 def blocks_of(page: Path) -> list[Block]:
@@ -95,7 +97,7 @@ def commands_of(block: Block) -> list[str] | None:
 
 
 def _normalise(text: str) -> list[str]:
-    lines = [TIMING.sub("<time>", line.rstrip()) for line in text.strip("\n").split("\n")]
+    lines = [TIMING.sub(" <time>", line.rstrip()) for line in text.strip("\n").split("\n")]
     return lines
 
 
@@ -104,6 +106,16 @@ def run_page(page: Path, folder: Path) -> int:
     compared."""
     from meshprop.cli import main
 
+    import torch
+
+    threads = torch.get_num_threads()  # a page may set its own; restored after it
+    try:
+        return _run_blocks(page, folder, main)
+    finally:
+        torch.set_num_threads(threads)
+
+
+def _run_blocks(page: Path, folder: Path, main) -> int:  # type: ignore[no-untyped-def]
     namespace: dict[str, object] = {"__name__": f"docs_{page.stem}"}
     output: str | None = None  # what the previous block printed, if it ran
     previous_skipped = False
