@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import contextlib
 import io
-import os
 import re
 import shlex
 import tomllib
@@ -40,7 +39,9 @@ PAGES = [ROOT / "README.md", *sorted((ROOT / "docs").rglob("*.md"))]
 NOT_RUN = re.compile(r"<!--\s*not run in the suite:\s*(?P<reason>[^>]*?)\s*-->")
 FENCE = re.compile(r"^```(?P<lang>[\w-]*)\s*$")
 SHELL = {"bash", "console", "sh", ""}
-TIMING = re.compile(r"[ \t]*\d[\d,]*(?:\.\d+)?(?:e[+-]?\d+)?\s?(?:s|ms|µs|us|min)\b|[ \t]*\d[\d,.]*(?=/s)")
+TIMING = re.compile(
+    r"[ \t]*\d[\d,]*(?:\.\d+)?(?:e[+-]?\d+)?\s?(?:s|ms|µs|us|min)\b|[ \t]*\d[\d,.]*(?=/s)"
+)
 
 
 @dataclass
@@ -104,9 +105,9 @@ def _normalise(text: str) -> list[str]:
 def run_page(page: Path, folder: Path) -> int:
     """Run every block of ``page`` by the rules above; returns how many blocks ran or were
     compared."""
-    from meshprop.cli import main
-
     import torch
+
+    from meshprop.cli import main
 
     threads = torch.get_num_threads()  # a page may set its own; restored after it
     try:
@@ -142,7 +143,7 @@ def _run_blocks(page: Path, folder: Path, main) -> int:  # type: ignore[no-untyp
         with contextlib.chdir(folder), contextlib.redirect_stdout(captured):
             if block.lang == "python":
                 code = compile(block.text, block.where, "exec")
-                exec(code, namespace)  # noqa: S102 - the documentation's own examples
+                exec(code, namespace)
             elif block.lang == "toml":
                 tomllib.loads(block.text)
             elif block.lang == "json":

@@ -38,7 +38,8 @@ if TYPE_CHECKING:  # the names below are imported on first use (PEP 562), so tha
         sequence_gradient,
     )
     from .topology import Topology
-    from .training import EarlyStopping, History, evaluate, fit, jacobian
+    from .training import EarlyStopping, History, evaluate, fit
+    from .training.jacobian import jacobian
 
 #: where each public name of the core lives (imported the first time it is used)
 _CORE = {
