@@ -3,7 +3,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: setup run test test-fast lint bench fuzz clean data
+.PHONY: setup run test test-fast lint docs bench fuzz clean data
 
 setup: $(STAMP)
 
@@ -34,6 +34,11 @@ lint: setup
 	$(BIN)/lint-imports
 	$(BIN)/mypy
 
+# The documentation site (mkdocs.yml: Material theme, API reference from the docstrings) into
+# site/, in strict mode: a broken link, a missing anchor or a bad reference fails the build
+docs: setup
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict --site-dir site
+
 # Property-based fuzzing (hypothesis): 2,000 examples per property, over 10,000 in all
 fuzz: setup
 	MESHPROP_HYPOTHESIS_PROFILE=fuzz $(BIN)/python -m pytest -q \
@@ -45,7 +50,7 @@ bench: setup
 	$(BIN)/meshprop bench --output runs/bench.json
 
 clean:
-	rm -rf $(VENV) runs build *.egg-info src/*.egg-info .pytest_cache
+	rm -rf $(VENV) runs build site *.egg-info src/*.egg-info .pytest_cache
 
 # Fashion-MNIST's four IDX files for `meshprop reproduce fashion-mnist` (Debian's package puts them
 # in /usr/share/datasets/fashion-mnist). Elsewhere: put train-images-idx3-ubyte, train-labels-

@@ -1,6 +1,6 @@
 """Kill real ``meshprop train`` processes with SIGKILL at random moments, resume each run until
-it finishes, and check that every resumed run ends bit-identical to the uninterrupted run
-(issue 11): the same weights (``torch.equal``), the same ``metrics.csv`` bytes, the same
+it finishes, and check that every resumed run ends bit-identical to the uninterrupted run:
+the same weights (``torch.equal``), the same ``metrics.csv`` bytes, the same
 ``metrics.json`` (all but its time stamps and wall time), and a consistent run folder.
 
 Every process is started as ``meshprop train ... --out DIR --resume`` (a folder without a run

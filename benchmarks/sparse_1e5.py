@@ -1,4 +1,4 @@
-"""A 100,000-neuron, ~10⁶-edge sparse mesh learning scikit-learn's digits (issue 15).
+"""A 100,000-neuron, ~10⁶-edge sparse mesh learning scikit-learn's digits.
 
 The topology is ``Topology.sparse_random`` (every hidden neuron reads ``--fan-in`` random pixels
 and the bias and feeds one output; the rest of the mean degree 10 is random hidden → hidden

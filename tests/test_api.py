@@ -1,4 +1,5 @@
-"""The public API: the core comes with ``import meshprop``; the subpackages only when used."""
+"""The public API: ``import meshprop`` imports no torch; the core comes with its first name used
+(``mp.MeshNet``), the subpackages only when used."""
 
 from __future__ import annotations
 
@@ -23,7 +24,8 @@ def imported_after(code: str) -> set[str]:
 
 @pytest.mark.subprocess
 def test_import_meshprop_imports_nothing_heavy():
-    modules = imported_after("import meshprop")
+    assert "torch" not in imported_after("import meshprop")
+    modules = imported_after("import meshprop\nmeshprop.MeshNet")
     assert "meshprop.mesh" in modules and "meshprop.engines.fop" in modules
     assert not {m for m in modules if m.split(".")[0] in HEAVY or m.startswith(HEAVY)}
 

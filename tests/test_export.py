@@ -40,8 +40,8 @@ def _net(seed: int, activation, dtype: torch.dtype, bias: bool = True) -> mp.Mes
 
 
 def _tolerance(dtype: torch.dtype) -> dict[str, float]:
-    """float32: the 1e-5 of the issue; float64: rounding level (onnxruntime's kernels sum in
-    another order than torch's BLAS, and the ticks carry that rounding along)."""
+    """float32: 1e-5, the engines' float32 tolerance; float64: rounding level (onnxruntime's
+    kernels sum in another order than torch's BLAS, and the ticks carry that rounding along)."""
     if dtype == torch.float32:
         return {"rtol": 0.0, "atol": 1e-5}
     return {"rtol": 1e-12, "atol": 1e-12}

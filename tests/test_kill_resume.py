@@ -1,4 +1,4 @@
-"""Issue 11's "done when": real ``meshprop train`` processes killed with SIGKILL at random
+"""The resume guarantee, end to end: real ``meshprop train`` processes killed with SIGKILL at random
 moments (8 kills, seeded delays), each run resumed with ``--resume`` until it finishes, and
 every resumed run ends bit-identical to the uninterrupted one (weights by ``torch.equal``,
 metrics.csv bytes, metrics.json, a verified run.json).  The experiment is

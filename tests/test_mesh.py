@@ -11,7 +11,7 @@ from helpers import random_case, relative_error
 
 
 def manual_forward(net: mp.MeshNet, x: torch.Tensor) -> torch.Tensor:
-    """DESIGN.md §1 written neuron by neuron, independently of the engines."""
+    """The model of docs/model.md written neuron by neuron, independently of the engines."""
     topo = net.topology
     A = net.A.detach()
     names = net.dynamics.activations.names

@@ -1,4 +1,4 @@
-"""The fast paths of issue 15's paper workloads: fop_factored's uniform-activation paths and its
+"""The fast paths of the paper workloads: fop_factored's uniform-activation paths and its
 carry, the memory guard's reuse of a MemAvailable reading, and the bench summary lines."""
 
 from __future__ import annotations

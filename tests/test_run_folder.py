@@ -1,4 +1,4 @@
-"""``meshprop train``'s run folder (issue 11): a folder holding a run is refused unless
+"""``meshprop train``'s run folder: a folder holding a run is refused unless
 ``--resume`` or ``--overwrite`` is given, ``--resume`` checks the typed options against the
 saved configuration and continues bit-identically, ``run.json`` lets ``evaluate`` detect a
 folder whose files come from different runs, and SIGINT/SIGTERM leave a resumable run."""
@@ -90,7 +90,7 @@ def test_verify_run_folder_detects_files_of_another_run(capsys, tmp_path):
         assert cli(capsys, *RUN, "--epochs", epochs, "--out", tmp_path / name)[0] == 0
     a, b = tmp_path / "a", tmp_path / "b"
     assert verify_run_folder(a / "checkpoint")["run_id"] == verify_run_folder(a)["run_id"]
-    (a / "metrics.json").write_bytes((b / "metrics.json").read_bytes())  # the mix of issue 11
+    (a / "metrics.json").write_bytes((b / "metrics.json").read_bytes())  # a mix of two runs
     with pytest.raises(ValueError, match=r"metrics.json is not the file run \w{8} wrote"):
         verify_run_folder(a / "checkpoint" / "model.json")
     (b / "curves.png").unlink()

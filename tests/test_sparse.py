@@ -1,4 +1,4 @@
-"""The sparse layout (issue 15): builders that never allocate N×N, sparse engines equal to the
+"""The sparse layout: builders that never allocate N×N, sparse engines equal to the
 dense ones, the sparse FOP, auto's cached choice, the dense layout's refusal at 10⁵ neurons."""
 
 from __future__ import annotations

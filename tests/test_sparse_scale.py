@@ -1,4 +1,4 @@
-"""Sparse meshes that learn at scale (issue 15): ``Topology.sparse_random`` (inputs wired to the
+"""Sparse meshes that learn at scale: ``Topology.sparse_random`` (inputs wired to the
 outputs within two ticks, O(P) memory), the SDDMM per-edge gradient of the sparse ``bptt``,
 exactness of the sparse engines on such meshes, and learning digits with one."""
 

@@ -1,4 +1,4 @@
-"""Bad input gets one line and status 2 before any work (issue 11): output paths, ranges, the
+"""Bad input gets one line and status 2 before any work: output paths, ranges, the
 memory and disk estimates of a run, changed training data, corrupted checkpoints of every kind,
 and help texts that state each default once.  Every refusal is checked to come before the work:
 the command's training function is replaced by one that fails the test, and no output appears.
@@ -473,4 +473,3 @@ def test_doc_links_stay_inside_the_repository():
                 continue
             path = (page.parent / target).resolve()
             assert path.is_relative_to(ROOT) and path.exists(), (page.name, target)
-        assert "../shared/" not in page.read_text(), page.name

@@ -22,6 +22,7 @@ weights bit for bit.
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 from typing import Any
 
@@ -59,13 +60,30 @@ def model_config(net: MeshNet) -> dict[str, Any]:
 
 
 def save_checkpoint(
-    directory: str | Path, net: MeshNet, extra: dict[str, Any] | None = None
+    directory: str | Path,
+    net: MeshNet,
+    extra: dict[str, Any] | None = None,
+    overwrite: bool = False,
 ) -> Path:
-    """Write ``net`` (and JSON-serialisable ``extra``) into ``directory``; returns it."""
+    """Write ``net`` (and JSON-serialisable ``extra``) into ``directory``; returns it.
+
+    ``directory`` is created (with its parents) or must be an empty folder; a folder holding
+    files is refused (``FileExistsError`` saying so) unless ``overwrite=True``, which replaces a
+    checkpoint's two files.  A save that fails leaves no folder of its own making behind.
+    """
     if not isinstance(net, MeshNet):
         raise TypeError(f"net must be a meshprop.MeshNet, got {type(net).__name__}")
     directory = Path(directory)
-    directory.mkdir(parents=True, exist_ok=True)
+    if directory.exists() and not directory.is_dir():
+        raise FileExistsError(
+            f"cannot save a checkpoint to {str(directory)!r}: it is a file, and a checkpoint is "
+            f"a folder (holding {CONFIG} and {WEIGHTS}); choose another path"
+        )
+    if directory.is_dir() and any(directory.iterdir()) and not overwrite:
+        raise FileExistsError(
+            f"cannot save a checkpoint to {str(directory)!r}: the folder is not empty; choose "
+            "a new or empty folder, or pass overwrite=True to replace a checkpoint there"
+        )
     tensors, topology = topology_tensors(net.topology)
     document = {
         "format": FORMAT,
@@ -77,9 +95,23 @@ def save_checkpoint(
         if key in document:
             raise ValueError(f"extra key {key!r} clashes with the checkpoint's own fields")
         document[key] = value
+    try:
+        text = json.dumps(document, indent=2) + "\n"
+    except (TypeError, ValueError) as error:
+        raise ValueError(f"extra is not JSON-serialisable ({error})") from None
     tensors[net.storage.parameter] = net.parameter.detach().to("cpu").contiguous()
-    save_file(tensors, str(directory / WEIGHTS))
-    (directory / CONFIG).write_text(json.dumps(document, indent=2) + "\n", encoding="utf-8")
+    created = directory  # the outermost folder this call creates, if any
+    while not created.parent.exists():
+        created = created.parent
+    created_any = not directory.exists()
+    directory.mkdir(parents=True, exist_ok=True)
+    try:
+        save_file(tensors, str(directory / WEIGHTS))
+        (directory / CONFIG).write_text(text, encoding="utf-8")
+    except BaseException:
+        if created_any:  # no half-written folder of ours left behind
+            shutil.rmtree(created, ignore_errors=True)
+        raise
     return directory
 
 
@@ -129,6 +161,11 @@ def load_checkpoint(path: str | Path, grad: str | None = None) -> tuple[MeshNet,
     directory = _resolve(path)
     for name in (CONFIG, WEIGHTS):
         if not (directory / name).is_file():
+            inner = directory / "checkpoint"
+            if (inner / CONFIG).is_file():  # a run folder given for its checkpoint
+                raise FileNotFoundError(
+                    f"{str(path)!r} is a run folder, not a checkpoint: did you mean {inner}?"
+                )
             raise FileNotFoundError(f"checkpoint {str(directory)!r} lacks {name}")
     try:
         document = json.loads((directory / CONFIG).read_text(encoding="utf-8"))

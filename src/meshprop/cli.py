@@ -6,6 +6,10 @@ Each command module exposes ``register(subparsers)``, which adds its parser and 
 read or written, ``OSError``; the memory guard's ``MemoryError``) are printed as one line and
 exit with status 2; ``--debug`` shows the traceback instead.  Output paths declared by a command
 (:mod:`meshprop.commands.checks`) are checked before its handler runs.
+
+``meshprop --version`` and ``meshprop --help`` (or no arguments) are answered by a parser that
+lists the subcommands from :data:`COMMAND_HELP` without importing their modules, hence without
+importing torch: they answer in a fraction of a second.
 """
 
 from __future__ import annotations
@@ -33,6 +37,24 @@ COMMAND_MODULES: tuple[str, ...] = (
     "export",
     "online",
 )
+
+
+#: each subcommand's one-line help, as the top-level help shows it (the command modules use the
+#: same strings: a test compares them)
+COMMAND_HELP: dict[str, str] = {
+    "train": "train a mesh neural network and write metrics, checkpoint and plots",
+    "evaluate": "score a trained checkpoint (reproduces the test metrics of metrics.json)",
+    "predict": "predict the rows of a CSV file with a trained checkpoint",
+    "reproduce": "reproduce the papers' experiments: toys, iris, structure, online, "
+    "fashion-mnist, mnist1d",
+    "timeseries": "one-step-ahead prediction of a time series with an FIR, NARX or mesh network",
+    "bench": "time and memory of the gradient engines, side by side",
+    "export": "export a trained checkpoint as an ONNX model",
+    "online": "online learning on a stream (RTRL by FOP, truncated or full BPTT)",
+}
+
+#: arguments answered by the light parser (no command module imported)
+_LIGHT_ARGUMENTS = frozenset({"--version", "-h", "--help", "--debug"})
 
 
 def meshprop_version() -> str:
@@ -73,7 +95,9 @@ class MeshpropParser(argparse.ArgumentParser):
         super().__init__(*args, **kwargs)
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(light: bool = False) -> argparse.ArgumentParser:
+    """The ``meshprop`` parser; ``light``: the subcommands listed by name and help only (enough
+    for ``--help`` and ``--version``), without importing their modules."""
     parser = MeshpropParser(
         prog="meshprop",
         description="Train mesh neural networks of any topology with exact forward-only (FOP) "
@@ -83,13 +107,17 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"%(prog)s {meshprop_version()}")
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name in COMMAND_MODULES:
-        importlib.import_module(f"meshprop.commands.{name}").register(subparsers)
+        if light:
+            subparsers.add_parser(name, help=COMMAND_HELP[name])
+        else:
+            importlib.import_module(f"meshprop.commands.{name}").register(subparsers)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = build_parser()
-    args = parser.parse_args(argv)
+    arguments = list(sys.argv[1:] if argv is None else argv)
+    parser = build_parser(light=set(arguments) <= _LIGHT_ARGUMENTS)
+    args = parser.parse_args(arguments)
     if getattr(args, "handler", None) is None:
         parser.print_help()
         return 1

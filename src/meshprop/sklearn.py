@@ -1,5 +1,5 @@
 """scikit-learn estimators over a mesh neural network: :class:`MeshClassifier` and
-:class:`MeshRegressor` (DESIGN.md §6).
+:class:`MeshRegressor`.
 
 Each estimator builds a random mesh (``Topology.random``: ``hidden`` neurons, a ``density``
 fraction of the allowed edges kept), a :class:`meshprop.MeshNet` running ``ticks`` ticks of

@@ -1,10 +1,10 @@
-"""The ``online`` benchmark workload: streams through a MeshNet (issue 10).
+"""The ``online`` benchmark workload: streams through a MeshNet.
 
 - :func:`throughput`: ticks per second of online FOP (RTRL, ``mp.OnlineLearner`` with method "fop",
   fused torch Adam stepped at every element, denormals flushed) on the delayed-recall network
   (1 input, bias, H tanh hidden, 1 tanh output, fully connected, 1 tick per element, float32,
   one thread) against H, timed in interleaved rounds beside :func:`prototype_rtrl`, a plain
-  hand-written RTRL like the one issue 10 measured (8,100 ticks/s at H = 32), so that the two
+  hand-written RTRL like the first prototype's (8,100 ticks/s at H = 32), so that the two
   share the machine's load.
 - :func:`stream_peak`: peak extra resident memory against the stream length L for online FOP (a
   stream of L elements through the learner, its input drawn chunk by chunk: flat in L) and full
@@ -64,7 +64,7 @@ def _bits(n: int) -> torch.Tensor:
 
 
 def prototype_rtrl(hidden: int, delay: int = 10) -> Callable[[torch.Tensor, int], None]:
-    """A plain hand-written RTRL step (the kind issue 10's prototype measured): Z[i, j, o] of
+    """A plain hand-written RTRL step (the kind the first prototype measured): Z[i, j, o] of
     a full mesh, einsum for Z A_f, a fresh tensor per operation, torch Adam at every element.
     Returns step(bits, t) for the delayed-recall stream ``bits`` (L, 1, 1)."""
     N, F, C = hidden + 3, hidden + 1, 2

@@ -167,7 +167,7 @@ def _against_autograd(rows: Sequence[Row], workload: str) -> list[str]:
 
 
 def summary(rows: Sequence[Row], machine_flops: float | None) -> list[str]:
-    """The issue's target figures, computed from the rows (nothing hard-coded)."""
+    """The performance targets' figures, computed from the rows (nothing hard-coded)."""
     lines = []
     ref, fop = _timed(rows, "paper", "reference"), _timed(rows, "paper", "fop")
     fact = _timed(rows, "paper", "fop_factored")

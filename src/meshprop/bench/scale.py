@@ -1,5 +1,5 @@
 """``meshprop bench --workload scale``: time and peak memory of a training step against the size
-of a sparse mesh (issue 15).
+of a sparse mesh.
 
 Meshes of N = 10³ … 10⁵ neurons at mean degree 10 (:data:`TOPOLOGIES`: ``Topology.sparse_random``
 or ``Topology.random`` with density 10/F; 64 inputs, 10 outputs), T = 2 and 3 ticks, batch 32,

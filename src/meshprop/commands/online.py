@@ -13,7 +13,7 @@ Tasks:
 Methods: ``fop`` (RTRL: exact gradient through the whole past, memory flat), ``tbptt`` (truncated
 BPTT through the last ``--truncation`` elements, one optimizer step per element) and ``bptt``
 (offline full BPTT: independent sequences of ``--sequence-length`` elements from a zero state,
-one optimizer step per sequence).  Default network (the prototype of issue 10): 1 input, bias,
+one optimizer step per sequence).  Default network (the prototype's): 1 input, bias,
 32 tanh hidden, 1 tanh output, fully connected, 1 tick per element, Adam lr 3e-4 at every
 element; default training length 10,000 elements for D ≤ 10, 150,000 for D ≤ 20, 300,000 above.
 """

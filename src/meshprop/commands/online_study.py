@@ -1,10 +1,10 @@
 """``meshprop reproduce online``: delayed-recall accuracy against the delay D for online FOP
 (RTRL), truncated BPTT with a window of D/2 and offline full BPTT, over several seeds, with the
-training wall time; writes results.json, a Markdown table and a plot (issue 10).
+training wall time; writes results.json, a Markdown table and a plot.
 
 Every cell runs ``meshprop online`` with its defaults, except that truncated BPTT trains on at
 most ``--tbptt-ticks`` elements (default 30,000): each of its elements backpropagates through D/2
-elements, so at D = 40 it costs ~20× an online FOP element, and the issue's prototype found it
+elements, so at D = 40 it costs ~20× an online FOP element, and the first prototype found it
 at chance level after 300,000 elements at every window below 2D anyway."""
 
 from __future__ import annotations

@@ -36,8 +36,11 @@ TOY_HIDDEN = {"moons": 5, "circles": 5, "blobs": 5, "blobs2": 5, "spirals": 15}
 def register(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser(
         "reproduce",
-        help="reproduce the paper's toy and Iris experiments",
-        description="Reproduce the experiments of the reference implementation of paper 000.",
+        help="reproduce the papers' experiments: toys, iris, structure, online, fashion-mnist, "
+        "mnist1d",
+        description="Reproduce the papers' experiments: the toy sets and Iris of paper 000's "
+        "reference implementation, structural learning, online delayed recall, Fashion-MNIST "
+        "(paper 001) and MNIST-1D.",
     )
     sub = p.add_subparsers(dest="experiment", metavar="EXPERIMENT", required=True)
     toys = sub.add_parser(

@@ -1,7 +1,7 @@
 """``meshprop reproduce fashion-mnist``: paper 001's real-world experiment (see
 :mod:`meshprop.experiment.fashion`).
 
-Writes DIR/results.json (exactly DESIGN.md §6's schema), DIR/details.json (protocol, CAE, times,
+Writes DIR/results.json (exactly the reproductions' schema), DIR/details.json (protocol, CAE, times,
 the FOP-vs-autograd weight differences), DIR/results.md (the table and the MNN-vs-MLP verdicts),
 DIR/accuracies.png (the accuracy distributions).
 """

@@ -1,7 +1,7 @@
 """``meshprop reproduce mnist1d``: sparse meshes and MLPs trained by FOP on MNIST-1D, beside
 the baselines its authors publish (see :mod:`meshprop.experiment.mnist1d`).
 
-Writes DIR/results.json (DESIGN.md §6's schema, the baselines included as configurations),
+Writes DIR/results.json (the reproductions' schema, the baselines included as configurations),
 DIR/details.json, DIR/results.md and DIR/accuracies.png.
 """
 

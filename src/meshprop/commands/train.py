@@ -18,6 +18,7 @@ import json
 import os
 import shlex
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -166,6 +167,7 @@ def resumed(history: Any, log: EpochLog, reporter: Reporter, config: RunConfig) 
 
 
 def handle(args: argparse.Namespace) -> int:
+    started = time.perf_counter()  # the command's wall time, reported in its summary
     config = resolve_config(args)
     out = Path(args.out)
     mode = check_run_folder(out, args.resume, args.overwrite)  # before any work
@@ -228,7 +230,7 @@ def handle(args: argparse.Namespace) -> int:
                 distributed.shutdown()
         reporter.print(describe_model(config, result.net))
         paths = write_run(result, args.out, reporter, info, run_id)
-    reporter.print(format_table(summary_rows(result)))
+    reporter.print(format_table(summary_rows(result, time.perf_counter() - started)))
     reporter.print(
         f"wrote {len(paths)} files to {args.out}: "
         + ", ".join(p.name if p.name != "model.json" else "checkpoint/" for p in paths)

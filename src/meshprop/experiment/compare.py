@@ -1,5 +1,5 @@
 """Several model configurations trained over several seeds on one feature set, summarised as
-DESIGN.md §6's ``results.json`` (``{"configs": [{"name", "params", "accuracies", "mean",
+the reproductions' ``results.json`` (``{"configs": [{"name", "params", "accuracies", "mean",
 "std"}, ...]}``), a Markdown table and a plot of the accuracy distributions.
 
 Each run trains through the one training loop (``meshprop.training.fit``) with Adam; run k of
@@ -167,7 +167,7 @@ def compare(
 
 
 def results_json(results: Sequence[ConfigResult]) -> dict:
-    """Exactly DESIGN.md §6's schema: ``{"configs": [{"name", "params", "accuracies", "mean",
+    """Exactly the reproductions' schema: ``{"configs": [{"name", "params", "accuracies", "mean",
     "std"}, ...]}`` (std: the sample standard deviation, 0 for one run)."""
     return {
         "configs": [
