@@ -75,7 +75,7 @@ class TaskStream:
 
 def score(metric: str, y: torch.Tensor, target: torch.Tensor, mask: torch.Tensor) -> float:
     """``metric`` of outputs ``y`` against ``target`` (both (T, B, 1)) on the ``mask`` (T, B)."""
-    out, t = y.double()[..., 0][mask], target.double()[..., 0][mask]
+    out, t = y.detach().double()[..., 0][mask], target.double()[..., 0][mask]
     if out.numel() == 0:
         raise ValueError("no element is scored (the mask is empty)")
     if metric == "accuracy":
