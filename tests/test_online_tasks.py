@@ -257,3 +257,34 @@ def test_last_output_is_the_prediction_of_the_element_just_consumed(method) -> N
         assert torch.allclose(learner.last_output, y[t], atol=1e-12)
     learner.last_output.add_(1.0)  # a copy: the learner is not changed
     assert torch.allclose(learner.last_output, y[4], atol=1e-12)
+
+
+def test_chain_topology_is_a_delay_line() -> None:
+    topo = mp.Topology.chain(2, 3, 1)  # inputs 0, 1; bias 2; hidden 3, 4, 5; output 6
+    assert sorted(topo.edge_list()) == sorted(
+        [(0, 3), (1, 3), (3, 4), (4, 5), (3, 6), (4, 6), (5, 6),
+         (2, 3), (2, 4), (2, 5), (2, 6)]
+    )  # fmt: skip
+    with pytest.raises(ValueError, match="length"):
+        mp.Topology.chain(1, 0, 1)
+
+
+def test_a_chain_network_starts_as_a_shift_register_of_signs() -> None:
+    """--topology chain: hidden neuron k holds the sign of the bit of k elements earlier, so
+    the readout of the last one is delayed recall at D = --hidden (the default)."""
+    args = argparse.Namespace(**{**DEFAULTS, "delay": 7, "topology": "chain"})
+    check_args(args)
+    assert args.hidden == 7
+    from meshprop.commands.online_tasks import build_net
+
+    net = build_net(7, 0, torch.float64, inputs=1, topology="chain")
+    task = delayed_recall(delay=7, train_ticks=10, test_ticks=60, seed=3)
+    states = []
+    state = None
+    with torch.no_grad():
+        for t in range(60):
+            _, state = net.unroll(task.x_test[t : t + 1], state=state)
+            states.append(state[0, :7].clone())  # the hidden neurons
+    bits = task.x_test[:, 0, 0]
+    for t in range(10, 60):
+        assert torch.equal(torch.sign(states[t]), bits[t - torch.arange(7)])

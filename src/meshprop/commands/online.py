@@ -62,6 +62,7 @@ from .online_tasks import (
     DEFAULT_INIT_SCALE,
     SERIES,
     TASK_CHOICES,
+    TOPOLOGIES,
     build_net,
     default_train_ticks,
     describe_network,
@@ -91,7 +92,7 @@ DEFAULTS: dict[str, Any] = {
     "delay": None, "length": None, "horizon": None, "window": None, "test_fraction": None,
     "train_ticks": None, "test_ticks": None, "sequence_length": None, "hidden": None,
     "lr": None, "init_scale": DEFAULT_INIT_SCALE, "seed": 0, "log_every": 500,
-    "dtype": "float32",
+    "dtype": "float32", "topology": "full",
 }  # fmt: skip
 STATE_FILE = "online-state.pt"
 CONFIG_FILE = "config.json"
@@ -143,6 +144,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     _setting(p, "--sequence-length", "bptt: sequence length (default 4·D; 100)", type=int)
     _setting(p, "--hidden", "hidden neurons (default: by task, 32; prediction 16)", type=int)
+    _setting(
+        p,
+        "--topology",
+        "full: a fully connected mesh; chain: the hidden neurons form a delay line read by the "
+        "output, started as a shift register of signs (a memory of --hidden elements, by "
+        "default the task's delay; the readout learns which element to recall)",
+        choices=TOPOLOGIES,
+    )
     _setting(p, "--lr", "Adam learning rate (default: by task, 3e-4 recall; 1e-3)", type=float)
     _setting(
         p,
@@ -231,6 +240,7 @@ def run_online(
         args.init_scale,
         inputs=stream.n_inputs,
         output=output_activation(args.task),
+        topology=args.topology,
     )
     optimizer = fast_adam(net.parameters(), args.lr)
     online = args.method in ("fop", "tbptt")

@@ -30,10 +30,12 @@ from ..topology import Topology
 
 __all__ = [
     "APPLIES_TO",
+    "CHAIN_WEIGHT",
     "DEFAULT_INIT_SCALE",
     "SERIES",
     "TASK_CHOICES",
     "TASK_DEFAULTS",
+    "TOPOLOGIES",
     "build_net",
     "default_train_ticks",
     "describe_network",
@@ -46,6 +48,10 @@ TASK_CHOICES = ("delayed-recall", "copy", "adding", "mackey-glass")
 SERIES = "series"
 PREDICTION = ("mackey-glass", SERIES)
 DEFAULT_INIT_SCALE = math.sqrt(3.0)
+#: ``--topology``: a full mesh, or a delay line (:meth:`Topology.chain`)
+TOPOLOGIES = ("full", "chain")
+#: the initial weight of a chain's links: tanh(2·h) keeps the sign of h ≥ 0.66 (a shift register)
+CHAIN_WEIGHT = 2.0
 
 #: the options that belong to some tasks only (refused with any other)
 APPLIES_TO: dict[str, tuple[str, ...]] = {
@@ -92,6 +98,7 @@ def resolve_task(args: argparse.Namespace) -> None:
         if args.task == SERIES:
             raise ValueError("the series task needs --data FILE.csv --column NAME")
     task = args.task
+    chain_length = args.hidden is None and getattr(args, "topology", "full") == "chain"
     for name, tasks in APPLIES_TO.items():
         if getattr(args, name) is not None and task not in tasks:
             where = ", ".join("a --data series" if t == SERIES else t for t in tasks)
@@ -100,6 +107,9 @@ def resolve_task(args: argparse.Namespace) -> None:
     for name, value in TASK_DEFAULTS[task].items():
         if getattr(args, name) is None:
             setattr(args, name, value)
+    if chain_length:  # a delay line as long as the memory the task needs
+        memory = {"delayed-recall": args.delay, "copy": (args.length or 0) + (args.delay or 0)}
+        args.hidden = max(1, memory.get(task, args.hidden))
 
 
 def default_train_ticks(task: str, delay: int | None = None, length: int | None = None) -> int:
@@ -140,17 +150,39 @@ def build_net(
     init_scale: float = DEFAULT_INIT_SCALE,
     inputs: int = 1,
     output: str = "tanh",
+    topology: str = "full",
 ) -> MeshNet:
-    """``inputs`` inputs, bias, ``hidden`` tanh, 1 output (``output`` activation), fully
-    connected (self-loops and output feedback included), 1 tick per element; MeshNet's initial
-    weights times ``init_scale``."""
-    topo = Topology.random(inputs, hidden, 1, density=1.0, bias=True, seed=seed)
+    """``inputs`` inputs, bias, ``hidden`` tanh, 1 output (``output`` activation), 1 tick per
+    element; MeshNet's initial weights times ``init_scale``.  ``topology`` "full": fully
+    connected (self-loops and output feedback included); "chain": a delay line of ``hidden``
+    neurons read by the output (:meth:`Topology.chain`) whose links start at
+    :data:`CHAIN_WEIGHT` and whose hidden biases start at 0, so that it starts as a shift
+    register of signs and learning starts at the readout."""
+    if topology not in TOPOLOGIES:
+        raise ValueError(f"topology must be one of {TOPOLOGIES}, got {topology!r}")
+    if topology == "chain":
+        topo = Topology.chain(inputs, hidden, 1)
+    else:
+        topo = Topology.random(inputs, hidden, 1, density=1.0, bias=True, seed=seed)
     net = MeshNet(
         topo, ticks=1, activation="tanh", output_activation=output, dtype=dtype, seed=seed
     )
     with torch.no_grad():
         net.parameter.mul_(init_scale)
+        if topology == "chain":  # dense layout: A[source, target]
+            first = inputs + 1
+            A = net.parameter
+            A[:inputs, first] = CHAIN_WEIGHT
+            links = torch.arange(first, first + hidden - 1)
+            A[links, links + 1] = CHAIN_WEIGHT
+            A[inputs, first : first + hidden] = 0.0
     return net
+
+
+def _shape(args: argparse.Namespace) -> str:
+    if getattr(args, "topology", "full") == "chain":
+        return "hidden neurons in a chain (a delay line) read by the output"
+    return "fully connected"
 
 
 def describe_network(args: argparse.Namespace, task: TaskStream, train_ticks: int) -> str:
@@ -160,7 +192,7 @@ def describe_network(args: argparse.Namespace, task: TaskStream, train_ticks: in
         method += f" (sequences of {args.sequence_length})"
     return (
         f"network: {task.n_inputs} input(s) + bias, {args.hidden} tanh hidden, 1 "
-        f"{output_activation(args.task)} output, fully connected, 1 tick per element; method "
+        f"{output_activation(args.task)} output, {_shape(args)}, 1 tick per element; method "
         f"{method}; Adam lr {args.lr:g}; {train_ticks:,} training elements; metric "
         f"{task.metric} (baselines: {', '.join(task.baselines)})"
     )
