@@ -147,9 +147,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     _setting(
         p,
         "--topology",
-        "full: a fully connected mesh; chain: the hidden neurons form a delay line read by the "
-        "output, started as a shift register of signs (a memory of --hidden elements, by "
-        "default the task's delay; the readout learns which element to recall)",
+        "full (the default): a fully connected mesh; chain: the hidden neurons form a delay "
+        "line read by the output, started as a shift register of signs (a memory of --hidden "
+        "elements, by default as many as the task needs; the readout learns which to recall)",
         choices=TOPOLOGIES,
     )
     _setting(p, "--lr", "Adam learning rate (default: by task, 3e-4 recall; 1e-3)", type=float)
