@@ -47,7 +47,8 @@ def _args(**settings) -> argparse.Namespace:
 def test_a_run_stopped_and_resumed_equals_one_run(tmp_path, settings) -> None:
     """Stopped (as by a signal) at two points, resumed twice: the same curve, metrics and
     weights as one run."""
-    settings = {"test_ticks": 200, "log_every": 50, **settings}
+    held_out = {} if settings.get("task") == "mackey-glass" else {"test_ticks": 200}
+    settings = {**held_out, "log_every": 50, **settings}  # (a series' test part is its own)
     (whole, whole_net) = run_online(_args(**settings), progress=False)
     path = tmp_path / "state.pt"
     args = _args(**settings)

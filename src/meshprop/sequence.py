@@ -306,6 +306,16 @@ class OnlineLearner:
         return None if self._carry is None else self._carry.sensitivities
 
     @property
+    def last_output(self) -> torch.Tensor | None:
+        """The network's outputs (B, O) after the element just consumed by :meth:`step`: its
+        prediction for that element (a copy, detached).  None before the first element.
+        Reading it costs one small copy; not reading it costs nothing."""
+        carry = self._carry
+        if carry is None or self.elements == 0 or getattr(carry, "y", None) is None:
+            return None
+        return carry.y.detach().clone()
+
+    @property
     def last_gradient(self) -> torch.Tensor | None:
         """The gradient handed to the optimizer at the last update point (every
         ``update_every`` elements), in the storage's shape.  None before the first update

@@ -427,6 +427,28 @@ class Topology:
         return cls(inputs, hidden, outputs, bias, edges=edges)
 
     @classmethod
+    def chain(cls, inputs: int, length: int, outputs: int, bias: bool = True) -> Topology:
+        """A delay line as memory: every input feeds the first hidden neuron, hidden neuron k
+        feeds k + 1 (a chain of ``length``), every hidden neuron feeds every output, and the
+        bias feeds every free neuron.  At one tick per element, hidden neuron k holds what
+        the input was k elements ago (if its weights keep it); the outputs read the taps."""
+        _check_count("inputs", inputs, 1)
+        _check_count("length", length, 1)
+        _check_count("outputs", outputs, 1)
+        c = inputs + int(bias)  # the first hidden neuron
+        hidden = torch.arange(c, c + length)
+        out = torch.arange(c + length, c + length + outputs)
+        blocks = [
+            torch.stack([torch.arange(inputs), torch.full((inputs,), c)], 1),
+            torch.stack([hidden[:-1], hidden[1:]], 1),
+            torch.cartesian_prod(hidden, out),
+        ]
+        if bias:
+            free = torch.cat([hidden, out])
+            blocks.append(torch.stack([torch.full_like(free, inputs), free], 1))
+        return cls(inputs, length, outputs, bias, edges=torch.cat(blocks))
+
+    @classmethod
     def layered(cls, sizes: Sequence[int], bias: bool = True) -> Topology:
         """An MLP with layer sizes ``[N_0, ..., N_L]`` as the block adjacency matrix of paper 000
         Fig. 1: layer h−1 feeds layer h through the block W_h, and the bias neuron feeds every

@@ -32,6 +32,7 @@ from pathlib import Path
 
 import torch
 
+from ..data.tasks import delayed_recall
 from ..mesh import MeshNet
 from ..sequence import OnlineLearner, fast_adam, flush_denormals, sequence_gradient
 from ..threads import thread_policy
@@ -58,9 +59,10 @@ def _net(hidden: int) -> MeshNet:
     return MeshNet(topo, ticks=1, activation="tanh", dtype=torch.float32, seed=0)
 
 
-def _bits(n: int) -> torch.Tensor:
-    gen = torch.Generator().manual_seed(0)
-    return (torch.randint(0, 2, (n, 1, 1), generator=gen) * 2 - 1).float()
+def _bits(n: int, seed: int = 0) -> torch.Tensor:
+    """The input of a delayed-recall stream of ``n`` elements (``meshprop.data.tasks``), float32
+    (L, 1, 1)."""
+    return delayed_recall(delay=1, train_ticks=n, test_ticks=2, seed=seed).x_train.float()
 
 
 def prototype_rtrl(hidden: int, delay: int = 10) -> Callable[[torch.Tensor, int], None]:
@@ -189,11 +191,10 @@ def _run(method: str, length: int, hidden: int) -> None:
     net = _net(hidden)
     if method == "fop":
         learner = OnlineLearner(net, fast_adam(net.parameters(), lr=3e-4))
-        gen = torch.Generator().manual_seed(0)
         previous = torch.zeros(1, 1)
         for start in range(0, length, _CHUNK):  # the input drawn chunk by chunk: flat in L
             n = min(_CHUNK, length - start)
-            x = (torch.randint(0, 2, (n, 1, 1), generator=gen) * 2 - 1).float()
+            x = _bits(n, seed=start)
             for t in range(n):
                 learner.step(x[t], previous)
                 previous = x[t]

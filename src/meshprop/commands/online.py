@@ -1,21 +1,28 @@
 """``meshprop online``: learn from a stream one element at a time (``mp.OnlineLearner``).
 
-Tasks:
+Tasks (``meshprop.data.tasks``; each scored on held-out data beside simple baselines):
 
-- ``delayed-recall``: the input at tick t is a random bit b_t = ±1; the target is the bit shown
-  D ticks earlier, b_{t−D} (no loss for t < D).  MSE on the ±1 bits; accuracy = sign(y) = target
-  on a fresh held-out stream of ``--test-ticks`` elements with frozen weights, started from 0.
-- ``mackey-glass`` (or ``--data FILE.csv --column NAME``): one-step-ahead prediction of a series
-  standardised with its training part (the first 70 %); the training part is streamed (cycled
-  when ``--train-ticks`` exceeds it); test NMSE = mean((y − x)²)/var(x) over the last 30 %,
-  predicted by one frozen run over the whole series.
+- ``delayed-recall`` (``--delay D``): input a random ±1 bit per element, target the bit of D
+  elements earlier.  Accuracy (sign(y) = target) on a fresh ``--test-ticks`` stream with frozen
+  weights; baselines chance and majority class.
+- ``copy`` (``--length K``, ``--delay D``): a pattern of K bits, D blanks, then K recall
+  elements (a cue input) whose targets are the pattern.  Accuracy on the recall elements.
+- ``adding`` (``--length L``): episodes of L (value, marker) pairs; target the sum of the two
+  marked values at the last element.  MSE; baseline the training targets' mean.
+- ``mackey-glass`` and a CSV series (``--data FILE.csv --column NAME``): predict the value
+  ``--horizon H`` steps ahead from the last ``--window W`` values.  The series is split in
+  time: the first (1 − ``--test-fraction``) of it (default 70 %) is the training part, streamed
+  in order and cycled for as many elements as training takes; the rest is the test part,
+  scored (NMSE) by one frozen run over the whole series.  Baselines: persistence (the last
+  value) and a ridge AR(5) fitted on the training part.  A blank, NaN or non-number cell is
+  refused with its row.
 
-Methods: ``fop`` (RTRL: exact gradient through the whole past, memory flat), ``tbptt`` (truncated
-BPTT through the last ``--truncation`` elements, one optimizer step per element) and ``bptt``
-(offline full BPTT: independent sequences of ``--sequence-length`` elements from a zero state,
-one optimizer step per sequence).  Default network (the prototype's): 1 input, bias,
-32 tanh hidden, 1 tanh output, fully connected, 1 tick per element, Adam lr 3e-4 at every
-element; default training length 10,000 elements for D ≤ 10, 150,000 for D ≤ 20, 300,000 above.
+An option that does not apply to the task is refused before anything is written.  With
+nothing but ``--task``, a network and learning rate able to learn it are picked, and printed
+at the start with the task's description.  Methods: ``fop`` (RTRL: exact gradient through
+the whole past, memory flat), ``tbptt`` (truncated BPTT through the last ``--truncation``
+elements, one optimizer step per element) and ``bptt`` (offline full BPTT on independent
+sequences of ``--sequence-length`` elements from a zero state, one step per sequence).
 """
 
 from __future__ import annotations
@@ -35,6 +42,7 @@ from typing import Any
 import torch
 
 from ..atomic import atomic_write_text, atomic_write_with
+from ..data.tasks import TaskStream
 from ..mesh import MeshNet
 from ..runs.artefacts import save_checkpoint_atomically
 from ..runs.folder import (
@@ -47,15 +55,26 @@ from ..runs.folder import (
 )
 from ..sequence import OnlineLearner, fast_adam, flush_denormals, sequence_gradient
 from ..threads import DEFAULT_THREADS, thread_policy
-from ..topology import Topology
 from .checks import declare_outputs, declare_ranges
 from .interrupts import stop_on_signals
 from .online_resume import OnlineCheckpoint, OnlineInterruptedError, read_state, write_state
+from .online_tasks import (
+    DEFAULT_INIT_SCALE,
+    SERIES,
+    TASK_CHOICES,
+    TOPOLOGIES,
+    build_net,
+    default_train_ticks,
+    describe_network,
+    make_task,
+    output_activation,
+    resolve_task,
+)
 from .options import add_threads_option
 
 __all__ = [
+    "DEFAULT_INIT_SCALE",
     "OnlineResult",
-    "Stream",
     "build_net",
     "default_train_ticks",
     "flush_denormals",
@@ -63,30 +82,25 @@ __all__ = [
     "run_online",
 ]
 
-TASKS = ("delayed-recall", "mackey-glass")
-DEFAULT_LR = 3e-4
-DEFAULT_INIT_SCALE = math.sqrt(3.0)
+DEFAULT_LR = 3e-4  # delayed recall's (online_tasks.TASK_DEFAULTS has every task's)
 METHODS = ("fop", "tbptt", "bptt")
-#: the settings of a run (config.json) and their defaults; flags left out of ``--resume`` are
-#: taken from the run
+#: the settings of a run (config.json) and their defaults (None: the task's, see
+#: online_tasks.TASK_DEFAULTS; an option of another task stays None); flags left out of
+#: ``--resume`` are taken from the run
 DEFAULTS: dict[str, Any] = {
-    "task": "delayed-recall", "data": None, "column": None, "method": "fop", "truncation": None,
-    "delay": 10, "train_ticks": None, "test_ticks": 5000, "sequence_length": None, "hidden": 32,
-    "lr": DEFAULT_LR, "init_scale": DEFAULT_INIT_SCALE, "seed": 0, "log_every": 500,
-    "dtype": "float32",
+    "task": None, "data": None, "column": None, "method": "fop", "truncation": None,
+    "delay": None, "length": None, "horizon": None, "window": None, "test_fraction": None,
+    "train_ticks": None, "test_ticks": None, "sequence_length": None, "hidden": None,
+    "lr": None, "init_scale": DEFAULT_INIT_SCALE, "seed": 0, "log_every": 500,
+    "dtype": "float32", "topology": "full",
 }  # fmt: skip
 STATE_FILE = "online-state.pt"
 CONFIG_FILE = "config.json"
 DEFAULT_CHECKPOINT_EVERY = 50_000
 #: the files a finished ``meshprop online`` run writes (besides checkpoint/ and the manifest)
 OUTPUT_FILES = ("metrics.json", "curve.json", "learning_curve.png")
-
-
-def default_train_ticks(task: str, delay: int) -> int:
-    """Training elements that solved delayed recall in the prototype (prediction: 20,000)."""
-    if task != "delayed-recall":
-        return 20_000
-    return 10_000 if delay <= 10 else 150_000 if delay <= 20 else 300_000
+#: test elements shown in the plot of the prediction against the target
+PLOT_ELEMENTS = 400
 
 
 def _setting(parser: argparse.ArgumentParser, option: str, help: str, **kwargs: Any) -> None:
@@ -103,19 +117,42 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser(
         "online",
         help="online learning on a stream (RTRL by FOP, truncated or full BPTT)",
-        description=__doc__.split("\n\n")[0] if __doc__ else None,
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    _setting(p, "--task", "the stream", choices=TASKS)
-    _setting(p, "--data", "predict a CSV column instead of a task", metavar="FILE.csv")
+    _setting(p, "--task", "the stream (default: delayed-recall)", choices=TASK_CHOICES)
+    _setting(
+        p,
+        "--data",
+        "predict a CSV column instead of a built-in task (split and use: see above)",
+        metavar="FILE.csv",
+    )
     _setting(p, "--column", "the CSV column (with --data)", metavar="NAME")
     _setting(p, "--method", "gradient method", choices=METHODS)
     _setting(p, "--truncation", "tbptt window (default: max(1, D/2); 10)", type=int)
-    _setting(p, "--delay", "delayed recall: D", type=int)
-    _setting(p, "--train-ticks", "training elements (default: by task/D)", type=int)
-    _setting(p, "--test-ticks", "held-out stream length", type=int)
-    _setting(p, "--sequence-length", "bptt: sequence length (default 4·D)", type=int)
-    _setting(p, "--hidden", "hidden neurons", type=int)
-    _setting(p, "--lr", "Adam learning rate", type=float)
+    _setting(p, "--delay", "delayed-recall, copy: D (default 10; copy 5)", type=int)
+    _setting(p, "--length", "copy: pattern length K (default 3); adding: L (default 10)", type=int)
+    _setting(p, "--horizon", "prediction: steps ahead (default 1)", type=int)
+    _setting(p, "--window", "prediction: inputs = the last W values (default 5)", type=int)
+    _setting(
+        p, "--test-fraction", "prediction: the series' last part held out (default 0.3)",
+        type=float,
+    )  # fmt: skip
+    _setting(p, "--train-ticks", "training elements (default: by task and D)", type=int)
+    _setting(
+        p, "--test-ticks", "recall, copy, adding: held-out stream length (default 5000)", type=int
+    )
+    _setting(p, "--sequence-length", "bptt: sequence length (default 4·D; 100)", type=int)
+    _setting(p, "--hidden", "hidden neurons (default: by task, 32; prediction 16)", type=int)
+    _setting(
+        p,
+        "--topology",
+        "full (the default): a fully connected mesh; chain: the hidden neurons form a delay "
+        "line read by the output, started as a shift register of signs (a memory of --hidden "
+        "elements, by default as many as the task needs; the readout learns which to recall)",
+        choices=TOPOLOGIES,
+    )
+    _setting(p, "--lr", "Adam learning rate (default: by task, 3e-4 recall; 1e-3)", type=float)
     _setting(
         p,
         "--init-scale",
@@ -150,90 +187,23 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     declare_ranges(p, checkpoint_every=">= 0")
 
 
-@dataclass
-class Stream:
-    """A training stream and a held-out evaluation of a network on the task."""
-
-    task: str
-    classification: bool
-    x_train: torch.Tensor  # (T, 1, 1)
-    y_train: torch.Tensor  # (T, 1, 1)
-    m_train: torch.Tensor  # (T, 1) bool
-    x_test: torch.Tensor
-    y_test: torch.Tensor
-    m_test: torch.Tensor
-    delay: int = 0
-    extras: dict = field(default_factory=dict)
-
-
-def _recall(n: int, delay: int, gen: torch.Generator) -> tuple[torch.Tensor, ...]:
-    bits = torch.randint(0, 2, (n,), generator=gen).double() * 2 - 1
-    target = torch.zeros(n, dtype=torch.float64)
-    target[delay:] = bits[: n - delay]
-    mask = torch.arange(n) >= delay
-    return bits.view(n, 1, 1), target.view(n, 1, 1), mask.view(n, 1)
-
-
-def make_stream(args: argparse.Namespace, train_ticks: int) -> Stream:
-    gen = torch.Generator().manual_seed(args.seed)
-    if args.data is None and args.task == "delayed-recall":
-        x, y, m = _recall(train_ticks, args.delay, gen)
-        xt, yt, mt = _recall(args.test_ticks, args.delay, gen)
-        return Stream("delayed-recall", True, x, y, m, xt, yt, mt, args.delay)
-    if args.data is not None:
-        from .timeseries import load_series
-
-        series = load_series(args.data, args.column)
-        name = f"{Path(args.data).name}:{args.column}"
-    else:
-        from ..diagram.series import mackey_glass
-
-        series = mackey_glass(2000, tau=17.0, sample_every=1.0)
-        name = "mackey-glass"
-    if len(series) < 20:
-        raise ValueError(f"the series has {len(series)} values; at least 20 are needed")
-    n_train = int(0.7 * len(series))
-    mean, std = series[:n_train].mean(), series[:n_train].std()
-    if std == 0:
-        raise ValueError("the training part of the series is constant")
-    z = torch.as_tensor((series - mean) / std, dtype=torch.float64)
-    idx = torch.arange(train_ticks) % (n_train - 1)
-    x = z[idx].view(-1, 1, 1)
-    y = z[idx + 1].view(-1, 1, 1)
-    m = torch.ones(train_ticks, 1, dtype=torch.bool)
-    whole_x, whole_y = z[:-1].view(-1, 1, 1), z[1:].view(-1, 1, 1)
-    test = torch.arange(len(z) - 1) >= n_train - 1
-    return Stream(name, False, x, y, m, whole_x, whole_y, test.view(-1, 1))
-
-
-def build_net(
-    hidden: int, seed: int, dtype: torch.dtype, init_scale: float = DEFAULT_INIT_SCALE
-) -> MeshNet:
-    """1 input, bias, ``hidden`` tanh, 1 tanh output, fully connected (self-loops and output
-    feedback included), 1 tick per element; MeshNet's initial weights times ``init_scale``."""
-    topo = Topology.random(1, hidden, 1, density=1.0, bias=True, seed=seed)
-    net = MeshNet(topo, ticks=1, activation="tanh", dtype=dtype, seed=seed)
+def evaluate(net: MeshNet, task: TaskStream) -> tuple[dict[str, Any], torch.Tensor]:
+    """The test metric and the baselines of ``task`` for ``net`` (frozen, from a zero state),
+    and the outputs of the held-out stream."""
     with torch.no_grad():
-        net.parameter.mul_(init_scale)
-    return net
-
-
-def evaluate(net: MeshNet, stream: Stream) -> dict[str, float]:
-    with torch.no_grad():
-        y, _ = net.unroll(stream.x_test.to(net.parameter.dtype))
+        y, _ = net.unroll(task.x_test.to(net.parameter.dtype))
     y = y.double()
-    m = stream.m_test
-    if stream.classification:
-        correct = (torch.sign(y) == stream.y_test)[..., 0][m]
-        return {"test_accuracy": float(correct.double().mean())}
-    err = ((y - stream.y_test)[..., 0][m] ** 2).mean()
-    return {"test_nmse": float(err / stream.y_test[..., 0][m].var(unbiased=False))}
+    return {task.metric_key: task.score(y), "baselines": dict(task.baselines)}, y
 
 
 @dataclass
 class OnlineResult:
+    """The metrics, the learning curve, and the held-out stream's scored elements (the
+    first :data:`PLOT_ELEMENTS`: ``{"element": [...], "target": [...], "output": [...]}``)."""
+
     metrics: dict
     curve: list[dict]
+    test_trace: dict[str, list] = field(default_factory=dict)
 
 
 def _peak_mib() -> float:
@@ -250,14 +220,28 @@ def run_online(
     args: argparse.Namespace,
     progress: bool = True,
     checkpoint: OnlineCheckpoint | None = None,
+    describe: Callable[[TaskStream, int], None] | None = None,
+    task: TaskStream | None = None,
 ) -> tuple[OnlineResult, MeshNet]:
     """Train on the stream by ``args.method``; evaluate; the metrics, the learning curve and
-    the trained network.  With ``checkpoint`` the state is saved as it goes and on a stop
+    the trained network.  ``describe(task, train_ticks)`` is called once the task's streams
+    are made, before training; ``task``: the streams when already made (by :func:`make_task`
+    with these ``args``).  With ``checkpoint`` the state is saved as it goes and on a stop
     request (then :class:`OnlineInterruptedError`), and a saved one is continued."""
-    train_ticks = args.train_ticks or default_train_ticks(args.task, args.delay)
+    train_ticks = args.train_ticks or default_train_ticks(args.task, args.delay, args.length)
     dtype = getattr(torch, args.dtype)
-    stream = make_stream(args, train_ticks)
-    net = build_net(args.hidden, args.seed, dtype, args.init_scale)
+    stream = task if task is not None else make_task(args, train_ticks)
+    if describe is not None:
+        describe(stream, train_ticks)
+    net = build_net(
+        args.hidden,
+        args.seed,
+        dtype,
+        args.init_scale,
+        inputs=stream.n_inputs,
+        output=output_activation(args.task),
+        topology=args.topology,
+    )
     optimizer = fast_adam(net.parameters(), args.lr)
     online = args.method in ("fop", "tbptt")
     learner = (
@@ -350,8 +334,7 @@ def run_online(
         while done < train_ticks:
             L = min(S, train_ticks - done)
             xs, ys, ms = x[done : done + L], y[done : done + L], m[done : done + L].clone()
-            if stream.classification:
-                ms[: stream.delay] = False  # a fresh zero state: the first D targets are unseen
+            ms[: stream.warmup] = False  # a fresh zero state: targets it cannot know
             if bool(ms.any()):
                 seq_loss, dA = sequence_gradient(net, xs, ys, method="bptt", mask=ms)
                 net.parameter.grad = dA
@@ -369,57 +352,73 @@ def run_online(
         save(train_ticks)  # a kill while the outputs are written does not train again
     elapsed = spent + time.perf_counter() - start
     bar.close()
+    scores, y_test = evaluate(net, stream)
     metrics = {
-        "task": stream.task,
+        "task": args.task if args.task != SERIES else stream.name,
         "method": args.method,
-        "delay": stream.delay if stream.classification else None,
+        "delay": args.delay,
         "truncation": args.truncation,
         "train_ticks": train_ticks,
         "seed": args.seed,
         "train_seconds": elapsed,
         "ticks_per_second": train_ticks / elapsed,
         "peak_memory_mib": _peak_mib(),
-        **evaluate(net, stream),
+        "metric": stream.metric,
+        **scores,
     }
-    return OnlineResult(metrics, curve), net
+    scored = stream.m_test[:, 0].nonzero().flatten()[:PLOT_ELEMENTS]
+    trace = {
+        "element": scored.tolist(),
+        "target": stream.y_test[scored, 0, 0].tolist(),
+        "output": y_test[scored, 0, 0].tolist(),
+    }
+    return OnlineResult(metrics, curve, trace), net
 
 
 def check_args(args: argparse.Namespace) -> None:
-    """Every argument checked before any work (ValueError naming the option)."""
-    if args.data is not None and args.column is None:
-        raise ValueError("--data needs --column NAME")
-    if args.column is not None and args.data is None:
-        raise ValueError("--column applies with --data FILE.csv only")
-    if args.data is not None and not Path(args.data).is_file():
-        raise FileNotFoundError(f"no such file: {args.data}")
-    if args.data is not None and args.task == "delayed-recall":
-        args.task = "mackey-glass"  # --data replaces the built-in task by a prediction task
-    for name, low in (("delay", 1), ("test_ticks", 1), ("hidden", 1), ("log_every", 1)):
-        if getattr(args, name) < low:
-            raise ValueError(
-                f"--{name.replace('_', '-')} must be >= {low}, got {getattr(args, name)}"
-            )
+    """Every argument checked before any work (ValueError naming the option); the task's
+    defaults filled in (:func:`~meshprop.commands.online_tasks.resolve_task`)."""
+    resolve_task(args)
+    for name, low in (
+        ("delay", 1), ("length", 1), ("horizon", 1), ("window", 1), ("test_ticks", 1),
+        ("hidden", 1), ("log_every", 1),
+    ):  # fmt: skip
+        value = getattr(args, name)
+        if value is not None and value < low:
+            raise ValueError(f"--{name.replace('_', '-')} must be >= {low}, got {value}")
+    if args.task == "adding" and args.length < 2:
+        raise ValueError(f"--length must be >= 2 for the adding problem, got {args.length}")
+    if args.test_fraction is not None and not 0.0 < args.test_fraction < 1.0:
+        raise ValueError(f"--test-fraction must be in (0, 1), got {args.test_fraction}")
     if args.train_ticks is not None and args.train_ticks < 1:
         raise ValueError(f"--train-ticks must be >= 1, got {args.train_ticks}")
     if args.task == "delayed-recall" and args.test_ticks <= args.delay:
         raise ValueError(f"--test-ticks must exceed --delay ({args.delay}), got {args.test_ticks}")
+    if args.task == "copy" and args.test_ticks < 2 * args.length + args.delay:
+        raise ValueError(
+            f"--test-ticks must hold one episode ({2 * args.length + args.delay}), got "
+            f"{args.test_ticks}"
+        )
+    if args.task == "adding" and args.test_ticks < args.length:
+        raise ValueError(f"--test-ticks must be >= --length ({args.length}), got {args.test_ticks}")
     if not (math.isfinite(args.lr) and args.lr > 0):
         raise ValueError(f"--lr must be a positive number, got {args.lr}")
     if not (math.isfinite(args.init_scale) and args.init_scale > 0):
         raise ValueError(f"--init-scale must be a positive number, got {args.init_scale}")
+    memory = args.delay if args.task == "delayed-recall" else None
     if args.method == "tbptt":
         if args.truncation is None:
-            args.truncation = max(1, args.delay // 2) if args.task == "delayed-recall" else 10
+            args.truncation = max(1, memory // 2) if memory is not None else 10
         if args.truncation < 1:
             raise ValueError(f"--truncation must be >= 1, got {args.truncation}")
     elif args.truncation is not None:
         raise ValueError("--truncation applies to --method tbptt only")
     if args.method == "bptt":
         if args.sequence_length is None:
-            args.sequence_length = 4 * args.delay if args.task == "delayed-recall" else 100
+            args.sequence_length = 4 * memory if memory is not None else 100
         if args.sequence_length < 2:
             raise ValueError(f"--sequence-length must be >= 2, got {args.sequence_length}")
-        if args.task == "delayed-recall" and args.sequence_length <= args.delay:
+        if memory is not None and args.sequence_length <= memory:
             raise ValueError(
                 f"--sequence-length must exceed --delay ({args.delay}) for full BPTT to see a "
                 f"target, got {args.sequence_length}"
@@ -428,13 +427,17 @@ def check_args(args: argparse.Namespace) -> None:
         raise ValueError("--sequence-length applies to --method bptt only")
 
 
-def plot_curve(curve: list[dict], path: Path, title: str) -> None:
+def plot_run(result: OnlineResult, path: Path, title: str) -> None:
+    """The learning curve (window-mean training loss, and accuracy for ±1 tasks) beside the
+    network's output against the target on the first scored test elements, with the metric
+    and the baselines in the legend."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(6, 3.5))
+    curve, trace, metrics = result.curve, result.test_trace, result.metrics
+    fig, (ax, right) = plt.subplots(1, 2, figsize=(11, 3.8))
     ticks = [p["tick"] for p in curve]
     ax.plot(ticks, [p["loss"] for p in curve], color="C0", label="loss")
     ax.set_xlabel("ticks (stream elements)")
@@ -445,6 +448,19 @@ def plot_curve(curve: list[dict], path: Path, title: str) -> None:
         twin.set_ylabel("training accuracy")
         twin.set_ylim(0, 1.02)
     ax.set_title(title)
+    metric = metrics.get("metric", "")
+    score = metrics.get(f"test_{metric}")
+    if trace.get("element"):
+        marker = "." if metric != "nmse" else None
+        right.plot(trace["element"], trace["target"], color="k", lw=1, marker=marker,
+                   label="target")  # fmt: skip
+        right.plot(trace["element"], trace["output"], color="C3", lw=1, marker=marker,
+                   label=f"network ({metric} {score:.3g})")  # fmt: skip
+        for name, value in metrics.get("baselines", {}).items():
+            right.plot([], [], " ", label=f"{name}: {value:.3g}")
+        right.legend(fontsize=7, loc="upper right")
+    right.set_xlabel("test element")
+    right.set_title("held-out stream: output against target")
     fig.tight_layout()
     fig.savefig(path, dpi=100, format="png")
     plt.close(fig)
@@ -484,11 +500,22 @@ def resolve_settings(args: argparse.Namespace, out: Path, mode: str) -> dict[str
     return saved
 
 
+def summary_line(metrics: dict[str, Any]) -> str:
+    """``test nmse 0.00098 · baselines: persistence 0.022, ridge_ar5 2.2e-05``."""
+    metric = metrics["metric"]
+    baselines = ", ".join(f"{k} {v:.3g}" for k, v in metrics["baselines"].items())
+    return f"test {metric} {metrics[f'test_{metric}']:.3g} · baselines: {baselines}"
+
+
 def _handle(args: argparse.Namespace) -> int:
     out = Path(args.out)
     mode = check_run_folder(out, args.resume, args.overwrite)  # before any work
     saved = resolve_settings(args, out, mode)
     settings = settings_of(args)
+    # the data checked (a CSV's cells, the split) before anything is written
+    task = make_task(
+        args, args.train_ticks or default_train_ticks(args.task, args.delay, args.length)
+    )
     if mode == "overwrite":
         clear_run_folder(out)
     out.mkdir(parents=True, exist_ok=True)
@@ -502,10 +529,21 @@ def _handle(args: argparse.Namespace) -> int:
     checkpoint = OnlineCheckpoint(
         out / STATE_FILE, every=args.checkpoint_every, resume=saved is not None
     )
+
+    def describe(task: TaskStream, train_ticks: int) -> None:
+        print(task.description, flush=True)
+        print(describe_network(args, task, train_ticks), flush=True)
+
     with thread_policy(args.threads), flush_denormals(), stop_on_signals() as stop:
         checkpoint.stop_requested = stop
         try:
-            result, net = run_online(args, progress=not args.no_progress, checkpoint=checkpoint)
+            result, net = run_online(
+                args,
+                progress=not args.no_progress,
+                checkpoint=checkpoint,
+                describe=describe,
+                task=task,
+            )
         except OnlineInterruptedError as interrupted:
             print(
                 f"interrupted after element {interrupted.tick}; resume with: meshprop online "
@@ -516,7 +554,7 @@ def _handle(args: argparse.Namespace) -> int:
     atomic_write_text(out / "metrics.json", json.dumps(result.metrics, indent=2) + "\n")
     atomic_write_text(out / "curve.json", json.dumps(result.curve) + "\n")
     title = f"{result.metrics['task']} · {args.method}"
-    atomic_write_with(out / "learning_curve.png", lambda p: plot_curve(result.curve, p, title))
+    atomic_write_with(out / "learning_curve.png", lambda p: plot_run(result, p, title))
     save_checkpoint_atomically(out / "checkpoint", net, {"online": settings})
     files = [out / name for name in (CONFIG_FILE, STATE_FILE, *OUTPUT_FILES)]
     files += sorted((out / "checkpoint").iterdir())
@@ -524,8 +562,10 @@ def _handle(args: argparse.Namespace) -> int:
     shown = {
         k: v
         for k, v in result.metrics.items()
-        if k.startswith("test_") or k in ("ticks_per_second", "peak_memory_mib", "train_seconds")
+        if k.startswith("test_")
+        or k in ("baselines", "ticks_per_second", "peak_memory_mib", "train_seconds")
     }
+    print(summary_line(result.metrics))
     print(json.dumps(shown, indent=None))
     if stop:
         print(f"{stop.name} received after training: the run finished", file=sys.stderr)

@@ -19,8 +19,7 @@ from ..atomic import atomic_write_text, atomic_write_with
 from ..threads import DEFAULT_THREADS, thread_policy
 from .checks import declare_outputs, declare_ranges
 from .online import (
-    DEFAULT_INIT_SCALE,
-    DEFAULT_LR,
+    DEFAULTS,
     check_args,
     default_train_ticks,
     flush_denormals,
@@ -74,9 +73,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 def study_args(delay: int, method: str, seed: int, train_ticks: int | None) -> argparse.Namespace:
     """The ``meshprop online`` options of one cell of the study (the command's defaults)."""
     args = argparse.Namespace(
-        task="delayed-recall", data=None, column=None, method=method, truncation=None,
-        delay=delay, train_ticks=train_ticks, test_ticks=5000, sequence_length=None, hidden=32,
-        lr=DEFAULT_LR, init_scale=DEFAULT_INIT_SCALE, seed=seed, log_every=500, dtype="float32",
+        **{**DEFAULTS, "task": "delayed-recall", "method": method, "delay": delay,
+           "train_ticks": train_ticks, "seed": seed}
     )  # fmt: skip
     check_args(args)
     return args
