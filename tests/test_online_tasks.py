@@ -177,6 +177,8 @@ def sine_csv(tmp_path):
         (["DATA", "--horizon", "50"], "too few for horizon 50"),
         (["--task", "mackey-glass", "--test-fraction", "1.5"], "--test-fraction must be in"),
         (["BAD", "--horizon", "2"], "row 3 (line 4), column 'value': blank cell"),
+        (["--method", "fop", "--order", "2"], "--order applies to --method snap only"),
+        (["--method", "snap", "--order", "0"], "--order must be >= 1, got 0"),
     ],
 )  # fmt: skip
 def test_refusals_write_nothing(tmp_path, capsys, sine_csv, argv, message) -> None:
@@ -288,3 +290,18 @@ def test_a_chain_network_starts_as_a_shift_register_of_signs() -> None:
     bits = task.x_test[:, 0, 0]
     for t in range(10, 60):
         assert torch.equal(torch.sign(states[t]), bits[t - torch.arange(7)])
+
+
+@pytest.mark.parametrize("method", ["snap", "uoro"])
+def test_the_approximate_methods_run_from_the_command_line(tmp_path, capsys, method) -> None:
+    out = tmp_path / method
+    argv = ["online", "--task", "delayed-recall", "--delay", "3", "--method", method,
+            "--hidden", "4", "--train-ticks", "200", "--test-ticks", "50", "--log-every", "50",
+            "--no-progress", "--out", str(out)]  # fmt: skip
+    assert main(argv) == 0
+    assert f"method {method}" in capsys.readouterr().out
+    settings = json.loads((out / "config.json").read_text())["settings"]
+    assert settings["method"] == method
+    assert settings["order"] == (1 if method == "snap" else None)
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert 0.0 <= metrics["test_accuracy"] <= 1.0 and metrics["order"] == settings["order"]

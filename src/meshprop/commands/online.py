@@ -83,12 +83,15 @@ __all__ = [
 ]
 
 DEFAULT_LR = 3e-4  # delayed recall's (online_tasks.TASK_DEFAULTS has every task's)
-METHODS = ("fop", "tbptt", "bptt")
+METHODS = ("fop", "snap", "uoro", "tbptt", "bptt")
+#: the methods that learn online (an optimizer step per element); bptt is offline
+ONLINE = ("fop", "snap", "uoro", "tbptt")
 #: the settings of a run (config.json) and their defaults (None: the task's, see
 #: online_tasks.TASK_DEFAULTS; an option of another task stays None); flags left out of
 #: ``--resume`` are taken from the run
 DEFAULTS: dict[str, Any] = {
     "task": None, "data": None, "column": None, "method": "fop", "truncation": None,
+    "order": None,
     "delay": None, "length": None, "horizon": None, "window": None, "test_fraction": None,
     "train_ticks": None, "test_ticks": None, "sequence_length": None, "hidden": None,
     "lr": None, "init_scale": DEFAULT_INIT_SCALE, "seed": 0, "log_every": 500,
@@ -130,6 +133,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     _setting(p, "--column", "the CSV column (with --data)", metavar="NAME")
     _setting(p, "--method", "gradient method", choices=METHODS)
     _setting(p, "--truncation", "tbptt window (default: max(1, D/2); 10)", type=int)
+    _setting(
+        p, "--order", "snap: SnAp's k, the ticks of influence kept (default 1)", type=int
+    )  # fmt: skip
     _setting(p, "--delay", "delayed-recall, copy: D (default 10; copy 5)", type=int)
     _setting(p, "--length", "copy: pattern length K (default 3); adding: L (default 10)", type=int)
     _setting(p, "--horizon", "prediction: steps ahead (default 1)", type=int)
@@ -243,9 +249,16 @@ def run_online(
         topology=args.topology,
     )
     optimizer = fast_adam(net.parameters(), args.lr)
-    online = args.method in ("fop", "tbptt")
+    online = args.method in ONLINE
     learner = (
-        OnlineLearner(net, optimizer, method=args.method, truncation=args.truncation)
+        OnlineLearner(
+            net,
+            optimizer,
+            method=args.method,
+            truncation=args.truncation,
+            order=args.order,
+            seed=args.seed if args.method == "uoro" else None,
+        )
         if online
         else None
     )
@@ -358,6 +371,7 @@ def run_online(
         "method": args.method,
         "delay": args.delay,
         "truncation": args.truncation,
+        "order": args.order,
         "train_ticks": train_ticks,
         "seed": args.seed,
         "train_seconds": elapsed,
@@ -413,6 +427,13 @@ def check_args(args: argparse.Namespace) -> None:
             raise ValueError(f"--truncation must be >= 1, got {args.truncation}")
     elif args.truncation is not None:
         raise ValueError("--truncation applies to --method tbptt only")
+    if args.method == "snap":
+        if args.order is None:
+            args.order = 1
+        if args.order < 1:
+            raise ValueError(f"--order must be >= 1, got {args.order}")
+    elif args.order is not None:
+        raise ValueError("--order applies to --method snap only")
     if args.method == "bptt":
         if args.sequence_length is None:
             args.sequence_length = 4 * memory if memory is not None else 100
