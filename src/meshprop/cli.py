@@ -50,7 +50,7 @@ COMMAND_HELP: dict[str, str] = {
     "timeseries": "one-step-ahead prediction of a time series with an FIR, NARX or mesh network",
     "bench": "time and memory of the gradient engines, side by side",
     "export": "export a trained checkpoint as an ONNX model",
-    "online": "online learning on a stream (RTRL by FOP, truncated or full BPTT)",
+    "online": "online learning on a stream (RTRL by FOP, SnAp, UORO, truncated or full BPTT)",
 }
 
 #: arguments answered by the light parser (no command module imported)
@@ -65,10 +65,11 @@ def meshprop_version() -> str:
         return "0+unknown (not installed)"
 
 
-class DefaultsOnceFormatter(argparse.HelpFormatter):
+class DefaultsOnceFormatter(argparse.RawDescriptionHelpFormatter):
     """Help that states every option's default exactly once: an option whose help does not
     mention its default gets ``(default: VALUE)``; flags (``store_true``), options without a
-    default (None) and positional arguments get nothing."""
+    default (None) and positional arguments get nothing.  Descriptions keep their line breaks
+    (a command's docstring is written as it should read)."""
 
     def _get_help_string(self, action: argparse.Action) -> str | None:
         text = action.help or ""

@@ -119,9 +119,8 @@ def _setting(parser: argparse.ArgumentParser, option: str, help: str, **kwargs: 
 def register(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser(
         "online",
-        help="online learning on a stream (RTRL by FOP, truncated or full BPTT)",
+        help="online learning on a stream (RTRL by FOP, SnAp, UORO, truncated or full BPTT)",
         description=__doc__,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     _setting(p, "--task", "the stream (default: delayed-recall)", choices=TASK_CHOICES)
     _setting(
@@ -137,7 +136,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         p, "--order", "snap: SnAp's k, the ticks of influence kept (default 1)", type=int
     )  # fmt: skip
     _setting(p, "--delay", "delayed-recall, copy: D (default 10; copy 5)", type=int)
-    _setting(p, "--length", "copy: pattern length K (default 3); adding: L (default 10)", type=int)
+    _setting(
+        p, "--length", "copy: pattern length K; adding: L (default: 3 for copy, 10 for adding)",
+        type=int,
+    )  # fmt: skip
     _setting(p, "--horizon", "prediction: steps ahead (default 1)", type=int)
     _setting(p, "--window", "prediction: inputs = the last W values (default 5)", type=int)
     _setting(
