@@ -20,8 +20,10 @@ Tasks (``meshprop.data.tasks``; each scored on held-out data beside simple basel
 An option that does not apply to the task is refused before anything is written.  With
 nothing but ``--task``, a network and learning rate able to learn it are picked, and printed
 at the start with the task's description.  Methods: ``fop`` (RTRL: exact gradient through
-the whole past, memory flat), ``tbptt`` (truncated BPTT through the last ``--truncation``
-elements, one optimizer step per element) and ``bptt`` (offline full BPTT on independent
+the whole past, memory flat), ``snap`` (SnAp-k, ``--order K``: the sensitivities within K ticks
+of each edge, the outputs' in full), ``uoro`` (an unbiased rank-one estimate, its signs seeded
+by ``--seed``), ``tbptt`` (truncated BPTT through the last ``--truncation`` elements, one
+optimizer step per element) and ``bptt`` (offline full BPTT on independent
 sequences of ``--sequence-length`` elements from a zero state, one step per sequence).
 """
 
