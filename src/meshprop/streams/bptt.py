@@ -21,7 +21,7 @@ import torch
 
 from ..dynamics import Dynamics
 from ..layout import Layout, Transition
-from .protocol import StreamCarry, StreamMethod
+from .protocol import StateCarry, StreamMethod
 
 __all__ = ["BPTT", "BPTTCarry", "Element", "reciprocal", "record"]
 
@@ -63,30 +63,24 @@ def reciprocal(dyn: Dynamics, tr: Transition, elements: list[Element], grad: tor
             delta = tr.back(e)[:, C:]  # rules 4 and 5
 
 
-class BPTTCarry(StreamCarry):
+class BPTTCarry(StateCarry):
     """A stored stream (module docstring)."""
 
     def __init__(self, dyn: Dynamics, storage: Layout, theta: torch.Tensor, batch: int) -> None:
-        super().__init__(dyn, storage, batch)
-        self._h = torch.zeros(batch, dyn.n_free, dtype=theta.dtype, device=theta.device)
+        super().__init__(dyn, storage, batch, theta)
         self.elements: list[Element] = []
-        self.y = self._h[:, dyn.n_free - dyn.n_outputs :]
-
-    @property
-    def h(self) -> torch.Tensor:
-        return self._h
 
     def enter(self, h, sensitivities=None):
-        self._h = torch.zeros_like(self._h) if h is None else h.to(self._h).detach().clone()
+        self.enter_state(h)
 
     def reset(self) -> None:
-        self._h = torch.zeros_like(self._h)
+        self.enter_state(None)
 
     def advance(self, theta, x):
         tr = self.storage.transition(self.dyn, theta.detach())
-        self._h, ticks = record(self.dyn, tr, x, self._h)
+        h, ticks = record(self.dyn, tr, x, self._h)
+        self.set_state(h)
         self.elements.append((ticks, None))
-        self.y = self._h[:, self.dyn.n_free - self.dyn.n_outputs :]
         return self.y
 
     def feed(self, theta, grad_y):

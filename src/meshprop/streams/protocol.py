@@ -27,7 +27,7 @@ import torch
 from ..dynamics import Dynamics
 from ..layout import Layout
 
-__all__ = ["SequenceState", "StreamCarry", "StreamMethod"]
+__all__ = ["SequenceState", "StateCarry", "StreamCarry", "StreamMethod"]
 
 
 @dataclass
@@ -123,6 +123,29 @@ class StreamCarry(ABC):
                 f"{tuple(buffer.shape)} for this network"
             )
         buffer.copy_(value)
+
+
+class StateCarry(StreamCarry):
+    """A carry whose state is the one tensor h (B, F) that :meth:`advance` replaces: the ``h``
+    property, entering a state (:meth:`enter_state`) and the outputs ``y``, a view of h's output
+    columns, kept in step with it (:meth:`set_state`)."""
+
+    def __init__(self, dyn: Dynamics, storage: Layout, batch: int, like: torch.Tensor) -> None:
+        super().__init__(dyn, storage, batch)
+        self.set_state(torch.zeros(batch, dyn.n_free, dtype=like.dtype, device=like.device))
+
+    @property
+    def h(self) -> torch.Tensor:
+        return self._h
+
+    def set_state(self, h: torch.Tensor) -> None:
+        """h becomes the state after the last element, y its output columns."""
+        self._h = h
+        self.y = h[:, self.dyn.n_free - self.dyn.n_outputs :]
+
+    def enter_state(self, h: torch.Tensor | None) -> None:
+        """The stream continues from h (a copy; None: h = 0)."""
+        self.set_state(torch.zeros_like(self._h) if h is None else h.to(self._h).detach().clone())
 
 
 class StreamMethod(ABC):

@@ -46,7 +46,7 @@ from ..dynamics import Dynamics
 from ..engines.edge_ops import edge_index_of
 from ..layout import Layout
 from ..topology import Topology
-from .protocol import StreamCarry, StreamMethod
+from .protocol import StateCarry, StreamMethod
 
 __all__ = ["SnAp", "SnApCarry", "SnApPlan", "saturation_order", "snap_plan"]
 
@@ -200,29 +200,21 @@ def snap_plan(topology: Topology, order: int) -> SnApPlan:
     )
 
 
-class SnApCarry(StreamCarry):
+class SnApCarry(StateCarry):
     """A stream of SnAp-k: h, the kept sensitivities Z (B, K) and the edge gradient."""
 
     def __init__(
         self, dyn: Dynamics, storage: Layout, theta: torch.Tensor, batch: int, order: int
     ) -> None:
-        super().__init__(dyn, storage, batch)
+        super().__init__(dyn, storage, batch, theta)
         dev, dtype = theta.device, theta.dtype
         self.plan = snap_plan(dyn.topology, order).to(dev)
         self.index = edge_index_of(dyn.topology, dev)
-        F, O = dyn.n_free, dyn.n_outputs
-        self._h = torch.zeros(batch, F, dtype=dtype, device=dev)
         self.Z = torch.zeros(batch, self.plan.pairs, dtype=dtype, device=dev)
         self.grad_edges = torch.zeros(dyn.topology.n_edges, dtype=dtype, device=dev)
-        self.y = self._h[:, F - O :]
-
-    @property
-    def h(self) -> torch.Tensor:
-        return self._h
 
     def enter(self, h, sensitivities=None):
-        self._h = torch.zeros_like(self._h) if h is None else h.to(self._h).detach().clone()
-        self.y = self._h[:, self.dyn.n_free - self.dyn.n_outputs :]
+        self.enter_state(h)
         self.Z.zero_()
 
     def reset(self) -> None:
@@ -246,8 +238,8 @@ class SnApCarry(StreamCarry):
             src_values = S_prev[:, self.index.src]
             Z_next.index_add_(1, plan.inject_pair, src_values)  # + S̃_{n-1} at (p, j_p)
             Z = Z_next.mul_(D[:, plan.col])  # · φ′(T_n); the dropped entries never exist
-        self._h, self.Z = h, Z
-        self.y = h[:, dyn.n_free - dyn.n_outputs :]
+        self.Z = Z
+        self.set_state(h)
         return self.y
 
     def feed(self, theta, grad_y):

@@ -20,41 +20,35 @@ import torch
 from ..dynamics import Dynamics
 from ..layout import Layout
 from .bptt import reciprocal, record
-from .protocol import StreamCarry, StreamMethod
+from .protocol import StateCarry, StreamMethod
 
 __all__ = ["TBPTT", "TBPTTCarry"]
 
 
-class TBPTTCarry(StreamCarry):
+class TBPTTCarry(StateCarry):
     """A sliding window of the last ``truncation`` elements (module docstring)."""
 
     def __init__(
         self, dyn: Dynamics, storage: Layout, theta: torch.Tensor, batch: int, truncation: int
     ) -> None:
-        super().__init__(dyn, storage, batch)
+        super().__init__(dyn, storage, batch, theta)
         self.truncation = truncation
-        self._h = torch.zeros(batch, dyn.n_free, dtype=theta.dtype, device=theta.device)
         self.window: deque[tuple[torch.Tensor, torch.Tensor]] = deque(maxlen=truncation)
         self.grad = torch.zeros(storage.shape, dtype=theta.dtype, device=theta.device)
-        self.y = self._h[:, dyn.n_free - dyn.n_outputs :]
-
-    @property
-    def h(self) -> torch.Tensor:
-        return self._h
 
     def enter(self, h, sensitivities=None):
-        self._h = torch.zeros_like(self._h) if h is None else h.to(self._h).detach().clone()
+        self.enter_state(h)
         self.window.clear()
 
     def reset(self) -> None:
-        self._h = torch.zeros_like(self._h)
+        self.enter_state(None)
         self.window.clear()
 
     def advance(self, theta, x):
         tr = self.storage.transition(self.dyn, theta.detach())
         self.window.append((x.clone(), self._h))
-        self._h, _ = record(self.dyn, tr, x, self._h)
-        self.y = self._h[:, self.dyn.n_free - self.dyn.n_outputs :]
+        h, _ = record(self.dyn, tr, x, self._h)
+        self.set_state(h)
         return self.y
 
     def feed(self, theta, grad_y):

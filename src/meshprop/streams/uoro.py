@@ -32,7 +32,7 @@ import torch
 from ..dynamics import Dynamics
 from ..engines.edge_ops import edge_index_of
 from ..layout import Layout
-from .protocol import StreamCarry, StreamMethod
+from .protocol import StateCarry, StreamMethod
 
 __all__ = ["UORO", "UOROCarry"]
 
@@ -40,7 +40,7 @@ __all__ = ["UORO", "UOROCarry"]
 EPSILON = 1e-7
 
 
-class UOROCarry(StreamCarry):
+class UOROCarry(StateCarry):
     """A stream of UORO: h, the rank-one factors h̃ (B, F) and θ̃ (B, P), the sign generator
     and the edge gradient (module docstring)."""
 
@@ -52,27 +52,20 @@ class UOROCarry(StreamCarry):
         batch: int,
         seed: int | None,
     ) -> None:
-        super().__init__(dyn, storage, batch)
+        super().__init__(dyn, storage, batch, theta)
         dev, dtype = theta.device, theta.dtype
-        F, O, P = dyn.n_free, dyn.n_outputs, dyn.topology.n_edges
+        F, P = dyn.n_free, dyn.topology.n_edges
         self.index = edge_index_of(dyn.topology, dev)
         self.generator = torch.Generator(device=dev)
         if seed is None:
             seed = int(torch.randint(0, 2**62, ()))
         self.generator.manual_seed(int(seed))
-        self._h = torch.zeros(batch, F, dtype=dtype, device=dev)
         self.h_tilde = torch.zeros(batch, F, dtype=dtype, device=dev)
         self.theta_tilde = torch.zeros(batch, P, dtype=dtype, device=dev)
         self.grad_edges = torch.zeros(P, dtype=dtype, device=dev)
-        self.y = self._h[:, F - O :]
-
-    @property
-    def h(self) -> torch.Tensor:
-        return self._h
 
     def enter(self, h, sensitivities=None):
-        self._h = torch.zeros_like(self._h) if h is None else h.to(self._h).detach().clone()
-        self.y = self._h[:, self.dyn.n_free - self.dyn.n_outputs :]
+        self.enter_state(h)
         self.h_tilde.zero_()
         self.theta_tilde.zero_()
 
@@ -104,8 +97,8 @@ class UOROCarry(StreamCarry):
             rho1 = ((g_nu.norm(dim=1) + EPSILON) / (nu.norm(dim=1) + EPSILON)).sqrt_()
             ht = Jh.mul_(rho0.unsqueeze(1)).addcmul_(nu, rho1.unsqueeze(1))
             tt = (tt / rho0.unsqueeze(1)).addcdiv_(g_nu, rho1.unsqueeze(1))
-        self._h, self.h_tilde, self.theta_tilde = h, ht, tt
-        self.y = h[:, dyn.n_free - dyn.n_outputs :]
+        self.h_tilde, self.theta_tilde = ht, tt
+        self.set_state(h)
         return self.y
 
     def feed(self, theta, grad_y):
