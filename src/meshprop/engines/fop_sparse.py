@@ -41,6 +41,8 @@ from .reach import needed_columns
 __all__ = [
     "FOP_SPARSE",
     "SparseFOPEngine",
+    "expand_walks",
+    "free_out_edges",
     "last_pairs",
     "pair_counts",
     "sparse_fop_backward",
@@ -70,17 +72,36 @@ class _Tick:
         return _Tick(**{k: v.to(device) for k, v in vars(self).items()})
 
 
-@lru_cache(maxsize=16)
-def _plan(topology: Topology, ticks: int) -> tuple[_Tick, ...]:
+def free_out_edges(topology: Topology) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """The free block's edges k → o grouped by source: (pointer (F+1,), targets, edge ids)."""
     C, F = topology.n_clamped, topology.n_free
     edges = topology.edges
     src, dst = edges[:, 0], edges[:, 1] - C
-    # the free block's edges grouped by source (k → o), with their index in the edge list
     free = (src >= C).nonzero().flatten()
     order = free[torch.argsort(src[free] - C, stable=True)]
-    out_ptr = torch.zeros(F + 1, dtype=torch.long)
-    out_ptr[1:] = torch.cumsum(torch.bincount(src[order] - C, minlength=F), 0)
-    out_dst = dst[order]
+    ptr = torch.zeros(F + 1, dtype=torch.long)
+    ptr[1:] = torch.cumsum(torch.bincount(src[order] - C, minlength=F), 0)
+    return ptr, dst[order], order
+
+
+def expand_walks(
+    at: torch.Tensor, ptr: torch.Tensor, targets: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """For every entry a and free edge at[a] → o: (a, the edge's slot in ``targets``, o)."""
+    counts = ptr[at + 1] - ptr[at]
+    a = torch.repeat_interleave(torch.arange(len(at)), counts)
+    starts = torch.cumsum(counts, 0) - counts
+    offset = torch.arange(len(a)) - torch.repeat_interleave(starts, counts)
+    slot = ptr[at][a] + offset
+    return a, slot, targets[slot]
+
+
+@lru_cache(maxsize=16)
+def _plan(topology: Topology, ticks: int) -> tuple[_Tick, ...]:
+    C, F = topology.n_clamped, topology.n_free
+    dst = topology.edges[:, 1] - C
+    # the free block's edges grouped by source (k → o), with their index in the edge list
+    out_ptr, out_dst, order = free_out_edges(topology)
     columns = needed_columns(topology, ticks)
     empty = torch.zeros(0, dtype=torch.long)
     ticks_out = []
@@ -93,12 +114,7 @@ def _plan(topology: Topology, ticks: int) -> tuple[_Tick, ...]:
         if n == 1 or len(prev_edge) == 0:
             a = via = o = empty
         else:
-            counts = out_ptr[prev_col + 1] - out_ptr[prev_col]
-            a = torch.repeat_interleave(torch.arange(len(prev_edge)), counts)
-            starts = torch.cumsum(counts, 0) - counts
-            offset = torch.arange(len(a)) - torch.repeat_interleave(starts, counts)
-            slot = out_ptr[prev_col][a] + offset
-            o = out_dst[slot]
+            a, slot, o = expand_walks(prev_col, out_ptr, out_dst)
             keep = in_R[o]
             a, via, o = a[keep], order[slot[keep]], o[keep]
         keys = torch.cat([prev_edge[a] * F + o, inject_keys])

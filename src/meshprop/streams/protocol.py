@@ -27,7 +27,7 @@ import torch
 from ..dynamics import Dynamics
 from ..layout import Layout
 
-__all__ = ["SequenceState", "StateCarry", "StreamCarry", "StreamMethod"]
+__all__ = ["SequenceState", "StateCarry", "StreamCarry", "StreamMethod", "take_edge_gradient"]
 
 
 @dataclass
@@ -146,6 +146,19 @@ class StateCarry(StreamCarry):
     def enter_state(self, h: torch.Tensor | None) -> None:
         """The stream continues from h (a copy; None: h = 0)."""
         self.set_state(torch.zeros_like(self._h) if h is None else h.to(self._h).detach().clone())
+
+
+def take_edge_gradient(
+    storage: Layout, grad_edges: torch.Tensor, out: torch.Tensor | None
+) -> torch.Tensor:
+    """An accumulated per-edge gradient ``grad_edges`` (P,) in the storage's shape — written
+    into ``out`` when given, else into a new zero buffer — and the accumulator reset: the
+    ``gradient()`` of a carry that accumulates on the edge vector."""
+    if out is None:
+        out = torch.zeros(storage.shape, dtype=grad_edges.dtype, device=grad_edges.device)
+    storage.write_edge_values(out, grad_edges)
+    grad_edges.zero_()
+    return out
 
 
 class StreamMethod(ABC):

@@ -44,9 +44,10 @@ import torch
 
 from ..dynamics import Dynamics
 from ..engines.edge_ops import edge_index_of
+from ..engines.fop_sparse import expand_walks, free_out_edges
 from ..layout import Layout
 from ..topology import Topology
-from .protocol import StateCarry, StreamMethod
+from .protocol import StateCarry, StreamMethod, take_edge_gradient
 
 __all__ = ["SnAp", "SnApCarry", "SnApPlan", "saturation_order", "snap_plan"]
 
@@ -77,41 +78,17 @@ class SnApPlan:
         return SnApPlan(**{k: v.to(device) for k, v in vars(self).items()})
 
 
-def _free_out_edges(topology: Topology) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """The free block's edges k → o grouped by source: (pointer (F+1,), targets, edge ids)."""
-    C, F = topology.n_clamped, topology.n_free
-    edges = topology.edges
-    src, dst = edges[:, 0], edges[:, 1] - C
-    free = (src >= C).nonzero().flatten()
-    order = free[torch.argsort(src[free] - C, stable=True)]
-    ptr = torch.zeros(F + 1, dtype=torch.long)
-    ptr[1:] = torch.cumsum(torch.bincount(src[order] - C, minlength=F), 0)
-    return ptr, dst[order], order
-
-
-def _expand(
-    at: torch.Tensor, ptr: torch.Tensor, targets: torch.Tensor
-) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """For every entry a and free edge at[a] → o: (a, the edge's slot in ``targets``, o)."""
-    counts = ptr[at + 1] - ptr[at]
-    a = torch.repeat_interleave(torch.arange(len(at)), counts)
-    starts = torch.cumsum(counts, 0) - counts
-    offset = torch.arange(len(a)) - torch.repeat_interleave(starts, counts)
-    slot = ptr[at][a] + offset
-    return a, slot, targets[slot]
-
-
 def _reach(topology: Topology, steps: int | None) -> tuple[torch.Tensor, torch.Tensor]:
     """Pairs (j, o) of free neurons with dist(j → o) ≤ ``steps`` over free edges (None: any
     distance), sorted by j·F + o: breadth-first over the edge list, nothing F×F."""
     F = topology.n_free
-    ptr, targets, _ = _free_out_edges(topology)
+    ptr, targets, _ = free_out_edges(topology)
     keys = torch.arange(F) * F + torch.arange(F)
     frontier = keys
     step = 0
     while len(frontier) and (steps is None or step < steps):
         j, o = frontier // F, frontier % F
-        a, _, nxt = _expand(o, ptr, targets)
+        a, _, nxt = expand_walks(o, ptr, targets)
         new = torch.unique(j[a] * F + nxt)
         new = new[~torch.isin(new, keys)]
         keys = torch.unique(torch.cat([keys, new]))
@@ -124,12 +101,12 @@ def saturation_order(topology: Topology) -> int:
     """The least k for which SnAp-k keeps every entry RTRL can fill: 1 + the longest
     shortest walk (over free edges) from a free neuron to a hidden neuron it reaches."""
     F, O = topology.n_free, topology.n_outputs
-    ptr, targets, _ = _free_out_edges(topology)
+    ptr, targets, _ = free_out_edges(topology)
     seen = torch.arange(F) * F + torch.arange(F)
     frontier, depth, longest = seen, 0, 0
     while len(frontier):
         j, o = frontier // F, frontier % F
-        a, _, nxt = _expand(o, ptr, targets)
+        a, _, nxt = expand_walks(o, ptr, targets)
         new = torch.unique(j[a] * F + nxt)
         new = new[~torch.isin(new, seen)]
         depth += 1
@@ -158,8 +135,8 @@ def snap_plan(topology: Topology, order: int) -> SnApPlan:
     q_ptr = torch.zeros(F + 1, dtype=torch.long)
     q_ptr[1:] = torch.cumsum(torch.bincount(q_j, minlength=F), 0)
     # neuron-level transitions (j, k) → (j, o) through a free edge k → o, both kept
-    ptr, targets, ids = _free_out_edges(topology)
-    a, slot, o = _expand(q_o, ptr, targets)
+    ptr, targets, ids = free_out_edges(topology)
+    a, slot, o = expand_walks(q_o, ptr, targets)
     target_keys = q_j[a] * F + o
     at = torch.searchsorted(q_keys, target_keys).clamp(max=max(len(q_keys) - 1, 0))
     kept = q_keys[at] == target_keys if len(q_keys) else target_keys.new_zeros(0, dtype=torch.bool)
@@ -249,13 +226,7 @@ class SnApCarry(StateCarry):
         self.grad_edges += torch.einsum("bpo,bo->p", out, grad_y.to(out.dtype))
 
     def gradient(self, theta, out=None):
-        if out is None:
-            out = torch.zeros(
-                self.storage.shape, dtype=self.grad_edges.dtype, device=self.grad_edges.device
-            )
-        self.storage.write_edge_values(out, self.grad_edges)
-        self.grad_edges.zero_()
-        return out
+        return take_edge_gradient(self.storage, self.grad_edges, out)
 
     def finite(self) -> bool:
         return bool(torch.isfinite(self.Z).all())

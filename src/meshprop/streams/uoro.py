@@ -32,7 +32,7 @@ import torch
 from ..dynamics import Dynamics
 from ..engines.edge_ops import edge_index_of
 from ..layout import Layout
-from .protocol import StateCarry, StreamMethod
+from .protocol import StateCarry, StreamMethod, take_edge_gradient
 
 __all__ = ["UORO", "UOROCarry"]
 
@@ -108,13 +108,7 @@ class UOROCarry(StateCarry):
         self.grad_edges.addmv_(self.theta_tilde.T, scale)
 
     def gradient(self, theta, out=None):
-        if out is None:
-            out = torch.zeros(
-                self.storage.shape, dtype=self.grad_edges.dtype, device=self.grad_edges.device
-            )
-        self.storage.write_edge_values(out, self.grad_edges)
-        self.grad_edges.zero_()
-        return out
+        return take_edge_gradient(self.storage, self.grad_edges, out)
 
     def finite(self) -> bool:
         return bool(torch.isfinite(self.theta_tilde).all() and torch.isfinite(self.h_tilde).all())
