@@ -49,8 +49,6 @@ def _off_mask(net: mp.MeshNet) -> torch.Tensor:
 
 
 def _checkpoint_round_trip(net: mp.MeshNet, tmp_path) -> None:
-    if net.layout != "dense":  # checkpoints of the sparse layout are not in this branch yet
-        return
     mp.save_checkpoint(tmp_path / "ckpt", net)
     loaded, _ = mp.load_checkpoint(tmp_path / "ckpt")
     assert torch.equal(loaded.edge_weights(), net.edge_weights())
@@ -176,3 +174,39 @@ def test_online_methods_are_registered_by_name() -> None:
     net = _net()
     with pytest.raises(ValueError, match="truncation applies to method 'tbptt'"):
         mp.OnlineLearner(net, torch.optim.SGD(net.parameters(), lr=0.1), truncation=3)
+
+
+@pytest.mark.parametrize("layout", ["dense", "sparse"])
+def test_a_swap_of_edges_gives_the_same_run_whether_or_not_rewire_gets_the_optimizer(layout):
+    """A change that keeps the edge count (one edge out, another in, as SET does): the learner
+    remaps the optimizer's state itself when ``rewire_`` did not, and leaves it alone when it
+    did — both runs end with the same weights and Adam state, edge for edge."""
+    x, target = _stream(40)
+    runs = []
+    for give_optimizer in (True, False):
+        net = _net(layout)
+        net.rewire_(_smaller(net.topology))
+        optimizer = torch.optim.Adam(net.parameters(), lr=1e-2)
+        learner = mp.OnlineLearner(net, optimizer)
+        for t in range(20):
+            learner.step(x[t], target[t])
+        topo = net.topology
+        present = {tuple(int(v) for v in e) for e in topo.edges}
+        absent = next(
+            (i, j)
+            for i in range(topo.n_neurons)
+            for j in range(topo.n_clamped, topo.n_neurons)
+            if (i, j) not in present
+        )
+        swapped = topo.with_edges(add=[absent], remove=[min(present)])
+        assert swapped.n_edges == topo.n_edges
+        net.rewire_(swapped, optimizer if give_optimizer else None)
+        for t in range(20, 40):
+            learner.step(x[t], target[t])
+        state = optimizer.state[net.parameter]
+        runs.append(
+            [net.edge_weights()]
+            + [net.storage.edge_values(state[k]).clone() for k in ("exp_avg", "exp_avg_sq")]
+        )
+    for given, remapped in zip(*runs, strict=True):
+        assert torch.equal(given, remapped)

@@ -24,7 +24,7 @@ from .layout import LAYOUTS, Layout, dense_layout_bytes, layout_of, shared_edge_
 from .losses import LossFn, check_target
 from .topology import Topology
 
-__all__ = ["LAYOUTS", "MeshNet", "dense_layout_bytes", "gradient"]
+__all__ = ["LAYOUTS", "MeshNet", "carry_optimizer_state", "dense_layout_bytes", "gradient"]
 
 
 class MeshNet(nn.Module):
@@ -208,7 +208,7 @@ class MeshNet(nn.Module):
             setattr(self, new_storage.parameter, param)
         param.grad = grad
         if optimizer is not None:
-            _carry_optimizer_state(optimizer, old, param, old_storage, new_storage)
+            carry_optimizer_state(optimizer, old, param, old_storage, new_storage)
         self.topology, self.storage, self.dynamics = topology, new_storage, moved.dynamics
         for name, buffer in new_storage.buffers().items():
             setattr(self, name, buffer.to(param.device))
@@ -314,7 +314,7 @@ class MeshNet(nn.Module):
 _INITIAL_STATE = {"sum": "initial_accumulator_value"}  # Adagrad
 
 
-def _carry_optimizer_state(
+def carry_optimizer_state(
     optimizer: torch.optim.Optimizer,
     old: torch.Tensor,
     param: torch.Tensor,
@@ -322,7 +322,13 @@ def _carry_optimizer_state(
     after: Layout,
 ) -> None:
     """Remap ``optimizer``'s per-weight state of ``old`` from storage ``before`` to ``after``,
-    as the state of ``param`` (the same tensor, or the one that replaces it)."""
+    as the state of ``param`` (the same tensor, or the one that replaces it, which the
+    optimizer is then made to hold).  Kept edges keep their state, new edges get the initial
+    value.  Where ``param`` replaced ``old`` and the optimizer already holds it, the state was
+    remapped with it (``MeshNet.rewire_`` given this optimizer): nothing to do.  Remapping a
+    state that kept its shape twice changes nothing (kept edges keep, others are reset)."""
+    if param is not old and any(p is param for g in optimizer.param_groups for p in g["params"]):
+        return
     group = next((g for g in optimizer.param_groups if any(p is old for p in g["params"])), None)
     if group is None:
         raise ValueError("the optimizer does not hold this network's weights: cannot remap it")

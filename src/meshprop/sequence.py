@@ -31,7 +31,7 @@ import torch
 from .fast_optim import FastAdam, fast_adam
 from .layout import Layout
 from .losses import loss_and_grad, loss_value, validate_target
-from .mesh import MeshNet
+from .mesh import MeshNet, carry_optimizer_state
 from .streams import (
     ONLINE_METHODS,
     SEQUENCE_LOSSES,
@@ -230,10 +230,11 @@ class OnlineLearner:
     for the new topology: the state h is carried over, the method's memory of the past (RTRL's
     sensitivities, tbptt's window) restarts from 0, and the gradient accumulated since the last
     optimizer step is dropped (it belongs to the old edges; the next update averages over the
-    elements after the change).  The optimizer's per-weight state of the parameter is made to
-    follow: state of the old storage's shape is carried onto the new edges (``Layout.carry``),
-    state of the new shape is projected on the new edges (``Layout.project``: a removed edge's
-    Adam moments become 0), so no weight ever moves off the mask.
+    elements after the change).  The optimizer's per-weight state is made to follow
+    (:func:`meshprop.mesh.carry_optimizer_state`, what ``net.rewire_`` does when given the
+    optimizer): kept edges keep their state, removed and new edges are reset (a removed edge's
+    Adam moments become 0), a parameter the change replaced is handed to the optimizer, so no
+    weight ever moves off the mask.
 
     float32 sensitivities can overflow when the weights make the network chaotic: the learner
     raises :class:`ChaoticNetworkError` before a non-finite gradient reaches the optimizer (it
@@ -458,11 +459,9 @@ class OnlineLearner:
             return
         old, new = self._storage, net.storage
         self._param, self._topology, self._storage = param, net.topology, new
-        if param is not old_param:
-            _hand_over(self.optimizer, old_param, param)
-        elif net.topology == old.topology and tuple(old.shape) == tuple(new.shape):
+        if param is old_param and net.topology == old.topology and old.shape == new.shape:
             return  # an equal value: nothing changed
-        _follow_optimizer_state(self.optimizer, param, old, new)
+        carry_optimizer_state(self.optimizer, old_param, param, old, new)
         self._buffer = torch.zeros(new.shape, dtype=param.dtype, device=param.device)
         if param.grad is not None and tuple(param.grad.shape) == tuple(new.shape):
             param.grad = new.project(param.grad)
@@ -556,38 +555,6 @@ class OnlineLearner:
             "the network turned chaotic (its state is unstable with these "
             "weights); lower the learning rate, use float64, or constrain the weights"
         )
-
-
-def _hand_over(optimizer: torch.optim.Optimizer, old: torch.Tensor, new: torch.Tensor) -> None:
-    """Make ``optimizer`` hold ``new`` where it held ``old`` (a structure change replaced the
-    network's parameter), with ``old``'s state; nothing when it already holds ``new``."""
-    if any(p is new for group in optimizer.param_groups for p in group["params"]):
-        return
-    for group in optimizer.param_groups:
-        group["params"] = [new if p is old else p for p in group["params"]]
-    if old in optimizer.state:
-        optimizer.state[new] = optimizer.state.pop(old)
-
-
-def _follow_optimizer_state(
-    optimizer: torch.optim.Optimizer, param: torch.Tensor, old: Layout, new: Layout
-) -> None:
-    """The optimizer's per-weight state of ``param`` onto the edges of ``new``: tensors of the
-    old storage's shape (where it differs from the new) carried (``Layout.carry``; new edges
-    0), tensors of the new shape projected (``Layout.project``: 0 off the new edges).  Scalar
-    state (Adam's ``step``) is left alone."""
-    state = optimizer.state.get(param)
-    if not state:
-        return
-    new_shape, old_shape = tuple(new.shape), tuple(old.shape)
-    for key, value in list(state.items()):
-        if not isinstance(value, torch.Tensor) or value.dim() == 0:
-            continue
-        shape = tuple(value.shape)
-        if shape == new_shape:
-            state[key] = new.project(value)
-        elif shape == old_shape:
-            state[key] = new.carry(value, old)
 
 
 @contextmanager
