@@ -329,10 +329,8 @@ class DenseLayout(Layout):
         return theta
 
     def write_edge_values(self, out, values):
-        topo = self.topology
-        index = edge_index_of(topo, values.device)
-        flat = index.src * topo.n_neurons + index.dst + topo.n_clamped
-        out.view(-1).index_copy_(0, flat, values)
+        index = edge_index_of(self.topology, values.device)
+        out.index_put_((index.src, index.dst + self.topology.n_clamped), values)
 
     def edge_grid(self, tensor):
         topo = self.topology
@@ -383,11 +381,9 @@ class SparseLayout(Layout):
         return values
 
     def dense(self, theta):
-        DenseLayout(self.topology).check_fits(theta.element_size())
-        N = self.topology.n_neurons
-        index = edge_index_of(self.topology, theta.device)
-        A = theta.new_zeros(N, N)
-        return A.index_put((index.src, index.dst + self.topology.n_clamped), theta)
+        matrix = DenseLayout(self.topology)
+        matrix.check_fits(theta.element_size())
+        return matrix.from_edge_values(theta)
 
     def project(self, grad):
         return grad
