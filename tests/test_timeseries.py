@@ -134,7 +134,7 @@ def test_training_through_fit_is_the_reciprocal_adam_loop(rng, build: str) -> No
 def reference_run(values: np.ndarray, model: str, epochs: int, window: int) -> dict[str, float]:
     """``meshprop timeseries --taps 3 --hidden 4`` computed by hand: standardise on the first
     70 %, train on every window with the loop above, predict the whole series in one run."""
-    args = argparse.Namespace(model=model, taps=3, hidden=4, hidden_taps=2, seed=0)
+    args = argparse.Namespace(model=model, taps=3, hidden=4, hidden_taps=2, seed=0)  # fields used
     torch.manual_seed(0)
     d, field = timeseries._build(args)
     n_train, order, burn = int(0.7 * len(values)), field + 1, min(field, window // 2)
@@ -195,24 +195,75 @@ def test_csv_series_with_feedback_models(tmp_path, model: str) -> None:
     assert m["test_nmse"] < 1.0  # better than predicting the mean
 
 
-def test_bad_input_is_one_line_error(tmp_path, capsys) -> None:
+def test_bad_input_is_one_line_error_and_writes_nothing(tmp_path, capsys) -> None:
     path = tmp_path / "s.csv"
+    out = tmp_path / "out"
     path.write_text("a,b\n1,2\n3,x\n")
-    assert (
-        cli.main(["timeseries", "--data", str(path), "--column", "c", "--out", str(tmp_path)]) == 2
-    )
+    assert cli.main(["timeseries", "--data", str(path), "--column", "c", "--out", str(out)]) == 2
     assert "column 'c' not in" in capsys.readouterr().err
-    assert (
-        cli.main(["timeseries", "--data", str(path), "--column", "b", "--out", str(tmp_path)]) == 2
-    )
+    assert cli.main(["timeseries", "--data", str(path), "--column", "b", "--out", str(out)]) == 2
     assert "line 3" in capsys.readouterr().err
-    assert cli.main(["timeseries", "--data", str(path), "--out", str(tmp_path)]) == 2
+    assert cli.main(["timeseries", "--data", str(path), "--out", str(out)]) == 2
     assert "--column" in capsys.readouterr().err
+    assert cli.main(["timeseries", "--out", str(out)]) == 2
+    assert "give a CSV file (--data) or a generated series (--dataset)" in capsys.readouterr().err
     path.write_text("a\n" + "".join(f"{i}\n" for i in range(20)))
-    assert (
-        cli.main(["timeseries", "--data", str(path), "--column", "a", "--out", str(tmp_path)]) == 2
-    )
+    assert cli.main(["timeseries", "--data", str(path), "--column", "a", "--out", str(out)]) == 2
     assert "too short" in capsys.readouterr().err
+    # the strict reader of meshprop online --data: a blank line inside the data is refused
+    # with its row (it used to be skipped silently, shifting the series)
+    path.write_text("a\n1\n2\n\n3\n")
+    assert cli.main(["timeseries", "--data", str(path), "--column", "a", "--out", str(out)]) == 2
+    assert "row 3 (line 4)" in capsys.readouterr().err
+    assert not out.exists()  # every refusal came before anything was written
+
+
+TINY = ["timeseries", "--dataset", "mackey-glass", "--samples", "120", "--taps", "2",
+        "--hidden", "2", "--hidden-taps", "1", "--window", "8", "--no-progress"]  # fmt: skip
+
+
+def test_a_second_run_is_refused_unless_resume_or_overwrite(tmp_path, capsys) -> None:
+    out = tmp_path / "run"
+    assert cli.main([*TINY, "--epochs", "3", "--out", str(out)]) == 0
+    manifest = json.loads((out / "run.json").read_text())
+    assert manifest["complete"] and manifest["command"] == "timeseries"
+    assert set(manifest["files"]) == {
+        "config.json", "metrics.json", "prediction.png", "diagram.png", "training-state.pt"
+    }  # fmt: skip
+    first = (out / "metrics.json").read_bytes()
+    assert cli.main([*TINY, "--epochs", "3", "--out", str(out)]) == 2
+    assert "already holds a finished run" in capsys.readouterr().err
+    assert (out / "metrics.json").read_bytes() == first
+    assert cli.main([*TINY, "--epochs", "4", "--out", str(out), "--resume"]) == 2
+    assert "--epochs 4 (the run: 3)" in capsys.readouterr().err
+    # the saved config.json is itself a --config file; --overwrite replaces the run
+    config = tmp_path / "config.json"
+    config.write_bytes((out / "config.json").read_bytes())
+    assert cli.main(["timeseries", "--config", str(config), "--seed", "1", "--out", str(out),
+                     "--overwrite", "--no-progress"]) == 0  # fmt: skip
+    saved = json.loads((out / "config.json").read_text())
+    assert saved["seed"] == 1 and saved["epochs"] == 3 and saved["samples"] == 120
+    assert cli.main(["train", "--out", str(out), "--resume"]) == 2  # not a run of train
+    assert "holds a run of `meshprop timeseries`" in capsys.readouterr().err
+
+
+@pytest.mark.subprocess
+def test_killed_and_resumed_equals_the_uninterrupted_run(tmp_path) -> None:
+    from killing import kill_when
+
+    arguments = [*TINY, "--epochs", "40", "--checkpoint-every", "2"]
+    out = tmp_path / "killed"
+    status = kill_when(
+        [*arguments, "--out", str(out)], lambda: (out / "training-state.pt").exists(),
+        tmp_path / "log",
+    )  # fmt: skip
+    assert status == -9 and not json.loads((out / "run.json").read_text())["complete"]
+    assert cli.main([*arguments, "--out", str(out), "--resume"]) == 0
+    assert cli.main([*arguments, "--out", str(tmp_path / "whole")]) == 0
+    resumed = json.loads((out / "metrics.json").read_text())
+    whole = json.loads((tmp_path / "whole" / "metrics.json").read_text())
+    resumed.pop("train_seconds"), whole.pop("train_seconds")
+    assert resumed == whole  # bit for bit: losses and NMSE equal as floats
 
 
 def test_fit_trains_a_diagram_in_mini_batches_along_its_batch_axis(rng) -> None:

@@ -2,7 +2,11 @@
 step in progress, saves its training state and exits with 128 + the signal's number (130 for
 SIGINT, 143 for SIGTERM) after one line saying how to resume.  A second signal stops at once
 (every file is written atomically, so the folder stays consistent; the state saved last is
-what ``--resume`` continues from)."""
+what ``--resume`` continues from).
+
+A command whose state is saved as it goes (a sweep saves the results of every unit it
+finishes) asks for ``at_once=True``: the first signal then raises :class:`RunInterrupted` where
+the program is, the unit in progress is dropped and ``--resume`` runs it again."""
 
 from __future__ import annotations
 
@@ -14,16 +18,22 @@ import threading
 from collections.abc import Iterator
 from types import FrameType
 
-__all__ = ["StopRequest", "stop_on_signals"]
+__all__ = ["RunInterrupted", "StopRequest", "stop_on_signals"]
 
 SIGNALS = tuple(s for s in (signal.SIGINT, getattr(signal, "SIGTERM", None)) if s is not None)
+
+
+class RunInterrupted(BaseException):
+    """Raised by the first signal under ``stop_on_signals(at_once=True)`` (a BaseException,
+    as KeyboardInterrupt, so that no ``except Exception`` swallows it)."""
 
 
 class StopRequest:
     """Set by the first SIGINT/SIGTERM; ``bool(request)`` tells whether one came."""
 
-    def __init__(self) -> None:
+    def __init__(self, at_once: bool = False) -> None:
         self.signum: int | None = None
+        self.at_once = at_once
 
     def __bool__(self) -> bool:
         return self.signum is not None
@@ -45,14 +55,17 @@ class StopRequest:
             sys.stderr.flush()
             os._exit(128 + signum)
         self.signum = signum
+        if self.at_once:
+            raise RunInterrupted(signum)
 
 
 @contextlib.contextmanager
-def stop_on_signals(enabled: bool = True) -> Iterator[StopRequest]:
+def stop_on_signals(enabled: bool = True, at_once: bool = False) -> Iterator[StopRequest]:
     """Within the block, SIGINT and SIGTERM set the returned :class:`StopRequest` instead of
     raising KeyboardInterrupt or terminating (only in the main thread, and when ``enabled``);
-    the previous handlers are put back afterwards."""
-    request = StopRequest()
+    with ``at_once`` the first one also raises :class:`RunInterrupted`.  The previous handlers
+    are put back afterwards."""
+    request = StopRequest(at_once)
     if not enabled or threading.current_thread() is not threading.main_thread():
         yield request
         return

@@ -29,7 +29,7 @@ from ..runs.config import load_config_file
 from ..runs.folder import (
     MANIFEST,
     STATE_FILE,
-    check_run_folder,
+    RunFolder,
     clear_run_folder,
     new_run_id,
     read_manifest,
@@ -170,7 +170,8 @@ def handle(args: argparse.Namespace) -> int:
     started = time.perf_counter()  # the command's wall time, reported in its summary
     config = resolve_config(args)
     out = Path(args.out)
-    mode = check_run_folder(out, args.resume, args.overwrite)  # before any work
+    # before any work: a folder of another run (or of another command) is refused
+    mode = RunFolder.check(out, "train", resume=args.resume, overwrite=args.overwrite).mode
     data_parallel = int(os.environ.get("WORLD_SIZE", "1")) > 1
     if data_parallel and args.resume:
         raise ValueError(

@@ -13,11 +13,6 @@ message, so the command line can name its flags (``--batch-size``) and a file it
 from __future__ import annotations
 
 import dataclasses
-import json
-import math
-import tomllib
-import types
-import typing
 from collections.abc import Callable, Collection, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -31,6 +26,8 @@ from ..layered import RULES
 from ..layout import LAYOUTS
 from ..structure import STRUCTURES
 from ..training import OPTIMIZERS
+from .settings import ConfigError, check_fields, load_settings_file, quote
+from .settings import field_type as settings_field_type
 
 __all__ = [
     "ARCHITECTURES",
@@ -47,26 +44,9 @@ DTYPES = ("float32", "float64")
 TASKS = ("auto", "classification", "regression")
 
 
-class ConfigError(ValueError):
-    """A configuration the user can fix.
-
-    ``template`` is the message with ``{0}``, ``{1}``, ... in place of the settings named in
-    ``fields``; ``str(error)`` names them as Python fields, :meth:`describe` as the caller
-    spells them (``--batch-size`` on the command line, ``batch_size in run.toml`` in a file).
-    """
-
-    def __init__(self, template: str, *fields: str) -> None:
-        self.template = template
-        self.fields = fields
-        super().__init__(self.describe(str))
-
-    def describe(self, name: Callable[[str], str]) -> str:
-        return self.template.format(*(name(f) for f in self.fields))
-
-
 def _quote(value: Any) -> str:
     """``repr(value)`` made safe inside a :class:`ConfigError` template."""
-    return repr(value).replace("{", "{{").replace("}", "}}")
+    return quote(value)
 
 
 def setting(
@@ -79,13 +59,17 @@ def setting(
     check: tuple[str, Callable[[Any], bool]] | None = None,
     metavar: str | None = None,
     shown: str | None = None,
+    path: bool = False,
+    nargs: str | None = None,
 ) -> Any:
     """A :class:`RunConfig` field with its documentation.
 
     ``flag``: the command-line option (default ``--`` + the name with dashes); ``choices``: the
     allowed values (a function, read when checked, so registries stay open); ``check``: a range
     as (description, predicate), e.g. ``(">= 1", lambda v: v >= 1)``; ``shown``: how the help
-    states the default when it is not the plain value.
+    states the default when it is not the plain value; ``path``: a file path, taken relative
+    to the configuration file that gives it; ``nargs``: a list typed as several words
+    (``"+"``, or ``"*"`` when an empty list means none) instead of comma-separated.
     """
     metadata = {
         "help": help,
@@ -95,7 +79,11 @@ def setting(
         "check": check,
         "metavar": metavar,
         "shown": shown,
+        "path": path,
+        "nargs": nargs,
     }
+    if isinstance(default, list):  # a fresh copy for every instance
+        return field(default_factory=lambda: list(default), metadata=metadata)
     return field(default=default, metadata=metadata)
 
 
@@ -121,6 +109,7 @@ class RunConfig:
         "your own CSV file (header row, numeric feature columns)",
         group="data",
         metavar="FILE.csv",
+        path=True,
     )
     target: str | None = setting(
         None,
@@ -277,12 +266,7 @@ class RunConfig:
     )
 
     def __post_init__(self) -> None:
-        hints = typing.get_type_hints(type(self))
-        for f in dataclasses.fields(self):
-            value = _coerce(f.name, getattr(self, f.name), hints[f.name])
-            setattr(self, f.name, value)
-            if value is not None:
-                _check_value(f, value)
+        check_fields(self, skip_choices=("grad",))  # grad: its own message, naming --arch
         self._check_combination()
 
     def _check_combination(self) -> None:
@@ -384,53 +368,8 @@ def config_fields() -> tuple[dataclasses.Field[Any], ...]:
 def field_type(name: str) -> tuple[type, bool]:
     """(base type, whether None is allowed) of a :class:`RunConfig` field; the base type of
     ``layers`` is ``list``."""
-    return _split_hint(typing.get_type_hints(RunConfig)[name])
-
-
-def _split_hint(hint: Any) -> tuple[type, bool]:
-    args = typing.get_args(hint) if isinstance(hint, types.UnionType) else (hint,)
-    optional = type(None) in args
-    base = next(a for a in args if a is not type(None))
-    return (typing.get_origin(base) or base), optional
-
-
-def _coerce(name: str, value: Any, hint: Any) -> Any:
-    """``value`` as the field's type (an int is a valid float); ConfigError otherwise."""
-    base, optional = _split_hint(hint)
-    if value is None:
-        if optional:
-            return None
-        raise ConfigError("{0} must be given (it cannot be empty)", name)
-    if base is list:
-        if not isinstance(value, list | tuple) or not all(_is_int(v) for v in value):
-            raise ConfigError(f"{{0}} must be a list of integers, got {_quote(value)}", name)
-        return [int(v) for v in value]
-    if base is int and not _is_int(value):
-        raise ConfigError(f"{{0}} must be an integer, got {_quote(value)}", name)
-    if base is float:
-        if isinstance(value, bool) or not isinstance(value, int | float):
-            raise ConfigError(f"{{0}} must be a number, got {_quote(value)}", name)
-        if not math.isfinite(value):
-            raise ConfigError(f"{{0}} must be a finite number, got {_quote(value)}", name)
-        return float(value)
-    if base is str and not isinstance(value, str):
-        raise ConfigError(f"{{0}} must be a string, got {_quote(value)}", name)
-    return value
-
-
-def _is_int(value: Any) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)
-
-
-def _check_value(f: dataclasses.Field[Any], value: Any) -> None:
-    choices = f.metadata["choices"]
-    if choices is not None and f.name != "grad" and value not in choices():
-        raise ConfigError(
-            f"{{0}} must be one of {', '.join(choices())}, got {_quote(value)}", f.name
-        )
-    check = f.metadata["check"]
-    if check is not None and not check[1](value):
-        raise ConfigError(f"{{0}} must be {check[0]}, got {_quote(value)}", f.name)
+    base, optional, _ = settings_field_type(RunConfig, name)
+    return base, optional
 
 
 def check_data_source(dataset: str | None, data: str | None, target: str | None) -> None:
@@ -442,55 +381,11 @@ def check_data_source(dataset: str | None, data: str | None, target: str | None)
 
 
 def load_config_file(path: str | Path) -> dict[str, Any]:
-    """The settings of a configuration file, checked against :class:`RunConfig`'s keys.
-
-    TOML (``.toml``), JSON (``.json``, e.g. a run's saved ``config.json``) or YAML (``.yaml``,
-    ``.yml``; needs PyYAML) holding one table of :class:`RunConfig` keys.  A relative ``data``
-    path is taken relative to the file's folder.  Values are checked when the configuration is
-    built (after command-line flags override them).
-    """
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"configuration file {str(path)!r} does not exist")
-    text = path.read_text(encoding="utf-8")
-    suffix = path.suffix.lower()
-    try:
-        if suffix == ".toml":
-            values: Any = tomllib.loads(text)
-        elif suffix == ".json":
-            values = json.loads(text)
-        elif suffix in (".yaml", ".yml"):
-            values = _load_yaml(path, text)
-        else:
-            raise ValueError(
-                f"{path}: unknown configuration format {suffix!r}; use .toml, .json or .yaml"
-            )
-    except (tomllib.TOMLDecodeError, json.JSONDecodeError) as error:
-        raise ValueError(f"{path}: not valid {suffix[1:].upper()} ({error})") from None
-    if not isinstance(values, dict):
-        raise ValueError(f"{path}: expected a table of settings, got {type(values).__name__}")
-    values.pop("provenance", None)  # a run's config.json records it (meshprop.runs.logs)
-    unknown = [key for key in values if key not in _DEFAULTS]
-    if unknown:
-        raise ValueError(
-            f"{path}: unknown key {unknown[0]!r}; valid keys are {', '.join(_DEFAULTS)}"
-        )
-    if isinstance(values.get("data"), str):
-        values["data"] = str((path.parent / values["data"]).resolve())
-    return values
-
-
-def _load_yaml(path: Path, text: str) -> Any:
-    try:
-        import yaml
-    except ImportError:
-        raise ValueError(
-            f"{path}: reading YAML needs PyYAML, which is not installed; use a .toml file"
-        ) from None
-    try:
-        return yaml.safe_load(text)
-    except yaml.YAMLError as error:
-        raise ValueError(f"{path}: not valid YAML ({error})") from None
+    """The settings of a configuration file, checked against :class:`RunConfig`'s keys
+    (:func:`meshprop.runs.settings.load_settings_file`: TOML, JSON such as a run's saved
+    ``config.json``, or YAML with PyYAML); a relative ``data`` path is taken relative to the
+    file's folder."""
+    return load_settings_file(RunConfig, path)
 
 
 def merge_settings(layers: Iterable[Mapping[str, Any]]) -> dict[str, Any]:

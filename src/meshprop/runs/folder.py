@@ -1,5 +1,12 @@
 """A run folder that is consistent at every instant, and its manifest ``run.json``.
 
+Every command that produces results (``train``, ``online``, ``timeseries``, ``reproduce ...``)
+writes its ``--out`` folder through :class:`RunFolder`: a folder holding another run is refused
+unless ``--resume`` or ``--overwrite`` is given, the run is marked unfinished in ``run.json``
+before its first result, every file is written atomically, the state ``--resume`` continues
+from is saved as the run goes, and ``run.json`` lists every file with its size and SHA-256 once
+the run is complete.
+
 ``meshprop train --out DIR`` writes every file of DIR atomically (:mod:`meshprop.atomic`), in
 this order:
 
@@ -17,18 +24,27 @@ went missing after its run finished, or a run that never finished, is a one-line
 
 from __future__ import annotations
 
+import fnmatch
 import json
 import shutil
 import uuid
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from ..atomic import TEMP_MARK, atomic_write_text, file_sha256, remove_stale_temporaries
+from ..atomic import (
+    TEMP_MARK,
+    atomic_write_text,
+    atomic_write_with,
+    file_sha256,
+    remove_stale_temporaries,
+)
 
 __all__ = [
     "MANIFEST",
     "RUN_FILES",
     "STATE_FILE",
+    "RunFolder",
     "check_run_folder",
     "clear_run_folder",
     "new_run_id",
@@ -43,13 +59,16 @@ MANIFEST_FORMAT = "meshprop-run"
 MANIFEST_VERSION = 1
 #: the training state ``--resume`` continues from
 STATE_FILE = "training-state.pt"
-#: what ``meshprop train`` and ``meshprop online`` write into a run folder (``--overwrite``
+#: the state of a run made of units of work (a sweep): the results of the units done
+UNITS_FILE = "units.json"
+#: what the commands write into a run folder, as names or shell patterns (``--overwrite``
 #: removes these only, in this order: an ``--overwrite`` killed half-way never leaves a
-#: training state without the manifest and configuration of the run it belongs to)
+#: saved state without the manifest and configuration of the run it belongs to)
 RUN_FILES = (
     MANIFEST,
     STATE_FILE,
     "online-state.pt",  # meshprop online's state
+    UNITS_FILE,
     "config.json",
     "metrics.json",
     "metrics.csv",
@@ -61,7 +80,21 @@ RUN_FILES = (
     "decision_boundary.png",
     "curve.json",  # meshprop online's learning curve
     "learning_curve.png",
+    "prediction.png",  # meshprop timeseries
+    "diagram.png",
+    "results.json",  # reproduce fashion-mnist, mnist1d
+    "details.json",
+    "results.md",
+    "accuracies.png",
+    "structure.json",  # reproduce structure
+    "structure.md",
+    "structure-*.png",
 )
+
+
+def is_run_file(name: str) -> bool:
+    """Whether ``name`` is one of :data:`RUN_FILES` (a name or a pattern)."""
+    return any(fnmatch.fnmatchcase(name, pattern) for pattern in RUN_FILES)
 
 
 def new_run_id() -> str:
@@ -87,7 +120,7 @@ def check_run_folder(out: str | Path, resume: bool = False, overwrite: bool = Fa
     names = _entries(out) if out.is_dir() else []
     if not names:
         return "resume" if resume else "new"
-    foreign = [name for name in names if name not in RUN_FILES]
+    foreign = [name for name in names if not is_run_file(name)]
     is_run = "config.json" in names or MANIFEST in names
     if foreign or not is_run:
         shown = ", ".join((foreign or names)[:3]) + (" ..." if len(foreign or names) > 3 else "")
@@ -116,12 +149,12 @@ def _complete(out: Path) -> bool:
 def clear_run_folder(out: str | Path) -> None:
     """Remove the files of a run (:data:`RUN_FILES`, manifest first) and stale temporaries."""
     out = Path(out)
-    for name in RUN_FILES:
-        path = out / name
-        if path.is_dir():
-            shutil.rmtree(path)
-        else:
-            path.unlink(missing_ok=True)
+    for pattern in RUN_FILES:
+        for path in sorted(out.glob(pattern)) if out.is_dir() else []:
+            if path.is_dir():
+                shutil.rmtree(path)
+            else:
+                path.unlink(missing_ok=True)
     remove_stale_temporaries(out)
 
 
@@ -140,10 +173,14 @@ def read_manifest(out: str | Path) -> dict[str, Any]:
 
 
 def write_manifest(
-    out: str | Path, run_id: str, files: list[Path] | None = None, complete: bool = False
+    out: str | Path,
+    run_id: str,
+    files: list[Path] | None = None,
+    complete: bool = False,
+    command: str = "train",
 ) -> Path:
-    """Write ``out/run.json`` atomically: the run's id, whether it is complete, and the size
-    and SHA-256 of each of ``files`` (paths inside ``out``)."""
+    """Write ``out/run.json`` atomically: the run's id, the command that writes it, whether it
+    is complete, and the size and SHA-256 of each of ``files`` (paths inside ``out``)."""
     out = Path(out)
     listed = {}
     for path in sorted(set(files or [])):
@@ -155,6 +192,7 @@ def write_manifest(
         "format": MANIFEST_FORMAT,
         "version": MANIFEST_VERSION,
         "run_id": run_id,
+        "command": command,
         "complete": complete,
         "files": listed,
     }
@@ -185,7 +223,7 @@ def verify_run_folder(path: str | Path) -> dict[str, Any] | None:
     if not manifest.get("complete"):
         raise ValueError(
             f"{out}: the run did not finish (interrupted or still running): continue it with "
-            f"`meshprop train --out {out} --resume`"
+            f"`meshprop {manifest.get('command', 'train')} --out {out} --resume`"
         )
     for name, entry in manifest["files"].items():
         file = out / name
@@ -197,3 +235,140 @@ def verify_run_folder(path: str | Path) -> dict[str, Any] | None:
                 "replaced since): the run folder mixes runs"
             )
     return manifest
+
+
+class RunFolder:
+    """The run folder ``--out`` of one command, from the check made before any work to the
+    complete manifest.
+
+    1. :meth:`check` (nothing written): may the command use ``out`` (a new or empty folder, or
+       ``--resume``/``--overwrite`` of a run of the same command)?
+    2. :meth:`start`: ``--overwrite`` removes the previous run; ``run.json`` is written marked
+       unfinished (keeping the run's id on resume), then ``config.json``;
+    3. the command writes its files with :meth:`write_text`, :meth:`write_json`,
+       :meth:`write_with` (atomic, each recorded for the manifest) and saves the state
+       ``--resume`` continues from (:meth:`save_units` for a run made of independent units, or
+       its own file such as ``training-state.pt``, given to :meth:`finish`);
+    4. :meth:`finish`: ``run.json`` marked complete, listing every file with its size and
+       SHA-256.
+
+    :meth:`discard_unstarted` removes what :meth:`start` wrote when the run fails before it
+    saved any state, so the same command can be repeated once the cause is fixed.
+    """
+
+    def __init__(self, out: str | Path, command: str, mode: str, existed: bool) -> None:
+        self.out = Path(out)
+        self.command = command
+        self.mode = mode
+        self.existed = existed
+        self.run_id: str | None = None
+        self.files: list[Path] = []
+
+    @classmethod
+    def check(
+        cls, out: str | Path, command: str, *, resume: bool = False, overwrite: bool = False
+    ) -> RunFolder:
+        """The folder ``out`` for ``meshprop COMMAND``, checked before any work (ValueError,
+        one line): see :func:`check_run_folder`; ``--resume`` of another command's run is
+        refused too."""
+        mode = check_run_folder(out, resume, overwrite)
+        out = Path(out)
+        if mode == "resume" and (out / MANIFEST).is_file():
+            try:
+                other = read_manifest(out).get("command", "train")
+            except (OSError, ValueError):
+                other = command
+            if other != command:
+                raise ValueError(
+                    f"--out {out} holds a run of `meshprop {other}`, not of `meshprop "
+                    f"{command}`: resume it with `meshprop {other} --out {out} --resume`"
+                )
+        return cls(out, command, mode, out.exists())
+
+    @property
+    def resuming(self) -> bool:
+        return self.mode == "resume"
+
+    def saved_config(self) -> dict[str, Any] | None:
+        """The ``config.json`` of the run ``--resume`` continues (None when there is none)."""
+        path = self.out / "config.json"
+        if not self.resuming or not path.is_file():
+            return None
+        try:
+            document = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, json.JSONDecodeError) as error:
+            raise ValueError(f"--resume: {path} is not readable ({error})") from None
+        if not isinstance(document, dict):
+            raise ValueError(f"--resume: {path} is not a run configuration")
+        return document
+
+    def start(self, config: dict[str, Any]) -> str:
+        """Mark the run in progress and write its configuration; returns the run's id."""
+        run_id = None
+        if self.resuming and (self.out / MANIFEST).is_file():
+            try:
+                run_id = read_manifest(self.out)["run_id"]
+            except (OSError, ValueError):
+                run_id = None
+        if self.mode == "overwrite":
+            clear_run_folder(self.out)
+        self.out.mkdir(parents=True, exist_ok=True)
+        remove_stale_temporaries(self.out)
+        self.run_id = run_id or new_run_id()
+        write_manifest(self.out, self.run_id, complete=False, command=self.command)
+        self.write_json("config.json", config)
+        return self.run_id
+
+    def path(self, name: str) -> Path:
+        return self.out / name
+
+    def _record(self, path: Path) -> Path:
+        if path not in self.files:
+            self.files.append(path)
+        return path
+
+    def write_text(self, name: str, text: str) -> Path:
+        return self._record(atomic_write_text(self.out / name, text))
+
+    def write_json(self, name: str, document: Any) -> Path:
+        return self.write_text(name, json.dumps(document, indent=2, default=float) + "\n")
+
+    def write_with(self, name: str, writer: Callable[[Path], Any]) -> Path:
+        """``writer(temporary_path)`` (a figure's savefig), then the atomic replace."""
+        return self._record(atomic_write_with(self.out / name, writer))
+
+    def load_units(self) -> dict[str, Any]:
+        """The results of the units a resumed run had finished (empty for a fresh run)."""
+        path = self.out / UNITS_FILE
+        if not self.resuming or not path.is_file():
+            return {}
+        try:
+            document = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, json.JSONDecodeError) as error:
+            raise ValueError(f"--resume: {path} is not readable ({error})") from None
+        units = document.get("units") if isinstance(document, dict) else None
+        if not isinstance(units, dict):
+            raise ValueError(f"--resume: {path} holds no units")
+        return units
+
+    def save_units(self, units: dict[str, Any]) -> None:
+        """Save the results of the units done (atomically), the state ``--resume`` reads."""
+        self.write_json(UNITS_FILE, {"units": units})
+
+    def finish(self, *extra: Path) -> Path:
+        """Write ``run.json`` marked complete, listing the files written through this object
+        and ``extra`` (with their sizes and SHA-256); returns its path."""
+        assert self.run_id is not None, "start() the run first"
+        listed = [p for p in [*self.files, *extra] if p.is_file()]
+        return write_manifest(self.out, self.run_id, listed, complete=True, command=self.command)
+
+    def discard_unstarted(self, state: str | None = None) -> None:
+        """After an error before the run saved any state (``state``, a file name, absent):
+        remove what :meth:`start` wrote; a folder the run created goes too when empty."""
+        if state is not None and (self.out / state).exists():
+            return
+        if self.run_id is None:
+            return
+        clear_run_folder(self.out)
+        if not self.existed and self.out.is_dir() and not any(self.out.iterdir()):
+            self.out.rmdir()
