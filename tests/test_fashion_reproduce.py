@@ -126,8 +126,8 @@ def test_reproduce_fashion_mnist_end_to_end(tmp_path, monkeypatch, capsys):
     table = (out / "results.md").read_text()
     assert "| mnn-85 | 798 |" in table and "beat" in table
     assert (out / "accuracies.png").stat().st_size > 1000
-    # a second run finds the CAE features in the cache
-    assert main([*argv, "--compare", "none", "--runs", "1"]) == 0
+    # a second run (replacing the first) finds the CAE features in the cache
+    assert main([*argv, "--compare", "none", "--runs", "1", "--overwrite"]) == 0
     assert json.loads((out / "details.json").read_text())["cae"]["from_cache"]
 
 

@@ -1,9 +1,12 @@
 """``meshprop reproduce fashion-mnist``: paper 001's real-world experiment (see
 :mod:`meshprop.experiment.fashion`).
 
-Writes DIR/results.json (exactly the reproductions' schema), DIR/details.json (protocol, CAE, times,
-the FOP-vs-autograd weight differences), DIR/results.md (the table and the MNN-vs-MLP verdicts),
-DIR/accuracies.png (the accuracy distributions).
+Writes DIR/results.json (exactly the reproductions' schema), DIR/details.json (protocol, CAE,
+times, the FOP-vs-autograd weight differences), DIR/results.md (the table and the MNN-vs-MLP
+verdicts), DIR/accuracies.png (the accuracy distributions).  Every run of every configuration
+is a unit of work saved in DIR/units.json as soon as it is done: ``--resume`` after an
+interruption (even SIGKILL) trains only the runs not done and writes the same results (the CAE
+features come from their cache).
 """
 
 from __future__ import annotations
@@ -12,18 +15,77 @@ import argparse
 import dataclasses
 import platform
 import time
-from pathlib import Path
+from dataclasses import dataclass
 
+from ..experiment.fashion import CAE_BUDGET, PROTOCOL
 from ..reporting import Reporter
-from ..threads import DEFAULT_THREADS, thread_policy
-from .checks import declare_outputs, declare_ranges
-from .options import add_threads_option
+from ..runs.config import setting
+from ..runs.folder import UNITS_FILE, RunFolder
+from ..runs.settings import check_fields
+from .checks import declare_outputs
+from .interrupts import StopRequest
+from .options import add_run_options, add_settings_options
+from .runner import run_command
+
+__all__ = ["FashionConfig", "add_parser", "run_fashion"]
+
+
+def _at_least_one(value: int) -> bool:
+    return value >= 1
+
+
+@dataclass
+class FashionConfig:
+    """The settings of ``meshprop reproduce fashion-mnist`` (saved as its ``config.json``)."""
+
+    runs: int = setting(
+        10, "runs per configuration", group="experiment", check=(">= 1", _at_least_one)
+    )
+    epochs: int = setting(
+        PROTOCOL.epochs, "classifier epochs", group="experiment", check=(">= 1", _at_least_one)
+    )
+    grad: str = setting(PROTOCOL.grad, "engine (auto: exact FOP)", group="experiment")
+    compare: str = setting(
+        "autograd", "engine that trains run 0 again ('none' to skip)", group="experiment"
+    )
+    data_dir: str | None = setting(
+        None,
+        "directory with the four IDX files, plain or .gz (default: the Debian package's "
+        "/usr/share/datasets/fashion-mnist; `make data` installs it)",
+        group="data",
+        metavar="DIR",
+        path=True,
+        shown="/usr/share/datasets/fashion-mnist",
+    )
+    cache_dir: str | None = setting(
+        None,
+        "where CAE features are cached",
+        group="data",
+        metavar="DIR",
+        path=True,
+        shown="$MESHPROP_CACHE/features or ~/.cache/meshprop/features",
+    )
+    cae_epochs: int = setting(
+        CAE_BUDGET.epochs, "CAE training epochs", group="data", check=(">= 1", _at_least_one)
+    )
+    cae_subset: int | None = setting(
+        None,
+        "train the CAE on the first N training images only",
+        group="data",
+        metavar="N",
+        check=(">= 1", _at_least_one),
+        shown="all",
+    )
+    cae_threads: int = setting(
+        2, "torch threads for the CAE", group="data", metavar="N", check=(">= 1", _at_least_one)
+    )
+
+    def __post_init__(self) -> None:
+        check_fields(self)
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
     """Add ``fashion-mnist`` to ``meshprop reproduce``'s experiments."""
-    from ..experiment.fashion import CAE_BUDGET, PROTOCOL
-
     p = sub.add_parser(
         "fashion-mnist",
         help="paper 001: Fashion-MNIST through CAE features, MNN vs MLP, trained by FOP",
@@ -32,76 +94,35 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         "80 % of the allowed edges removed, as the public experiments.py) and mlp-13, mlp-17 "
         f"(two hidden layers) are trained {PROTOCOL.epochs} epochs with Adam (lr "
         f"{PROTOCOL.lr}, batch {PROTOCOL.batch_size}) by --grad, one seed per run; run 0 of "
-        "each is trained again by --compare and the largest weight difference reported.",
+        "each is trained again by --compare and the largest weight difference reported. "
+        "--resume continues an interrupted run from the runs it had finished.",
     )
-    p.add_argument("--runs", type=int, default=10, help="runs per configuration (default: 10)")
-    p.add_argument(
-        "--out",
-        default="runs/reproduce-fashion-mnist",
-        metavar="DIR",
-        help="output directory (default: runs/reproduce-fashion-mnist)",
-    )
-    p.add_argument(
-        "--data-dir",
-        default=None,
-        metavar="DIR",
-        help="directory with the four IDX files, plain or .gz (default: the Debian package's "
-        "/usr/share/datasets/fashion-mnist; `make data` installs it)",
-    )
-    p.add_argument(
-        "--cache-dir",
-        default=None,
-        metavar="DIR",
-        help="where CAE features are cached (default: $MESHPROP_CACHE/features or "
-        "~/.cache/meshprop/features)",
-    )
-    p.add_argument("--epochs", type=int, default=PROTOCOL.epochs, help="classifier epochs")
-    p.add_argument("--cae-epochs", type=int, default=CAE_BUDGET.epochs, help="CAE training epochs")
-    p.add_argument(
-        "--cae-subset",
-        type=int,
-        default=None,
-        metavar="N",
-        help="train the CAE on the first N training images only (default: all)",
-    )
-    p.add_argument("--grad", default=PROTOCOL.grad, help="engine (default: auto, exact FOP)")
-    p.add_argument(
-        "--compare",
-        default="autograd",
-        help="engine that trains run 0 again ('none' to skip; default: autograd)",
-    )
-    p.add_argument(
-        "--cae-threads",
-        type=int,
-        default=2,
-        metavar="N",
-        help="torch threads for the CAE (default: 2)",
-    )
-    add_threads_option(p, DEFAULT_THREADS)
+    add_settings_options(p, FashionConfig)
+    add_run_options(p, out="runs/reproduce-fashion-mnist")
     p.set_defaults(handler=handle)
     declare_outputs(p, out="dir")
-    declare_ranges(p, runs=">= 1", epochs=">= 1", cae_epochs=">= 1", cae_subset=">= 1")
 
 
-def handle(args: argparse.Namespace) -> int:
-    if args.runs < 1:
-        raise ValueError(f"--runs must be >= 1, got {args.runs}")
-    if args.epochs < 1 or args.cae_epochs < 1:
-        raise ValueError("--epochs and --cae-epochs must be >= 1")
-    with thread_policy(args.threads, "--threads"):
-        return _run(args)
+def prepare(config: FashionConfig) -> None:
+    """The IDX files must be there before the run folder is touched."""
+    from ..data.idx import find_idx_dir
+
+    find_idx_dir(config.data_dir)
 
 
-def _run(args: argparse.Namespace) -> int:
+def run_fashion(
+    config: FashionConfig, folder: RunFolder, reporter: Reporter, threads: int | None
+) -> dict:
+    """The experiment into ``folder`` (see the module docstring); returns details.json."""
     from ..experiment import fashion
-    from ..experiment.compare import compare, results_table, write_outputs
+    from ..experiment.compare import compare, details_json, results_table, write_outputs
 
     start = time.perf_counter()
-    out = Path(args.out)
-    reporter = Reporter()
-    budget = dataclasses.replace(fashion.CAE_BUDGET, epochs=args.cae_epochs, subset=args.cae_subset)
+    budget = dataclasses.replace(
+        fashion.CAE_BUDGET, epochs=config.cae_epochs, subset=config.cae_subset
+    )
     features = fashion.load_features(
-        args.data_dir, 0, budget, args.cache_dir, reporter, threads=args.cae_threads
+        config.data_dir, 0, budget, config.cache_dir, reporter, threads=config.cae_threads
     )
     cae_seconds = time.perf_counter() - start
     reporter.print(
@@ -112,32 +133,35 @@ def _run(args: argparse.Namespace) -> int:
     data = fashion.standardize(features)
     protocol = dataclasses.replace(
         fashion.PROTOCOL,
-        epochs=args.epochs,
-        grad=args.grad,
-        compare_grad=None if args.compare == "none" else args.compare,
+        epochs=config.epochs,
+        grad=config.grad,
+        compare_grad=None if config.compare == "none" else config.compare,
     )
-    results = compare(fashion.SPECS, data, args.runs, protocol, reporter, args.threads)
+    results = compare(
+        fashion.SPECS, data, config.runs, protocol, reporter, threads, memo=folder.unit
+    )
     wall = time.perf_counter() - start
     verdicts = fashion.verdicts(results)
+    details = {
+        "protocol": fashion.protocol_dict(protocol),
+        "cae": {
+            **dataclasses.asdict(budget),
+            "key": features.key,
+            "from_cache": features.from_cache,
+            "seconds": cae_seconds,
+            "test_reconstruction_mse": features.reconstruction_mse,
+        },
+        "verdicts": verdicts,
+        "wall_time_s": wall,
+        "machine": platform.processor() or platform.machine(),
+    }
     write_outputs(
-        out,
+        folder.out,
         reporter,
         results,
-        {
-            "protocol": fashion.protocol_dict(protocol),
-            "cae": {
-                **dataclasses.asdict(budget),
-                "key": features.key,
-                "from_cache": features.from_cache,
-                "seconds": cae_seconds,
-                "test_reconstruction_mse": features.reconstruction_mse,
-            },
-            "verdicts": verdicts,
-            "wall_time_s": wall,
-            "machine": platform.processor() or platform.machine(),
-        },
+        details,
         f"{results_table(results, protocol.compare_grad)}\n\nCAE features: {cae_seconds:.0f} s.",
-        lambda: fashion.plot_accuracies(results, f"Fashion-MNIST, {args.runs} runs each"),
+        lambda: fashion.plot_accuracies(results, f"Fashion-MNIST, {config.runs} runs each"),
         verdicts,
         wall,
     )
@@ -147,5 +171,20 @@ def _run(args: argparse.Namespace) -> int:
                 f"{r.name}: run 0 by {protocol.grad} vs {protocol.compare_grad}: max |ΔA| "
                 f"{r.max_weight_difference:.2e}"
             )
+    out = folder.out
+    names = ("results.json", "details.json", "results.md", "accuracies.png", UNITS_FILE)
+    folder.finish(*(out / name for name in names))
     reporter.print(f"wrote {out / 'results.json'} ({wall:.0f} s)")
-    return 0
+    return details_json(results, details)
+
+
+def handle(args: argparse.Namespace) -> int:
+    reporter = Reporter(progress=not args.no_progress)
+
+    def work(config: FashionConfig, folder: RunFolder, stop: StopRequest) -> int:
+        run_fashion(config, folder, reporter, args.threads)
+        return 0
+
+    return run_command(
+        args, "reproduce fashion-mnist", FashionConfig, work, prepare=prepare, state=UNITS_FILE
+    )

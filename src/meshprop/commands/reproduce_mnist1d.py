@@ -2,7 +2,9 @@
 the baselines its authors publish (see :mod:`meshprop.experiment.mnist1d`).
 
 Writes DIR/results.json (the reproductions' schema, the baselines included as configurations),
-DIR/details.json, DIR/results.md and DIR/accuracies.png.
+DIR/details.json, DIR/results.md and DIR/accuracies.png.  Every run (of a mesh, an MLP or a
+baseline) is a unit of work saved in DIR/units.json as soon as it is done: ``--resume`` after
+an interruption (even SIGKILL) trains only the runs not done and writes the same results.
 """
 
 from __future__ import annotations
@@ -10,18 +12,54 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import time
-from pathlib import Path
+from dataclasses import dataclass
 
+from ..experiment.mnist1d import BASELINES, PROTOCOL
 from ..reporting import Reporter
-from ..threads import DEFAULT_THREADS, thread_policy
-from .checks import declare_outputs, declare_ranges
-from .options import add_threads_option
+from ..runs.config import setting
+from ..runs.folder import UNITS_FILE, RunFolder
+from ..runs.settings import check_fields
+from .checks import declare_outputs
+from .interrupts import StopRequest
+from .options import add_run_options, add_settings_options
+from .runner import run_command
+
+__all__ = ["Mnist1dConfig", "add_parser", "run_mnist1d"]
+
+
+def _at_least_one(value: int) -> bool:
+    return value >= 1
+
+
+@dataclass
+class Mnist1dConfig:
+    """The settings of ``meshprop reproduce mnist1d`` (saved as its ``config.json``)."""
+
+    runs: int = setting(
+        10, "runs per configuration", group="experiment", check=(">= 1", _at_least_one)
+    )
+    epochs: int = setting(
+        PROTOCOL.epochs, "MNN/MLP epochs", group="experiment", check=(">= 1", _at_least_one)
+    )
+    grad: str = setting(PROTOCOL.grad, "engine (auto: exact FOP)", group="experiment")
+    compare: str = setting(
+        "autograd", "engine that trains run 0 again ('none' to skip)", group="experiment"
+    )
+    baselines: list[str] = setting(  # noqa: RUF009 (setting is dataclasses.field)
+        list(BASELINES),
+        "baselines to run (none with an empty list)",
+        group="experiment",
+        metavar="NAME",
+        choices=lambda: tuple(BASELINES),
+        nargs="*",
+    )
+
+    def __post_init__(self) -> None:
+        check_fields(self)
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
     """Add ``mnist1d`` to ``meshprop reproduce``'s experiments."""
-    from ..experiment.mnist1d import PROTOCOL
-
     p = sub.add_parser(
         "mnist1d",
         help="MNIST-1D: MNN and MLP by FOP against logistic regression, MLP, CNN, GRU",
@@ -29,66 +67,37 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         "hidden, 2 ticks, 80 % / 50 % of the allowed edges removed) and mlp-16, mlp-32 "
         f"trained {PROTOCOL.epochs} epochs with Adam by --grad, one seed per run, and the "
         "published baselines (scikit-learn logistic regression and MLP, torch CNN and GRU) "
-        "measured side by side.",
+        "measured side by side. --resume continues an interrupted run from the runs it had "
+        "finished.",
     )
-    p.add_argument("--runs", type=int, default=10, help="runs per configuration (default: 10)")
-    p.add_argument(
-        "--out",
-        default="runs/reproduce-mnist1d",
-        metavar="DIR",
-        help="output directory (default: runs/reproduce-mnist1d)",
-    )
-    p.add_argument("--epochs", type=int, default=PROTOCOL.epochs, help="MNN/MLP epochs")
-    p.add_argument("--grad", default=PROTOCOL.grad, help="engine (default: auto, exact FOP)")
-    p.add_argument(
-        "--compare",
-        default="autograd",
-        help="engine that trains run 0 again ('none' to skip; default: autograd)",
-    )
-    p.add_argument(
-        "--baselines",
-        nargs="*",
-        default=None,
-        metavar="NAME",
-        help="baselines to run (default: logreg sk-mlp cnn gru; none with an empty list)",
-    )
-    add_threads_option(p, DEFAULT_THREADS)
+    add_settings_options(p, Mnist1dConfig)
+    add_run_options(p, out="runs/reproduce-mnist1d")
     p.set_defaults(handler=handle)
     declare_outputs(p, out="dir")
-    declare_ranges(p, runs=">= 1", epochs=">= 1")
 
 
-def handle(args: argparse.Namespace) -> int:
-    from ..experiment.mnist1d import BASELINES
-
-    if args.runs < 1 or args.epochs < 1:
-        raise ValueError(f"--runs and --epochs must be >= 1, got {args.runs}, {args.epochs}")
-    names = list(BASELINES) if args.baselines is None else args.baselines
-    unknown = [n for n in names if n not in BASELINES]
-    if unknown:
-        raise ValueError(f"unknown baseline(s) {unknown}; expected some of {list(BASELINES)}")
-    args.baselines = names
-    with thread_policy(args.threads, "--threads"):
-        return _run(args)
-
-
-def _run(args: argparse.Namespace) -> int:
+def run_mnist1d(
+    config: Mnist1dConfig, folder: RunFolder, reporter: Reporter, threads: int | None
+) -> None:
+    """The experiment into ``folder`` (see the module docstring)."""
     from ..experiment import mnist1d
     from ..experiment.compare import compare, results_table, write_outputs
     from ..experiment.fashion import plot_accuracies, protocol_dict, verdicts
 
     start = time.perf_counter()
-    out = Path(args.out)
-    reporter = Reporter()
     data = mnist1d.load()
     protocol = dataclasses.replace(
         mnist1d.PROTOCOL,
-        epochs=args.epochs,
-        grad=args.grad,
-        compare_grad=None if args.compare == "none" else args.compare,
+        epochs=config.epochs,
+        grad=config.grad,
+        compare_grad=None if config.compare == "none" else config.compare,
     )
-    results = compare(mnist1d.SPECS, data, args.runs, protocol, reporter, args.threads)
-    baselines = mnist1d.run_baselines(data, args.runs, reporter, tuple(args.baselines))
+    results = compare(
+        mnist1d.SPECS, data, config.runs, protocol, reporter, threads, memo=folder.unit
+    )
+    baselines = mnist1d.run_baselines(
+        data, config.runs, reporter, tuple(config.baselines), memo=folder.unit
+    )
     everything = results + baselines
     wall = time.perf_counter() - start
     lines = verdicts(results, mnist1d.PAIRS)
@@ -101,7 +110,7 @@ def _run(args: argparse.Namespace) -> int:
             f"{sum(r.seconds) / len(r.seconds):.1f} s | {mnist1d.PUBLISHED[r.name]:.2f} |"
         )
     write_outputs(
-        out,
+        folder.out,
         reporter,
         everything,
         {
@@ -112,9 +121,21 @@ def _run(args: argparse.Namespace) -> int:
             "wall_time_s": wall,
         },
         table + "\n\n" + "\n".join(base),
-        lambda: plot_accuracies(everything, f"MNIST-1D, {args.runs} runs each"),
+        lambda: plot_accuracies(everything, f"MNIST-1D, {config.runs} runs each"),
         lines,
         wall,
     )
+    out = folder.out
+    names = ("results.json", "details.json", "results.md", "accuracies.png", UNITS_FILE)
+    folder.finish(*(out / name for name in names))
     reporter.print(f"wrote {out / 'results.json'} ({wall:.0f} s)")
-    return 0
+
+
+def handle(args: argparse.Namespace) -> int:
+    reporter = Reporter(progress=not args.no_progress)
+
+    def work(config: Mnist1dConfig, folder: RunFolder, stop: StopRequest) -> int:
+        run_mnist1d(config, folder, reporter, args.threads)
+        return 0
+
+    return run_command(args, "reproduce mnist1d", Mnist1dConfig, work, state=UNITS_FILE)

@@ -3,7 +3,9 @@ RigL (``meshprop.structure``), several seeds each, with the dense mesh as the ce
 
 Each run is a :class:`~meshprop.runs.RunConfig` trained by :func:`meshprop.runs.run` (the one
 training loop); only ``density``, ``structure`` and ``seed`` change between runs.  Writes
-DIR/structure.json (every run), DIR/structure.md (the table) and DIR/structure.png.
+DIR/structure.json (every run), DIR/structure.md (the table) and DIR/structure-DATASET.png.
+Every run is a unit of work saved in DIR/units.json as soon as it is done: ``--resume`` after
+an interruption (even SIGKILL) trains only the runs not done and writes the same results.
 """
 
 from __future__ import annotations
@@ -11,22 +13,85 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import statistics
-from pathlib import Path
+from dataclasses import dataclass
 from typing import Any
 
 from ..data import DATASETS
 from ..reporting import Reporter
 from ..runs import RunConfig, run
+from ..runs.config import setting
+from ..runs.folder import UNITS_FILE, RunFolder
+from ..runs.settings import check_fields
 from ..structure import STRUCTURES
-from ..threads import DEFAULT_THREADS, thread_policy
-from .checks import declare_outputs, declare_ranges
-from .options import add_threads_option
+from .checks import declare_outputs
+from .interrupts import StopRequest
+from .options import add_run_options, add_settings_options
+from .runner import run_command
 
-__all__ = ["DENSITIES", "FASHION_FEATURES", "register", "structure_config"]
+__all__ = [
+    "DENSITIES",
+    "FASHION_FEATURES",
+    "StructureConfig",
+    "register",
+    "run_structure",
+    "structure_config",
+]
 
 DENSITIES = (1.0, 0.5, 0.2, 0.1, 0.05)
 #: built-in names under which the Fashion-MNIST features may be registered (included if present)
 FASHION_FEATURES = ("fashion-mnist-features", "fashion-features")
+
+
+def _at_least_one(value: int) -> bool:
+    return value >= 1
+
+
+@dataclass
+class StructureConfig:
+    """The settings of ``meshprop reproduce structure`` (saved as its ``config.json``)."""
+
+    datasets: list[str] | None = setting(  # noqa: RUF009 (setting is dataclasses.field)
+        None,
+        "built-in datasets",
+        group="sweep",
+        metavar="NAME",
+        choices=lambda: DATASETS,
+        nargs="+",
+        shown="digits, plus the Fashion-MNIST features when present",
+    )
+    densities: list[float] = setting(  # noqa: RUF009 (setting is dataclasses.field)
+        list(DENSITIES),
+        "densities",
+        group="sweep",
+        metavar="D",
+        nargs="+",
+        check=("all in (0, 1]", lambda v: len(v) > 0 and all(0 < d <= 1 for d in v)),
+    )
+    methods: list[str] = setting(  # noqa: RUF009 (setting is dataclasses.field)
+        ["static", "set", "rigl"],
+        "structure rules below density 1",
+        group="sweep",
+        metavar="RULE",
+        choices=lambda: STRUCTURES,
+        nargs="+",
+    )
+    seeds: int = setting(3, "seeds 0..SEEDS-1", group="sweep", check=(">= 1", _at_least_one))
+    hidden: int = setting(32, "hidden neurons", group="run", check=(">= 1", _at_least_one))
+    epochs: int = setting(60, "epochs per run", group="run", check=(">= 1", _at_least_one))
+    update_every: int = setting(
+        50, "steps between updates", group="run", check=(">= 1", _at_least_one)
+    )
+    drop_fraction: float = setting(
+        0.3, "initial drop fraction", group="run", check=("in (0, 1)", lambda v: 0 < v < 1)
+    )
+    grad: str = setting(
+        "bptt", "engine of the training steps (every engine's gradient is exact)", group="run"
+    )
+
+    def __post_init__(self) -> None:
+        check_fields(self)
+        if self.datasets is None:
+            self.datasets = ["digits", *(name for name in FASHION_FEATURES if name in DATASETS)]
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -35,67 +100,17 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="structural learning: test accuracy against density, static vs SET vs RigL",
         description="Train a mesh on each dataset at each density with each structure rule "
         "(static random sparsity, SET, RigL; the full mesh at density 1 is the ceiling) over "
-        "several seeds; write structure.json, structure.md and structure.png. The Fashion-MNIST "
-        "features are included when they are a built-in dataset.",
+        "several seeds; write structure.json, structure.md and structure-DATASET.png. The "
+        "Fashion-MNIST features are included when they are a built-in dataset. --resume "
+        "continues an interrupted sweep from the runs it had finished.",
     )
-    p.add_argument(
-        "--datasets",
-        nargs="+",
-        default=None,
-        metavar="NAME",
-        help="built-in datasets (default: digits, plus the Fashion-MNIST features when present)",
-    )
-    p.add_argument(
-        "--densities",
-        nargs="+",
-        type=float,
-        default=list(DENSITIES),
-        help="densities (default: 1.0 0.5 0.2 0.1 0.05)",
-    )
-    p.add_argument(
-        "--methods",
-        nargs="+",
-        choices=[s for s in STRUCTURES if s != "magnitude"] + ["magnitude"],
-        default=["static", "set", "rigl"],
-        help="structure rules below density 1 (default: static set rigl)",
-    )
-    p.add_argument("--seeds", type=int, default=3, help="seeds 0..SEEDS-1 (default: 3)")
-    p.add_argument("--hidden", type=int, default=32, help="hidden neurons (default: 32)")
-    p.add_argument("--epochs", type=int, default=60, help="epochs per run (default: 60)")
-    p.add_argument(
-        "--update-every", type=int, default=50, help="steps between updates (default: 50)"
-    )
-    p.add_argument(
-        "--drop-fraction", type=float, default=0.3, help="initial drop fraction (default: 0.3)"
-    )
-    p.add_argument(
-        "--grad",
-        default="bptt",
-        help="engine of the training steps (default: bptt; every engine's gradient is exact)",
-    )
-    p.add_argument(
-        "--out",
-        default="runs/reproduce-structure",
-        metavar="DIR",
-        help="output directory (default: runs/reproduce-structure)",
-    )
-    add_threads_option(p, DEFAULT_THREADS)
+    add_settings_options(p, StructureConfig)
+    add_run_options(p, out="runs/reproduce-structure")
     p.set_defaults(handler=handle)
     declare_outputs(p, out="dir")
-    declare_ranges(
-        p,
-        densities="in (0, 1]",
-        seeds=">= 1",
-        hidden=">= 1",
-        epochs=">= 1",
-        update_every=">= 1",
-        drop_fraction="in (0, 1)",
-    )
 
 
-def structure_config(
-    dataset: str, density: float, method: str, seed: int, args: argparse.Namespace
-) -> RunConfig:
+def structure_config(dataset: str, density: float, method: str, seed: int, args: Any) -> RunConfig:
     """One run of the sweep: a mesh of ``args.hidden`` neurons, 3 ticks, ReLU, logit outputs,
     Adam lr 0.01, batch 32, float32, 70/30 split."""
     return RunConfig(
@@ -118,16 +133,13 @@ def structure_config(
 
 
 def handle(args: argparse.Namespace) -> int:
-    if args.seeds < 1:
-        raise ValueError(f"--seeds must be >= 1, got {args.seeds}")
-    bad = [d for d in args.densities if not 0 < d <= 1]
-    if bad:
-        raise ValueError(f"--densities must be in (0, 1], got {bad[0]}")
-    datasets = args.datasets
-    if datasets is None:
-        datasets = ["digits", *(name for name in FASHION_FEATURES if name in DATASETS)]
-    with thread_policy(args.threads, "--threads"):
-        return _sweep(args, datasets)
+    reporter = Reporter(progress=not args.no_progress)
+
+    def work(config: StructureConfig, folder: RunFolder, stop: StopRequest) -> int:
+        run_structure(config, folder, reporter)
+        return 0
+
+    return run_command(args, "reproduce structure", StructureConfig, work, state=UNITS_FILE)
 
 
 def _summary(values: list[float]) -> dict[str, Any]:
@@ -135,26 +147,34 @@ def _summary(values: list[float]) -> dict[str, Any]:
     return {"accuracies": values, "mean": statistics.mean(values), "std": std}
 
 
-def _sweep(args: argparse.Namespace, datasets: list[str]) -> int:
+def run_structure(config: StructureConfig, folder: RunFolder, reporter: Reporter) -> dict:
+    """The sweep into ``folder`` (see the module docstring); returns structure.json."""
     from .. import plots
 
-    out = Path(args.out)
-    reporter = Reporter()
     document: dict[str, Any] = {"settings": {}, "datasets": {}}
     tables = []
-    for dataset in datasets:
+    for dataset in config.datasets or []:
         results: dict[str, dict[str, Any]] = {}
-        for density in sorted(set(args.densities), reverse=True):
-            for method in ["dense"] if density >= 1 else args.methods:
+        for density in sorted(set(config.densities), reverse=True):
+            for method in ["dense"] if density >= 1 else config.methods:
                 accuracies, edges = [], []
-                for seed in range(args.seeds):
-                    config = structure_config(dataset, density, method, seed, args)
-                    result = run(config, reporter)
-                    accuracies.append(result.test["test_accuracy"])
-                    edges.append(result.net.topology.n_edges)
+                for seed in range(config.seeds):
+                    settings = structure_config(dataset, density, method, seed, config)
+
+                    def unit(settings: RunConfig = settings) -> dict[str, Any]:
+                        result = run(settings, reporter)
+                        return {
+                            "accuracy": result.test["test_accuracy"],
+                            "edges": result.net.topology.n_edges,
+                            "seconds": result.history.wall_time_s,
+                        }
+
+                    record = folder.unit(f"{dataset}/{method}@{density:g}/seed-{seed}", unit)
+                    accuracies.append(record["accuracy"])
+                    edges.append(record["edges"])
                     reporter.print(
                         f"{dataset} density {density:g} {method} seed {seed}: test accuracy "
-                        f"{accuracies[-1]:.4f} ({result.history.wall_time_s:.1f} s)"
+                        f"{accuracies[-1]:.4f} ({record['seconds']:.1f} s)"
                     )
                 key = f"{method}@{density:g}"
                 results[key] = {
@@ -163,23 +183,24 @@ def _sweep(args: argparse.Namespace, datasets: list[str]) -> int:
                     "edges": edges,
                     **_summary(accuracies),
                 }
-        settings = dataclasses.asdict(structure_config(dataset, 0.1, "rigl", 0, args))
-        document["settings"] = {k: settings[k] for k in ("hidden", "ticks", "lr", "epochs")} | {
-            "update_every": args.update_every,
-            "drop_fraction": args.drop_fraction,
-            "grad": args.grad,
-            "seeds": args.seeds,
+        settings_ = dataclasses.asdict(structure_config(dataset, 0.1, "rigl", 0, config))
+        document["settings"] = {k: settings_[k] for k in ("hidden", "ticks", "lr", "epochs")} | {
+            "update_every": config.update_every,
+            "drop_fraction": config.drop_fraction,
+            "grad": config.grad,
+            "seeds": config.seeds,
         }
         document["datasets"][dataset] = results
-        tables.append(f"### {dataset}\n\n" + _table(results, args.methods))
+        tables.append(f"### {dataset}\n\n" + _table(results, config.methods))
         fig = plots.plot_density_sweep(results, f"{dataset}: test accuracy against density")
-        reporter.write_with(out / f"structure-{dataset}.png", plots.saver(fig, dpi=90))
+        folder.write_with(f"structure-{dataset}.png", plots.saver(fig, dpi=90))
         plots.plt.close(fig)
-    reporter.write_json(out / "structure.json", document)
+    folder.write_json("structure.json", document)
     text = "\n\n".join(tables) + "\n"
-    reporter.write_text(out / "structure.md", text)
+    folder.write_text("structure.md", text)
+    folder.finish(folder.path(UNITS_FILE))
     reporter.print(text)
-    return 0
+    return document
 
 
 def _table(results: dict[str, dict[str, Any]], methods: list[str]) -> str:

@@ -6,6 +6,11 @@ Each run trains through the one training loop (``meshprop.training.fit``) with A
 every configuration uses seed k for its topology, initial weights and mini-batch order.  One
 run per configuration can be trained again with a second engine (autograd) from the same seed:
 the largest difference between the two trained weight matrices is reported.
+
+Each run (and run 0 with its second engine) is one unit of work that depends on its seed
+alone; ``compare(..., memo=...)`` hands every unit to ``memo(key, compute)``, which may return
+the unit's record saved by an interrupted sweep instead of computing it again (``meshprop
+reproduce`` saves them in its run folder, so ``--resume`` skips the units done).
 """
 
 from __future__ import annotations
@@ -27,6 +32,7 @@ from .models import ModelSpec, build_model
 __all__ = [
     "ConfigResult",
     "Features",
+    "Memo",
     "Protocol",
     "compare",
     "console_table",
@@ -65,6 +71,15 @@ class Protocol:
     grad: str = "auto"
     compare_grad: str | None = "autograd"
     dtype: torch.dtype = torch.float64
+
+
+#: ``memo(key, compute)``: the record of the unit ``key`` (a JSON-able dict), from ``compute()``
+#: or from an earlier, interrupted sweep
+Memo = Callable[[str, Callable[[], dict[str, Any]]], dict[str, Any]]
+
+
+def no_memo(key: str, compute: Callable[[], dict[str, Any]]) -> dict[str, Any]:
+    return compute()
 
 
 @dataclass
@@ -125,12 +140,15 @@ def compare(
     reporter: Reporter | None = None,
     threads: int | None = None,
     on_run: Callable[[str, int, float, float], None] | None = None,
+    memo: Memo | None = None,
 ) -> list[ConfigResult]:
     """Train every spec ``runs`` times (seeds 0..runs−1) and, for seed 0, once more with
-    ``protocol.compare_grad``; a progress bar counts the runs."""
+    ``protocol.compare_grad``; a progress bar counts the runs.  ``memo``: see the module
+    docstring (unit keys ``NAME/seed-K``)."""
     if runs < 1:
         raise ValueError(f"runs must be >= 1, got {runs}")
     reporter = reporter or Reporter()
+    memo = memo or no_memo
     quiet = Reporter(progress=False)
     extra = 0 if protocol.compare_grad is None else 1
     bar = reporter.bar(total=len(specs) * (runs + extra), desc="runs")
@@ -138,28 +156,40 @@ def compare(
     try:
         for spec in specs:
             result: ConfigResult | None = None
-            weights0 = None
             for seed in range(runs):
-                acc, A, seconds, params = _train(
-                    spec, data, seed, protocol.grad, protocol, quiet, threads
-                )
+
+                def unit(spec: ModelSpec = spec, seed: int = seed) -> dict[str, Any]:
+                    acc, A, seconds, params = _train(
+                        spec, data, seed, protocol.grad, protocol, quiet, threads
+                    )
+                    record: dict[str, Any] = {
+                        "accuracy": acc,
+                        "seconds": seconds,
+                        "params": params,
+                    }
+                    if seed == 0 and protocol.compare_grad is not None:
+                        acc2, A2, _, _ = _train(
+                            spec, data, 0, protocol.compare_grad, protocol, quiet, threads
+                        )
+                        record["compare_accuracy"] = acc2
+                        record["max_weight_difference"] = float((A2 - A).abs().max())
+                    return record
+
+                record = memo(f"{spec.name}/seed-{seed}", unit)
+                acc, seconds = record["accuracy"], record["seconds"]
                 if result is None:
-                    result = ConfigResult(spec.name, params)
-                    weights0 = A
+                    result = ConfigResult(spec.name, record["params"])
                 result.accuracies.append(acc)
                 result.seconds.append(seconds)
+                if "max_weight_difference" in record:
+                    result.compare_accuracy = record["compare_accuracy"]
+                    result.max_weight_difference = record["max_weight_difference"]
+                    bar.update(1)
                 bar.update(1)
                 bar.set_postfix(config=spec.name, acc=f"{acc:.4f}")
                 if on_run is not None:
                     on_run(spec.name, seed, acc, seconds)
-            assert result is not None and weights0 is not None
-            if protocol.compare_grad is not None:
-                acc, A, _, _ = _train(
-                    spec, data, 0, protocol.compare_grad, protocol, quiet, threads
-                )
-                result.compare_accuracy = acc
-                result.max_weight_difference = float((A - weights0).abs().max())
-                bar.update(1)
+            assert result is not None
             results.append(result)
     finally:
         bar.close()

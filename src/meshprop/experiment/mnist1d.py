@@ -25,6 +25,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import torch
@@ -32,7 +33,7 @@ from torch import nn
 
 from ..reporting import Reporter
 from ..training import evaluate, fit
-from .compare import ConfigResult, Features, Protocol
+from .compare import ConfigResult, Features, Memo, Protocol, no_memo
 from .models import ModelSpec
 
 __all__ = ["BASELINES", "PAIRS", "PROTOCOL", "PUBLISHED", "SPECS", "load", "run_baselines"]
@@ -166,24 +167,39 @@ BASELINES: dict[str, Callable[[Features, int], tuple[float, int]]] = {
 
 
 def run_baselines(
-    data: Features, runs: int, reporter: Reporter | None = None, names=tuple(BASELINES)
+    data: Features,
+    runs: int,
+    reporter: Reporter | None = None,
+    names=tuple(BASELINES),
+    memo: Memo | None = None,
 ) -> list[ConfigResult]:
-    """Every baseline trained ``runs`` times (seeds 0..runs−1)."""
+    """Every baseline trained ``runs`` times (seeds 0..runs−1); ``memo`` as in
+    :func:`~meshprop.experiment.compare.compare` (unit keys ``NAME/seed-K``)."""
     reporter = reporter or Reporter()
+    memo = memo or no_memo
     bar = reporter.bar(total=len(names) * runs, desc="baselines")
     results = []
     try:
         for name in names:
             result: ConfigResult | None = None
             for seed in range(runs):
-                start = time.perf_counter()
-                acc, params = BASELINES[name](data, seed)
+
+                def unit(name: str = name, seed: int = seed) -> dict[str, Any]:
+                    start = time.perf_counter()
+                    acc, params = BASELINES[name](data, seed)
+                    return {
+                        "accuracy": acc,
+                        "params": params,
+                        "seconds": time.perf_counter() - start,
+                    }
+
+                record = memo(f"{name}/seed-{seed}", unit)
                 if result is None:
-                    result = ConfigResult(name, params)
-                result.accuracies.append(acc)
-                result.seconds.append(time.perf_counter() - start)
+                    result = ConfigResult(name, record["params"])
+                result.accuracies.append(record["accuracy"])
+                result.seconds.append(record["seconds"])
                 bar.update(1)
-                bar.set_postfix(config=name, acc=f"{acc:.4f}")
+                bar.set_postfix(config=name, acc=f"{record['accuracy']:.4f}")
             assert result is not None
             results.append(result)
     finally:

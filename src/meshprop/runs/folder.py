@@ -44,6 +44,7 @@ __all__ = [
     "MANIFEST",
     "RUN_FILES",
     "STATE_FILE",
+    "UNITS_FILE",
     "RunFolder",
     "check_run_folder",
     "clear_run_folder",
@@ -263,6 +264,7 @@ class RunFolder:
         self.existed = existed
         self.run_id: str | None = None
         self.files: list[Path] = []
+        self._units: dict[str, Any] | None = None
 
     @classmethod
     def check(
@@ -354,6 +356,16 @@ class RunFolder:
     def save_units(self, units: dict[str, Any]) -> None:
         """Save the results of the units done (atomically), the state ``--resume`` reads."""
         self.write_json(UNITS_FILE, {"units": units})
+
+    def unit(self, key: str, compute: Callable[[], dict[str, Any]]) -> dict[str, Any]:
+        """The record of the unit of work ``key``: the one a resumed run saved, or
+        ``compute()``'s, saved at once (with every unit done) in ``units.json``."""
+        if self._units is None:
+            self._units = self.load_units()
+        if key not in self._units:
+            self._units[key] = compute()
+            self.save_units(self._units)
+        return self._units[key]
 
     def finish(self, *extra: Path) -> Path:
         """Write ``run.json`` marked complete, listing the files written through this object
