@@ -148,7 +148,7 @@ def test_output_check_leaves_good_paths_alone(in_tmp):
         (["train", "--lr", "inf"], "--lr must be a finite number, got inf"),
         (["train", "--weight-decay", "nan"], "--weight-decay must be a finite number, got nan"),
         (["reproduce", "mnist1d", "--runs", "0"], "--runs must be >= 1, got 0"),
-        (["reproduce", "structure", "--densities", "0.5", "1.5"], "--densities must be in (0, 1]"),
+        (["reproduce", "structure", "--densities", "0.5", "1.5"], "--densities must be all in"),
         (["reproduce", "online", "--delays", "0"], "--delays must be >= 1, got 0"),
         (["reproduce", "toys", "--epochs", "-1"], "--epochs must be >= 1, got -1"),
         (["reproduce", "fashion-mnist", "--cae-subset", "0"], "--cae-subset must be >= 1, got 0"),
@@ -473,3 +473,32 @@ def test_doc_links_stay_inside_the_repository():
                 continue
             path = (page.parent / target).resolve()
             assert path.is_relative_to(ROOT) and path.exists(), (page.name, target)
+
+
+# ---------------------------------------------------------------- shared options, one source
+#: the commands on the run-folder mechanism: every shared option, each with its one help text
+RUN_COMMANDS = [
+    ("timeseries",),
+    ("reproduce", "structure"),
+    ("reproduce", "fashion-mnist"),
+    ("reproduce", "mnist1d"),
+]
+
+
+def test_the_shared_options_mean_the_same_in_every_parser():
+    from meshprop.commands.options import SHARED_OPTIONS
+
+    found = {}
+    for path, parser in parsers():
+        if not any("--resume" in a.option_strings for a in parser._actions):
+            continue  # not a run folder: predict's and export's --out name one file
+        if path == ("reproduce", "online"):
+            continue  # its own cell-by-cell resume, without the run folder's refusal
+        for action in parser._actions:
+            for option in action.option_strings:
+                if option in SHARED_OPTIONS:
+                    assert (action.help or "").startswith(SHARED_OPTIONS[option]), (path, option)
+                    found.setdefault(path, set()).add(option)
+    for path in RUN_COMMANDS:
+        assert found.get(path) == set(SHARED_OPTIONS), path
+    assert {"--out", "--resume", "--overwrite", "--config"} <= found[("train",)]

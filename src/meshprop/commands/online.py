@@ -49,7 +49,7 @@ from ..mesh import MeshNet
 from ..runs.artefacts import save_checkpoint_atomically
 from ..runs.folder import (
     MANIFEST,
-    check_run_folder,
+    RunFolder,
     clear_run_folder,
     new_run_id,
     read_manifest,
@@ -72,7 +72,7 @@ from .online_tasks import (
     output_activation,
     resolve_task,
 )
-from .options import add_threads_option
+from .options import SHARED_OPTIONS, add_threads_option
 
 __all__ = [
     "DEFAULT_INIT_SCALE",
@@ -173,17 +173,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     _setting(p, "--seed", "seed of data and weights", type=int)
     _setting(p, "--log-every", "learning-curve resolution", type=int)
     _setting(p, "--dtype", "floating-point type", choices=("float32", "float64"))
-    p.add_argument("--no-progress", action="store_true", help="no progress bar")
-    p.add_argument("--out", required=True, metavar="DIR", help="output folder")
-    p.add_argument(
-        "--resume",
-        action="store_true",
-        help="continue the run in --out from its last saved state (options left out are the "
-        "run's; typed ones must equal them)",
-    )
-    p.add_argument(
-        "--overwrite", action="store_true", help="replace the run in --out (its files only)"
-    )
+    p.add_argument("--no-progress", action="store_true", help=SHARED_OPTIONS["--no-progress"])
+    p.add_argument("--out", required=True, metavar="DIR", help=SHARED_OPTIONS["--out"])
+    p.add_argument("--resume", action="store_true", help=SHARED_OPTIONS["--resume"])
+    p.add_argument("--overwrite", action="store_true", help=SHARED_OPTIONS["--overwrite"])
     p.add_argument(
         "--checkpoint-every",
         type=int,
@@ -534,7 +527,8 @@ def summary_line(metrics: dict[str, Any]) -> str:
 
 def _handle(args: argparse.Namespace) -> int:
     out = Path(args.out)
-    mode = check_run_folder(out, args.resume, args.overwrite)  # before any work
+    # before any work: a folder of another run (or of another command) is refused
+    mode = RunFolder.check(out, "online", resume=args.resume, overwrite=args.overwrite).mode
     saved = resolve_settings(args, out, mode)
     settings = settings_of(args)
     # the data checked (a CSV's cells, the split) before anything is written
@@ -549,7 +543,7 @@ def _handle(args: argparse.Namespace) -> int:
         run_id = read_manifest(out)["run_id"]
     if run_id is None:  # a new run: its configuration and an incomplete manifest first
         run_id = new_run_id()
-        write_manifest(out, run_id)
+        write_manifest(out, run_id, command="online")
         atomic_write_text(out / CONFIG_FILE, json.dumps({"settings": settings}, indent=2) + "\n")
     checkpoint = OnlineCheckpoint(
         out / STATE_FILE, every=args.checkpoint_every, resume=saved is not None
@@ -583,7 +577,7 @@ def _handle(args: argparse.Namespace) -> int:
     save_checkpoint_atomically(out / "checkpoint", net, {"online": settings})
     files = [out / name for name in (CONFIG_FILE, STATE_FILE, *OUTPUT_FILES)]
     files += sorted((out / "checkpoint").iterdir())
-    write_manifest(out, run_id, [f for f in files if f.is_file()], complete=True)
+    write_manifest(out, run_id, [f for f in files if f.is_file()], complete=True, command="online")
     shown = {
         k: v
         for k, v in result.metrics.items()

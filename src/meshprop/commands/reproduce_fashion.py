@@ -50,8 +50,8 @@ class FashionConfig:
     )
     data_dir: str | None = setting(
         None,
-        "directory with the four IDX files, plain or .gz (default: the Debian package's "
-        "/usr/share/datasets/fashion-mnist; `make data` installs it)",
+        "directory with the four IDX files, plain or .gz (`make data` installs the Debian "
+        "package's)",
         group="data",
         metavar="DIR",
         path=True,

@@ -89,7 +89,7 @@ def run_command(
         config = resumed_settings(cls, args, config, folder)
     if prepare is not None:
         prepare(config)
-    document = dataclasses.asdict(config)  # type: ignore[call-overload]
+    document = dataclasses.asdict(config)
     seed = document.get("seed", 0)
     with thread_policy(getattr(args, "threads", 1), "--threads"):
         folder.start({**document, PROVENANCE_KEY: provenance(seed)})

@@ -38,7 +38,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help=HELP,
         description="Train a block-diagram network (FIR network of Wan 1993, NARX with output "
         "feedback, or a mesh neural network with a tapped input line) to predict x(k+1) from "
-        "x(k), x(k-1), ... on the first 70%% of a series; report the test NMSE on the rest "
+        "x(k), x(k-1), ... on the first 70% of a series; report the test NMSE on the rest "
         "against a least-squares linear AR baseline on the same window. Give --data FILE.csv "
         "--column NAME or --dataset mackey-glass.",
     )

@@ -41,7 +41,14 @@ from ..threads import DEFAULT_THREADS, thread_policy
 from ..training import TrainingCheckpoint, TrainingInterruptedError
 from .checks import declare_outputs, declare_ranges
 from .interrupts import stop_on_signals
-from .options import add_config_options, add_threads_option, flag, resolve_config, typed_settings
+from .options import (
+    SHARED_OPTIONS,
+    add_config_options,
+    add_threads_option,
+    flag,
+    resolve_config,
+    typed_settings,
+)
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -57,15 +64,17 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         dest="config_file",
         default=None,
         metavar="FILE",
-        help="settings from a TOML or JSON file (keys as in a run's config.json, which is "
-        "such a file; YAML with PyYAML installed); flags typed here override them",
+        help=SHARED_OPTIONS["--config"],
     )
     add_config_options(p)
     out = p.add_argument_group("output")
     out.add_argument(
-        "--out", default="runs/train", metavar="DIR", help="output directory (default: runs/train)"
+        "--out",
+        default="runs/train",
+        metavar="DIR",
+        help=SHARED_OPTIONS["--out"] + " (default: runs/train)",
     )
-    out.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    out.add_argument("--no-progress", action="store_true", help=SHARED_OPTIONS["--no-progress"])
     out.add_argument(
         "--tensorboard",
         action="store_true",
@@ -75,18 +84,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     add_threads_option(out, DEFAULT_THREADS)
     resume = p.add_argument_group("checkpoints and resuming")
-    resume.add_argument(
-        "--resume",
-        action="store_true",
-        help="continue the run in --out from its last saved training state, bit-identical to "
-        "a run never interrupted (flags typed must match its config.json; the others are "
-        "taken from it); a folder without a run yet starts afresh",
-    )
-    resume.add_argument(
-        "--overwrite",
-        action="store_true",
-        help="replace the run in --out (a folder holding a run is refused otherwise)",
-    )
+    resume.add_argument("--resume", action="store_true", help=SHARED_OPTIONS["--resume"])
+    resume.add_argument("--overwrite", action="store_true", help=SHARED_OPTIONS["--overwrite"])
     resume.add_argument(
         "--checkpoint-every",
         type=int,

@@ -106,18 +106,17 @@ def coerce(name: str, value: Any, hint: Any) -> Any:
             return None
         raise ConfigError("{0} must be given (it cannot be empty)", name)
     if base is list:
-        kinds = {int: "integers", float: "numbers", str: "strings"}
+        kinds: dict[type, str] = {int: "integers", float: "numbers", str: "strings"}
+        item = element or str
         if not isinstance(value, list | tuple):
             raise ConfigError(
-                f"{{0}} must be a list of {kinds.get(element, 'values')}, got {quote(value)}",
-                name,
+                f"{{0}} must be a list of {kinds.get(item, 'values')}, got {quote(value)}", name
             )
         try:
-            return [_scalar(name, v, element or str) for v in value]
+            return [_scalar(name, v, item) for v in value]
         except ConfigError:
             raise ConfigError(
-                f"{{0}} must be a list of {kinds.get(element, 'values')}, got {quote(value)}",
-                name,
+                f"{{0}} must be a list of {kinds.get(item, 'values')}, got {quote(value)}", name
             ) from None
     return _scalar(name, value, base)
 
