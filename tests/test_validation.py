@@ -482,6 +482,7 @@ RUN_COMMANDS = [
     ("reproduce", "structure"),
     ("reproduce", "fashion-mnist"),
     ("reproduce", "mnist1d"),
+    ("reproduce", "iris"),
 ]
 
 

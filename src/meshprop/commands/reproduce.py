@@ -15,6 +15,7 @@ import argparse
 import dataclasses
 import functools
 import statistics
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -22,12 +23,22 @@ import torch
 from ..data import TOY_DATASETS, bayes_correct
 from ..reporting import Reporter, format_table
 from ..runs import RunConfig, run
+from ..runs.config import setting
+from ..runs.folder import UNITS_FILE, RunFolder
+from ..runs.settings import check_fields
 from ..threads import DEFAULT_THREADS, thread_policy
 from . import online_study, reproduce_structure
 from .checks import declare_outputs, declare_ranges
-from .options import add_threads_option
+from .interrupts import StopRequest
+from .options import add_run_options, add_settings_options, add_threads_option
 from .reproduce_fashion import add_parser as add_fashion_parser
 from .reproduce_mnist1d import add_parser as add_mnist1d_parser
+from .runner import run_command
+
+
+def _positive(value: int) -> bool:
+    return value >= 1
+
 
 #: hidden neurons per toy set (the reference: 5 each, spirals 15).
 TOY_HIDDEN = {"moons": 5, "circles": 5, "blobs": 5, "blobs2": 5, "spirals": 15}
@@ -77,30 +88,32 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         description="Iris: 4 inputs + bias, 10 hidden, 3 outputs, random mesh keeping half of "
         "the allowed edges, ReLU hidden, identity outputs, 3 ticks, batch 10, "
         "Adam lr 1e-3, 1000 epochs, 70/30 split. Each seed fixes split, weights and batches; "
-        "every seed is trained with --grad and again with --compare.",
+        "every seed is trained with --grad and again with --compare. --resume continues an "
+        "interrupted run from the seeds it had finished.",
     )
-    iris.add_argument("--seeds", type=int, default=5, help="seeds 0..SEEDS-1 (default: 5)")
-    iris.add_argument("--epochs", type=int, default=1000, help="epochs per run (default: 1000)")
-    iris.add_argument("--grad", default="fop", help="gradient engine (default: fop)")
-    iris.add_argument(
-        "--compare",
-        default="autograd",
-        help="second engine run on the same seeds ('none' to skip; default: autograd)",
-    )
-    iris.add_argument(
-        "--out",
-        default="runs/reproduce-iris",
-        metavar="DIR",
-        help="output directory (default: runs/reproduce-iris)",
-    )
-    add_threads_option(iris, DEFAULT_THREADS)
+    add_settings_options(iris, IrisConfig)
+    add_run_options(iris, out="runs/reproduce-iris")
     iris.set_defaults(handler=handle_iris)
     declare_outputs(iris, out="dir")
-    declare_ranges(iris, seeds=">= 1", epochs=">= 1")
     reproduce_structure.register(sub)
     add_fashion_parser(sub)
     add_mnist1d_parser(sub)
     online_study.add_parser(sub)
+
+
+@dataclass
+class IrisConfig:
+    """The settings of ``meshprop reproduce iris`` (saved as its ``config.json``)."""
+
+    seeds: int = setting(5, "seeds 0..SEEDS-1", group="experiment", check=(">= 1", _positive))
+    epochs: int = setting(1000, "epochs per run", group="experiment", check=(">= 1", _positive))
+    grad: str = setting("fop", "gradient engine", group="experiment")
+    compare: str = setting(
+        "autograd", "second engine run on the same seeds ('none' to skip)", group="experiment"
+    )
+
+    def __post_init__(self) -> None:
+        check_fields(self)
 
 
 def iris_config(seed: int, grad: str, epochs: int = 1000) -> RunConfig:
@@ -140,38 +153,50 @@ def _mean_std(values: list[float]) -> str:
 
 
 def handle_iris(args: argparse.Namespace) -> int:
-    if args.seeds < 1:
-        raise ValueError(f"--seeds must be >= 1, got {args.seeds}")
-    with thread_policy(args.threads, "--threads"):
-        return _iris(args)
+    reporter = Reporter(progress=not args.no_progress)
+
+    def work(config: IrisConfig, folder: RunFolder, stop: StopRequest) -> int:
+        run_iris(config, folder, reporter)
+        return 0
+
+    return run_command(args, "reproduce iris", IrisConfig, work, state=UNITS_FILE)
 
 
-def _iris(args: argparse.Namespace) -> int:
-    engines = [args.grad] + ([] if args.compare == "none" else [args.compare])
-    reporter = Reporter()
+def run_iris(config: IrisConfig, folder: RunFolder, reporter: Reporter) -> dict:
+    """Every seed trained by each engine (one unit of work per seed: both engines, so the
+    weight difference is measured within it); writes iris.json and iris.md."""
+    engines = [config.grad] + ([] if config.compare == "none" else [config.compare])
     runs: dict[str, list[dict]] = {g: [] for g in engines}
-    weights: dict[str, list[torch.Tensor]] = {g: [] for g in engines}
-    for seed in range(args.seeds):
-        for grad in engines:
-            result = run(iris_config(seed, grad, args.epochs), reporter)
-            runs[grad].append(
-                {
+    differences = []
+    for seed in range(config.seeds):
+
+        def unit(seed: int = seed) -> dict:
+            records, weights = {}, []
+            for grad in engines:
+                result = run(iris_config(seed, grad, config.epochs), reporter)
+                records[grad] = {
                     "seed": seed,
                     "test_accuracy": result.test["test_accuracy"],
                     "train_accuracy": result.history.last["train_accuracy"],
                     "final_train_loss": result.history.last["train_loss"],
                     "wall_time_s": result.history.wall_time_s,
                 }
-            )
-            weights[grad].append(result.net.parameter.detach().clone())
+                weights.append(result.net.parameter.detach().clone())
+            diff = float((weights[0] - weights[-1]).abs().max())
+            return {"runs": records, "max_weight_difference": diff}
+
+        record = folder.unit(f"seed-{seed}", unit)
+        differences.append(record["max_weight_difference"])
+        for grad in engines:
+            r = record["runs"][grad]
+            runs[grad].append(r)
             reporter.print(
-                f"seed {seed} {grad:>9}: test accuracy "
-                f"{result.test['test_accuracy']:.4f} "
-                f"({result.history.wall_time_s:.1f} s)"
+                f"seed {seed} {grad:>9}: test accuracy {r['test_accuracy']:.4f} "
+                f"({r['wall_time_s']:.1f} s)"
             )
-    summary: dict = {"config": iris_config(0, args.grad, args.epochs).to_dict(), "runs": runs}
+    summary: dict = {"config": iris_config(0, config.grad, config.epochs).to_dict(), "runs": runs}
     rows = [("seed", " | ".join(f"{g:>9}" for g in engines))]
-    for k in range(args.seeds):
+    for k in range(config.seeds):
         rows.append((str(k), " | ".join(f"{runs[g][k]['test_accuracy']:9.4f}" for g in engines)))
     rows.append(
         (
@@ -191,7 +216,7 @@ def _iris(args: argparse.Namespace) -> int:
         summary[g] = {
             "mean_test_accuracy": statistics.mean(r["test_accuracy"] for r in runs[g]),
             "std_test_accuracy": statistics.stdev([r["test_accuracy"] for r in runs[g]])
-            if args.seeds > 1
+            if config.seeds > 1
             else 0.0,
             "mean_wall_time_s": statistics.mean(r["wall_time_s"] for r in runs[g]),
         }
@@ -200,19 +225,18 @@ def _iris(args: argparse.Namespace) -> int:
         same = all(
             x["test_accuracy"] == y["test_accuracy"] for x, y in zip(runs[a], runs[b], strict=True)
         )
-        diff = max(
-            float((wa - wb).abs().max()) for wa, wb in zip(weights[a], weights[b], strict=True)
-        )
+        diff = max(differences)
         summary["same_accuracy"] = same
         summary["max_final_weight_difference"] = diff
         rows.append(
             (f"{a} = {b}", f"accuracies identical: {same}; max |ΔA| after training {diff:.2e}")
         )
-    reporter.write_json(Path(args.out) / "iris.json", summary)
+    folder.write_json("iris.json", summary)
     table = format_table(rows)
-    reporter.write_text(Path(args.out) / "iris.md", table + "\n")
+    folder.write_text("iris.md", table + "\n")
+    folder.finish(folder.path(UNITS_FILE))
     reporter.print(table)
-    return 0
+    return summary
 
 
 def handle_toys(args: argparse.Namespace) -> int:

@@ -90,6 +90,8 @@ RUN_FILES = (
     "structure.json",  # reproduce structure
     "structure.md",
     "structure-*.png",
+    "iris.json",  # reproduce iris
+    "iris.md",
 )
 
 
