@@ -556,6 +556,9 @@ def test_reproduce_commands_write_their_results(capsys, in_tmp):
         "summary.json",
         "summary.md",
         "toys.png",
+        "config.json",  # the run folder's: the configuration, the manifest, the units done
+        "run.json",
+        "units.json",
     }
     summary = json.loads((in_tmp / "toys" / "summary.json").read_text())
     assert summary["moons"]["config"] == toy_config("moons", 0, "fop", 2).to_dict()

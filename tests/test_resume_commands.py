@@ -111,3 +111,53 @@ def test_baselines_saved_by_an_interrupted_run_are_not_trained_again(monkeypatch
     (result,) = mnist1d.run_baselines(None, 2, names=("logreg",), memo=memo)
     assert calls == [1] and isinstance(result, ConfigResult)
     assert result.accuracies == [0.25, 0.5] and set(saved) == {"logreg/seed-0", "logreg/seed-1"}
+
+
+@pytest.mark.parametrize(
+    ("argv", "outputs"),
+    [
+        (["iris", "--seeds", "2", "--epochs", "2"], ("iris.json", "iris.md")),
+        (
+            ["toys", "--sets", "moons", "blobs", "--epochs", "2", "--frames", "1"],
+            ("summary.json", "summary.md"),
+        ),
+    ],
+    ids=["iris", "toys"],
+)
+def test_a_sweep_cut_after_a_unit_resumes_to_the_same_results(tmp_path, argv, outputs) -> None:
+    """As a kill after the first unit leaves it (the units' file holding one unit, the run
+    unfinished): ``--resume`` runs the other unit and writes what one run wrote."""
+    out, whole = tmp_path / "cut", tmp_path / "whole"
+    command = ["reproduce", *argv, "--no-progress"]
+    assert main([*command, "--out", str(whole)]) == 0
+    assert main([*command, "--out", str(out)]) == 0
+    units = json.loads((out / "units.json").read_text())["units"]
+    first = next(iter(units))
+    (out / "units.json").write_text(json.dumps({"units": {first: units[first]}}))
+    manifest = json.loads((out / "run.json").read_text())
+    (out / "run.json").write_text(json.dumps({**manifest, "complete": False, "files": {}}))
+    for name in outputs:
+        (out / name).unlink()
+    assert main([*command, "--out", str(out), "--resume"]) == 0
+    for name in outputs:
+        got, expected = (out / name).read_text(), (whole / name).read_text()
+        if name.endswith(".json"):
+            got, expected = _without_times(json.loads(got)), _without_times(json.loads(expected))
+        else:
+            got, expected = _mask_times(got), _mask_times(expected)
+        assert got == expected, name
+    assert json.loads((out / "run.json").read_text())["complete"]
+
+
+def _without_times(document):
+    if isinstance(document, dict):
+        return {k: _without_times(v) for k, v in document.items() if "time" not in k}
+    if isinstance(document, list):
+        return [_without_times(v) for v in document]
+    return document
+
+
+def _mask_times(text: str) -> str:
+    import re
+
+    return re.sub(r"\d+\.\d s", "T s", text)

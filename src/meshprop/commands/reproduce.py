@@ -16,21 +16,20 @@ import dataclasses
 import functools
 import statistics
 from dataclasses import dataclass
-from pathlib import Path
 
 import torch
 
 from ..data import TOY_DATASETS, bayes_correct
+from ..mesh import MeshNet
 from ..reporting import Reporter, format_table
 from ..runs import RunConfig, run
 from ..runs.config import setting
 from ..runs.folder import UNITS_FILE, RunFolder
 from ..runs.settings import check_fields
-from ..threads import DEFAULT_THREADS, thread_policy
 from . import online_study, reproduce_structure
-from .checks import declare_outputs, declare_ranges
+from .checks import declare_outputs
 from .interrupts import StopRequest
-from .options import add_run_options, add_settings_options, add_threads_option
+from .options import add_run_options, add_settings_options
 from .reproduce_fashion import add_parser as add_fashion_parser
 from .reproduce_mnist1d import add_parser as add_mnist1d_parser
 from .runner import run_command
@@ -59,29 +58,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="2-D toy sets with animated decision boundaries",
         description="Train moons, circles, blobs, blobs2 (5 hidden) and spirals (15 hidden) "
         "with 3 ticks, batch 10, Adam lr 1e-3, 70/30 split; write a GIF of the decision "
-        "boundary during training, a PNG still and summary.md/summary.json per run.",
+        "boundary during training, a PNG still and summary.md/summary.json per run. --resume "
+        "continues an interrupted run from the sets it had finished.",
     )
-    toys.add_argument(
-        "--sets",
-        nargs="+",
-        choices=TOY_DATASETS,
-        default=list(TOY_DATASETS),
-        help="the sets to train (default: all)",
-    )
-    toys.add_argument("--epochs", type=int, default=1000, help="epochs per set (default: 1000)")
-    toys.add_argument("--frames", type=int, default=40, help="GIF frames per set (default: 40)")
-    toys.add_argument("--grad", default="fop", help="gradient engine (default: fop)")
-    toys.add_argument("--seed", type=int, default=0, help="seed of every set (default: 0)")
-    toys.add_argument(
-        "--out",
-        default="runs/reproduce-toys",
-        metavar="DIR",
-        help="output directory (default: runs/reproduce-toys)",
-    )
-    add_threads_option(toys, DEFAULT_THREADS)
+    add_settings_options(toys, ToysConfig)
+    add_run_options(toys, out="runs/reproduce-toys")
     toys.set_defaults(handler=handle_toys)
     declare_outputs(toys, out="dir")
-    declare_ranges(toys, epochs=">= 1", frames=">= 1", seed=">= 0")
     iris = sub.add_parser(
         "iris",
         help="the Iris protocol over several seeds, FOP against a second engine",
@@ -99,6 +82,29 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     add_fashion_parser(sub)
     add_mnist1d_parser(sub)
     online_study.add_parser(sub)
+
+
+@dataclass
+class ToysConfig:
+    """The settings of ``meshprop reproduce toys`` (saved as its ``config.json``)."""
+
+    sets: list[str] = setting(  # noqa: RUF009 (setting is dataclasses.field)
+        list(TOY_DATASETS),
+        "the sets to train",
+        group="experiment",
+        metavar="SET",
+        choices=lambda: TOY_DATASETS,
+        nargs="+",
+    )
+    epochs: int = setting(1000, "epochs per set", group="experiment", check=(">= 1", _positive))
+    frames: int = setting(40, "GIF frames per set", group="experiment", check=(">= 1", _positive))
+    grad: str = setting("fop", "gradient engine", group="experiment")
+    seed: int = setting(
+        0, "seed of every set", group="experiment", check=(">= 0", lambda v: v >= 0)
+    )
+
+    def __post_init__(self) -> None:
+        check_fields(self)
 
 
 @dataclass
@@ -240,74 +246,102 @@ def run_iris(config: IrisConfig, folder: RunFolder, reporter: Reporter) -> dict:
 
 
 def handle_toys(args: argparse.Namespace) -> int:
-    if args.frames < 1:
-        raise ValueError(f"--frames must be >= 1, got {args.frames}")
-    with thread_policy(args.threads, "--threads"):
-        return _toys(args)
+    reporter = Reporter(progress=not args.no_progress)
+
+    def work(config: ToysConfig, folder: RunFolder, stop: StopRequest) -> int:
+        run_toys(config, folder, reporter)
+        return 0
+
+    return run_command(args, "reproduce toys", ToysConfig, work, state=UNITS_FILE)
 
 
-def _toys(args: argparse.Namespace) -> int:
+def _toy_unit(name: str, config: ToysConfig, folder: RunFolder, reporter: Reporter) -> dict:
+    """Train one toy set, write its GIF and still; the record keeps the trained weights (the
+    combined figure of a resumed run is drawn from them)."""
     from .. import plots
 
-    out = Path(args.out)
-    reporter = Reporter()
-    rows = [("dataset", "hidden | test acc | Bayes acc | train acc | wall time")]
-    summary = {}
-    panels = []
-    for name in args.sets:
-        config = toy_config(name, args.seed, args.grad, args.epochs)
-        every = max(1, args.epochs // args.frames)
-        frames: list[tuple[int, torch.Tensor, float]] = []
+    settings = toy_config(name, config.seed, config.grad, config.epochs)
+    every = max(1, config.epochs // config.frames)
+    frames: list[tuple[int, torch.Tensor, float]] = []
 
-        def snapshot(epoch: int, net, record: dict, frames=frames, every=every) -> None:
-            if epoch == 1 or epoch % every == 0:
-                frames.append((epoch, net.parameter.detach().clone(), record["train_accuracy"]))
+    def snapshot(epoch: int, net, record: dict) -> None:
+        if epoch == 1 or epoch % every == 0:
+            frames.append((epoch, net.parameter.detach().clone(), record["train_accuracy"]))
 
-        result = run(config, reporter, callback=snapshot)
-        split = result.split
-        X = torch.cat([split.train[0], split.test[0]]).numpy()
-        y = torch.cat([split.train[1], split.test[1]]).numpy()
-        acc = result.test["test_accuracy"]
-        reporter.write_with(
-            out / f"{name}.gif",
-            functools.partial(
-                plots.animate_decision_boundary, result.net, frames, X, y, title=name
-            ),
-        )
-        fig = plots.plot_decision_boundary(
-            result.net, X, y, f"{name}: {config.hidden} hidden, test acc {acc:.3f}"
-        )
-        reporter.write_with(out / f"{name}.png", plots.saver(fig, dpi=80))
-        plots.plt.close(fig)
-        panels.append((result.net, X, y, f"{name} ({config.hidden} hidden): {acc:.3f}"))
-        # the best accuracy possible on this draw's test split, where it is known
-        bayes = None
-        if name in ("blobs", "blobs2"):
-            correct = bayes_correct(name, config.n_samples, config.seed)
-            bayes = float(correct[split.indices["test"]].mean())
-        summary[name] = {
-            "config": config.to_dict(),
+    result = run(settings, reporter, callback=snapshot)
+    split = result.split
+    X = torch.cat([split.train[0], split.test[0]]).numpy()
+    y = torch.cat([split.train[1], split.test[1]]).numpy()
+    acc = result.test["test_accuracy"]
+    folder.write_with(
+        f"{name}.gif",
+        functools.partial(plots.animate_decision_boundary, result.net, frames, X, y, title=name),
+    )
+    fig = plots.plot_decision_boundary(
+        result.net, X, y, f"{name}: {settings.hidden} hidden, test acc {acc:.3f}"
+    )
+    folder.write_with(f"{name}.png", plots.saver(fig, dpi=80))
+    plots.plt.close(fig)
+    # the best accuracy possible on this draw's test split, where it is known
+    bayes = None
+    if name in ("blobs", "blobs2"):
+        correct = bayes_correct(name, settings.n_samples, settings.seed)
+        bayes = float(correct[split.indices["test"]].mean())
+    return {
+        "summary": {
+            "config": settings.to_dict(),
             **result.test,
             "bayes_test_accuracy": bayes,
             "train_accuracy": result.history.last["train_accuracy"],
             "wall_time_s": result.history.wall_time_s,
-        }
+        },
+        "weights": result.net.parameter.detach().tolist(),
+    }
+
+
+def run_toys(config: ToysConfig, folder: RunFolder, reporter: Reporter) -> dict:
+    """Every set of ``config`` (one unit of work each); writes summary.json, summary.md,
+    toys.png and each set's GIF and still."""
+    from .. import plots
+    from ..data import split_dataset
+    from ..runs import build_net, load_data
+
+    rows = [("dataset", "hidden | test acc | Bayes acc | train acc | wall time")]
+    summary = {}
+    panels = []
+    for name in config.sets:
+        record = folder.unit(name, functools.partial(_toy_unit, name, config, folder, reporter))
+        entry = summary[name] = record["summary"]
+        settings = RunConfig.from_dict(entry["config"])
+        dataset = load_data(settings)
+        split = split_dataset(dataset, settings.test_size, settings.val_size, settings.seed)
+        net = build_net(settings, dataset.n_features, dataset.n_outputs)
+        assert isinstance(net, MeshNet)  # a toy is a mesh
+        with torch.no_grad():
+            net.parameter.copy_(torch.tensor(record["weights"], dtype=net.parameter.dtype))
+        X = torch.cat([split.train[0], split.test[0]]).numpy()
+        y = torch.cat([split.train[1], split.test[1]]).numpy()
+        acc, bayes = entry["test_accuracy"], entry["bayes_test_accuracy"]
+        panels.append((net, X, y, f"{name} ({settings.hidden} hidden): {acc:.3f}"))
         rows.append(
             (
                 name,
-                f"{config.hidden:6d} | {acc:8.4f} | "
+                f"{settings.hidden:6d} | {acc:8.4f} | "
                 + (f"{bayes:9.4f}" if bayes is not None else f"{'-':>9}")
                 + " | "
-                f"{result.history.last['train_accuracy']:9.4f} | "
-                f"{result.history.wall_time_s:7.1f} s",
+                f"{entry['train_accuracy']:9.4f} | "
+                f"{entry['wall_time_s']:7.1f} s",
             )
         )
-        reporter.print(f"{name}: test accuracy {acc:.4f} ({result.history.wall_time_s:.1f} s)")
+        reporter.print(f"{name}: test accuracy {acc:.4f} ({entry['wall_time_s']:.1f} s)")
     fig = plots.plot_decision_boundaries(panels)
-    reporter.write_with(out / "toys.png", plots.saver(fig, dpi=72))
+    folder.write_with("toys.png", plots.saver(fig, dpi=72))
     plots.plt.close(fig)
-    reporter.write_json(out / "summary.json", summary)
+    folder.write_json("summary.json", summary)
     table = format_table(rows)
-    reporter.write_text(out / "summary.md", table + "\n")
+    folder.write_text("summary.md", table + "\n")
+    out = folder.out
+    sets = [out / f"{name}.{kind}" for name in config.sets for kind in ("gif", "png")]
+    folder.finish(*sets, folder.path(UNITS_FILE))
     reporter.print(table)
-    return 0
+    return summary

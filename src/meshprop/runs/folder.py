@@ -92,6 +92,15 @@ RUN_FILES = (
     "structure-*.png",
     "iris.json",  # reproduce iris
     "iris.md",
+    "summary.json",  # reproduce toys
+    "summary.md",
+    "toys.png",
+    "*.gif",
+    "moons.png",
+    "circles.png",
+    "blobs.png",
+    "blobs2.png",
+    "spirals.png",
 )
 
 
