@@ -117,9 +117,10 @@ def test_baselines_saved_by_an_interrupted_run_are_not_trained_again(monkeypatch
     ("argv", "outputs"),
     [
         (["iris", "--seeds", "2", "--epochs", "2"], ("iris.json", "iris.md")),
-        (
+        pytest.param(
             ["toys", "--sets", "moons", "blobs", "--epochs", "2", "--frames", "1"],
             ("summary.json", "summary.md"),
+            marks=pytest.mark.slow,  # four GIFs and decision boundaries: seconds
         ),
     ],
     ids=["iris", "toys"],

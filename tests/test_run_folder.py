@@ -195,3 +195,36 @@ def test_a_run_failing_before_its_first_state_leaves_no_run_behind(capsys, tmp_p
         code, _, err = cli(capsys, *RUN, "--data", data, "--target", "t", "--out", out)
         assert code == 2 and "row 2 holds 'nan'" in err
         assert not out.exists()
+
+
+def test_run_folder_of_any_command_refuses_another_run_and_lists_its_files(tmp_path):
+    """``RunFolder``, what every command writes through, without training anything."""
+    from meshprop.runs.folder import UNITS_FILE, RunFolder
+
+    out = tmp_path / "run"
+    folder = RunFolder.check(out, "reproduce structure")
+    assert folder.mode == "new" and not out.exists()  # the check writes nothing
+    folder.start({"seeds": 2})
+    assert json.loads((out / "run.json").read_text())["complete"] is False
+    calls = []
+    assert folder.unit("a", lambda: calls.append("a") or {"accuracy": 0.5}) == {"accuracy": 0.5}
+    folder.write_text("structure.md", "table\n")
+    folder.finish(folder.path(UNITS_FILE))
+    manifest = verify_run_folder(out)
+    assert manifest["command"] == "reproduce structure"
+    assert set(manifest["files"]) == {"config.json", "structure.md", UNITS_FILE}
+    with pytest.raises(ValueError, match="already holds a finished run: give --resume"):
+        RunFolder.check(out, "reproduce structure")
+    with pytest.raises(ValueError, match="holds a run of `meshprop reproduce structure`"):
+        RunFolder.check(out, "timeseries", resume=True)
+    resumed = RunFolder.check(out, "reproduce structure", resume=True)
+    assert resumed.saved_config()["seeds"] == 2
+    assert resumed.unit("a", lambda: calls.append("again") or {}) == {"accuracy": 0.5}
+    assert calls == ["a"]  # a unit saved by the run is not computed again
+    RunFolder.check(out, "reproduce structure", overwrite=True).start({"seeds": 3})
+    assert not (out / "structure.md").exists() and not (out / UNITS_FILE).exists()
+    # a run failing before it saved any state leaves nothing behind
+    fresh = RunFolder.check(tmp_path / "fresh", "timeseries")
+    fresh.start({})
+    fresh.discard_unstarted("training-state.pt")
+    assert not (tmp_path / "fresh").exists()

@@ -222,6 +222,7 @@ TINY = ["timeseries", "--dataset", "mackey-glass", "--samples", "120", "--taps",
         "--hidden", "2", "--hidden-taps", "1", "--window", "8", "--no-progress"]  # fmt: skip
 
 
+@pytest.mark.slow
 def test_a_second_run_is_refused_unless_resume_or_overwrite(tmp_path, capsys) -> None:
     out = tmp_path / "run"
     assert cli.main([*TINY, "--epochs", "3", "--out", str(out)]) == 0
