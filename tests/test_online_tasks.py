@@ -376,3 +376,28 @@ def test_the_approximate_methods_run_from_the_command_line(tmp_path, capsys, met
     assert settings["order"] == (1 if method == "snap" else None)
     metrics = json.loads((out / "metrics.json").read_text())
     assert 0.0 <= metrics["test_accuracy"] <= 1.0 and metrics["order"] == settings["order"]
+
+
+def test_the_learning_rate_decays_to_lr_times_decay_and_resumes_on_the_curve() -> None:
+    from meshprop.commands.online import advance, lr_schedule
+    from meshprop.sequence import fast_adam
+
+    args = argparse.Namespace(**{**DEFAULTS, "task": "mackey-glass"})
+    check_args(args)
+    assert (args.lr, args.lr_decay) == (1e-4, 1e-2)
+    net = build_net(2, 0, torch.float64, inputs=5, output="identity")
+    optimizer = fast_adam(net.parameters(), args.lr)
+    schedule = lr_schedule(optimizer, args, 100, 0)
+    assert schedule is not None
+    for _ in range(50):
+        advance(schedule)
+    assert optimizer.param_groups[0]["lr"] == pytest.approx(1e-4 * 1e-2**0.5, rel=1e-12)
+    resumed = fast_adam(net.parameters(), args.lr)
+    resumed.load_state_dict(optimizer.state_dict())
+    lr_schedule(resumed, args, 100, 50)
+    assert resumed.param_groups[0]["lr"] == optimizer.param_groups[0]["lr"]
+    for _ in range(80):  # past the end: the rate stays at lr · decay
+        advance(schedule)
+    assert optimizer.param_groups[0]["lr"] == pytest.approx(1e-6, rel=1e-12)
+    args.lr_decay = 1.0
+    assert lr_schedule(optimizer, args, 100, 0) is None

@@ -114,6 +114,11 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         help="the training stream's length: a cell stops there if its budget lasts "
         "(default: %(default)s)",
     )
+    p.add_argument(
+        "--test-ticks",
+        type=int,
+        help="held-out stream of delayed recall, copy and adding (default: the task's, 5000)",
+    )
     p.add_argument("--workers", type=int, default=1, help="cells run side by side (processes)")
     p.add_argument("--out", default="runs/reproduce-online", metavar="DIR", help="output directory")
     p.add_argument(
@@ -125,14 +130,25 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     add_threads_option(p, DEFAULT_THREADS)
     p.set_defaults(handler=handle)
     declare_outputs(p, out="dir")
-    declare_ranges(p, lengths=">= 2", seeds=">= 1", max_ticks=">= 1", workers=">= 1")
+    declare_ranges(
+        p, lengths=">= 2", seeds=">= 1", max_ticks=">= 1", workers=">= 1", test_ticks=">= 1"
+    )
 
 
-def study_args(task: str, length: int, label: str, seed: int, max_ticks: int) -> argparse.Namespace:
+def study_args(
+    task: str,
+    length: int,
+    label: str,
+    seed: int,
+    max_ticks: int,
+    test_ticks: int | None = None,
+) -> argparse.Namespace:
     """The ``meshprop online`` options of one cell (the command's defaults for the task)."""
     method, truncation = _method(label, length)
     settings = {**DEFAULTS, "task": task, "method": method, "truncation": truncation,
                 "seed": seed, "train_ticks": max_ticks, LENGTH_OPTION[task]: length}  # fmt: skip
+    if task != "mackey-glass":
+        settings["test_ticks"] = test_ticks
     if method == "bptt" and task != "mackey-glass":
         settings["sequence_length"] = 4 * (length + (3 if task == "copy" else 0))
     args = argparse.Namespace(**settings)
@@ -150,7 +166,7 @@ def cells_of(args: argparse.Namespace) -> dict[Cell, argparse.Namespace]:
     if not (math.isfinite(args.budget) and args.budget > 0):
         raise ValueError(f"--budget must be a positive number of seconds, got {args.budget}")
     return {
-        (task, n, m, s): study_args(task, n, m, s, args.max_ticks)
+        (task, n, m, s): study_args(task, n, m, s, args.max_ticks, args.test_ticks)
         for task in args.tasks
         for n in args.lengths
         for m in methods
@@ -160,10 +176,11 @@ def cells_of(args: argparse.Namespace) -> dict[Cell, argparse.Namespace]:
 
 class StudyResults:
     """The cells done so far (results.json: one record per cell, rewritten atomically after
-    each); a record is kept on ``--resume`` when its cell, budget and stream length match."""
+    each); on ``--resume`` a record is kept when its ``stream`` settings (budget, stream
+    lengths) equal this run's, and its cell is not run again."""
 
-    def __init__(self, path: Path, budget: float, max_ticks: int, resume: bool) -> None:
-        self.path, self.budget, self.max_ticks = path, budget, max_ticks
+    def __init__(self, path: Path, stream: dict[str, Any], resume: bool) -> None:
+        self.path, self.stream = path, stream
         self.records: list[dict[str, Any]] = []
         if resume and path.is_file():
             try:
@@ -177,15 +194,13 @@ class StudyResults:
             self.records = [r for r in loaded if self._matches(r)]
 
     def _matches(self, record: dict[str, Any]) -> bool:
-        return record.get("budget") == self.budget and record.get("max_ticks") == self.max_ticks
+        return all(record.get(key) == value for key, value in self.stream.items())
 
     def done(self) -> set[Cell]:
         return {tuple(r["cell"]) for r in self.records}
 
     def add(self, cell: Cell, metrics: dict[str, Any]) -> None:
-        self.records.append(
-            {"cell": list(cell), "budget": self.budget, "max_ticks": self.max_ticks, **metrics}
-        )
+        self.records.append({"cell": list(cell), **self.stream, **metrics})
         atomic_write_text(self.path, json.dumps(self.records, indent=1) + "\n")
 
 
@@ -220,7 +235,8 @@ def handle(args: argparse.Namespace) -> int:
     cells = cells_of(args)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    results = StudyResults(out / "results.json", args.budget, args.max_ticks, args.resume)
+    stream = {"budget": args.budget, "max_ticks": args.max_ticks, "test_ticks": args.test_ticks}
+    results = StudyResults(out / "results.json", stream, args.resume)
     done = results.done()
     todo = [(cell, a) for cell, a in cells.items() if cell not in done]
     print(f"{len(cells)} cells, {len(cells) - len(todo)} from results.json; "
