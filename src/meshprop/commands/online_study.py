@@ -52,7 +52,7 @@ LENGTH_OPTION = {
 }
 DEFAULT_LENGTHS = (10, 20, 40, 80)
 DEFAULT_BUDGET = 8.0
-DEFAULT_MAX_TICKS = 1_000_000
+DEFAULT_MAX_TICKS = 200_000
 #: a cell is solved at accuracy ≥ 0.95, MSE ≤ a tenth of the mean predictor's, NMSE below
 #: every baseline
 SOLVED_ACCURACY = 0.95
