@@ -255,6 +255,7 @@ def test_task_defaults_are_resolved_per_task() -> None:
     assert (mg.horizon, mg.window, mg.test_fraction, mg.delay) == (1, 5, 0.3, None)
     assert (mg.topology, mg.hidden, mg.start, mg.lr, mg.lr_decay) == (
         "full", 16, "linear", 1e-4, 1e-2)  # fmt: skip
+    assert resolved(task="mackey-glass", topology="reservoir").start == "random"
     copy = resolved(task="copy", method="tbptt")
     assert copy.truncation == 10 and copy.hidden == line_length(3 + 5)
     adding = resolved(task="adding", length=20)
@@ -267,7 +268,10 @@ def test_task_defaults_are_resolved_per_task() -> None:
     ("typed", "message"),
     [
         ({"start": "linear"}, "--start linear applies to prediction tasks only"),
-        ({"task": "mackey-glass", "topology": "chain"}, "--start linear needs --topology full"),
+        (
+            {"task": "mackey-glass", "topology": "chain", "start": "linear"},
+            "--start linear needs --topology full",
+        ),
         ({"lr_decay": 0.0}, r"--lr-decay must be in \(0, 1\]"),
         ({"lr_decay": 1.5}, r"--lr-decay must be in \(0, 1\]"),
     ],

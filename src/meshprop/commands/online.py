@@ -18,13 +18,18 @@ Tasks (``meshprop.data.tasks``; each scored on held-out data beside simple basel
   refused with its row.
 
 An option that does not apply to the task is refused before anything is written.  With
-nothing but ``--task``, a network and learning rate able to learn it are picked, and printed
-at the start with the task's description.  Methods: ``fop`` (RTRL: exact gradient through
-the whole past, memory flat), ``snap`` (SnAp-k, ``--order K``: the sensitivities within K ticks
-of each edge, the outputs' in full), ``uoro`` (an unbiased rank-one estimate, its signs seeded
-by ``--seed``), ``tbptt`` (truncated BPTT through the last ``--truncation`` elements, one
-optimizer step per element) and ``bptt`` (offline full BPTT on independent
-sequences of ``--sequence-length`` elements from a zero state, one step per sequence).
+nothing but ``--task`` (and its length), a network and settings able to learn it are picked
+and printed at the start with the task's description: for delayed recall, copy and adding a
+learned delay line (``--topology chain``: ReLU features, then a line of identity neurons 1.5 ×
+the task's span long whose links start at gain 1, every tap read by the output); for
+prediction a full mesh whose input → output edges start at the ridge fit of the window
+(``--start linear``) and learn on with a decaying rate (``--lr-decay``).  Methods: ``fop``
+(RTRL: exact gradient through the whole past, memory flat), ``snap`` (SnAp-k, ``--order K``:
+the sensitivities within K ticks of each edge, the outputs' in full), ``uoro`` (an unbiased
+rank-one estimate, its signs seeded by ``--seed``), ``tbptt`` (truncated BPTT through the last
+``--truncation`` elements, one optimizer step per element) and ``bptt`` (offline full BPTT on
+independent sequences of ``--sequence-length`` elements from a zero state, one step per
+sequence).
 """
 
 from __future__ import annotations
@@ -153,12 +158,18 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         p, "--test-fraction", "prediction: the series' last part held out (default 0.3)",
         type=float,
     )  # fmt: skip
-    _setting(p, "--train-ticks", "training elements (default: by task and D)", type=int)
+    _setting(
+        p, "--train-ticks", "training elements (default: by task: 20,000 recall and copy on "
+        "the delay line, 200,000 adding, 100,000 prediction)", type=int,
+    )  # fmt: skip
     _setting(
         p, "--test-ticks", "recall, copy, adding: held-out stream length (default 5000)", type=int
     )
     _setting(p, "--sequence-length", "bptt: sequence length (default 4·D; 100)", type=int)
-    _setting(p, "--hidden", "hidden neurons (default: by task, 32; prediction 16)", type=int)
+    _setting(
+        p, "--hidden", "hidden neurons; for chain and ring the line's length (default: 1.5 × "
+        "the task's span on a chain or ring; prediction 16; otherwise 32)", type=int,
+    )  # fmt: skip
     _setting(
         p,
         "--topology",

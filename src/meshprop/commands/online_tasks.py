@@ -113,6 +113,8 @@ def resolve_task(args: argparse.Namespace) -> None:
             raise ValueError(f"{_flag(name)} does not apply to {what} (only to {where})")
     if args.start == "linear" and task not in PREDICTION:
         raise ValueError("--start linear applies to prediction tasks only (mackey-glass, --data)")
+    if args.start is None and args.topology not in (None, "full"):
+        args.start = "random"  # the linear start needs the full mesh's input → output edges
     for name, value in TASK_DEFAULTS[task].items():
         if getattr(args, name) is None:
             setattr(args, name, value)
