@@ -113,3 +113,19 @@ def test_the_full_grid_is_every_task_length_method_and_seed() -> None:
                               max_ticks=1000, test_ticks=None)  # fmt: skip
     cells = cells_of(args)
     assert len(cells) == 4 * 4 * len(method_labels()) * 3
+
+
+@pytest.mark.subprocess
+def test_two_workers_give_the_cells_of_one(tmp_path, capsys) -> None:
+    """With a budget that outlasts the stream every cell trains on all of it, so the cells run
+    by two worker processes equal those run in this process."""
+    argv = ["reproduce", "online", "--lengths", "2", "--seeds", "1", "--budget", "60",
+            "--max-ticks", "30", "--test-ticks", "20", "--tasks", "delayed-recall",
+            "--methods", "fop", "uoro"]  # fmt: skip
+    assert main([*argv, "--out", str(tmp_path / "one")]) == 0
+    assert main([*argv, "--workers", "2", "--out", str(tmp_path / "two")]) == 0
+    one, two = (json.loads((tmp_path / d / "results.json").read_text()) for d in ("one", "two"))
+    assert [r["cell"] for r in one] == [r["cell"] for r in two]
+    assert [r["test_accuracy"] for r in one] == [r["test_accuracy"] for r in two]
+    assert all(r["train_ticks"] == 30 for r in one + two)
+    capsys.readouterr()
