@@ -290,3 +290,32 @@ def test_edge_columns_are_copies_and_the_target_order_is_the_key_order():
     index = edge_index_of(topo, torch.device("cpu"))
     keys = index.dst * topo.n_neurons + index.src
     assert torch.equal(index.by_target, torch.argsort(keys))  # unique keys: one order
+
+
+def test_thinned_keeps_a_seeded_random_fraction_of_the_edges():
+    topo = mp.Topology.sparse_random(6, 300, 3, degree=6.0, seed=0)
+    thin = topo.thinned(0.1, seed=4)
+    assert thin.n_edges == round(0.1 * topo.n_edges)
+    keys = set(map(tuple, topo.edges.tolist()))
+    assert set(map(tuple, thin.edges.tolist())) <= keys  # a subset, nothing new
+    assert torch.equal(thin.edges, topo.thinned(0.1, seed=4).edges)  # seeded
+    assert not torch.equal(thin.edges, topo.thinned(0.1, seed=5).edges)
+    with pytest.raises(ValueError, match=r"fraction must be in \(0, 1\]"):
+        topo.thinned(0.0)
+
+
+def test_degree_mesh_with_density_starts_structure_learning_at_that_fraction():
+    from meshprop.runs.config import ConfigError, RunConfig
+    from meshprop.runs.preflight import network_size
+    from meshprop.runs.run import build_net
+
+    config = RunConfig(
+        dataset="digits", hidden=400, degree=8, density=0.1, structure="rigl", layout="sparse"
+    )
+    net = build_net(config, 64, 10)
+    full = mp.Topology.sparse_random(64, 400, 10, degree=8, bias=True, seed=config.seed)
+    assert net.topology.n_edges == round(0.1 * full.n_edges)
+    whole = RunConfig(dataset="digits", hidden=400, degree=8, layout="sparse")
+    assert network_size(config)[1] == round(0.1 * network_size(whole)[1])  # preflight counts it
+    with pytest.raises(ConfigError, match="magnitude prunes a full mesh"):
+        RunConfig(dataset="digits", hidden=400, degree=8, density=0.1, structure="magnitude")
