@@ -151,9 +151,15 @@ def test_reproduce_fashion_mnist_end_to_end(tmp_path, monkeypatch, capsys):
     table = (out / "results.md").read_text()
     assert "| mnn-85 | 798 |" in table and "beat" in table
     assert (out / "accuracies.png").stat().st_size > 1000
-    # a second run finds the CAE features in the cache
-    assert main([*argv, "--compare", "none", "--runs", "1"]) == 0
+    # a second run finds the CAE features in the cache; meshes whose edges learn join in
+    extra = ["--compare", "none", "--runs", "1", "--structure", "rigl", "--update-every", "1"]
+    assert main([*argv, *extra]) == 0
     assert json.loads((out / "details.json").read_text())["cae"]["from_cache"]
+    configs = json.loads((out / "results.json").read_text())["configs"]
+    names = [c["name"] for c in configs]
+    assert names == ["mnn-85", "mnn-80", "mlp-13", "mlp-17", "mnn-85-rigl", "mnn-80-rigl"]
+    assert [c["params"] for c in configs][4:] == [798, 1044]
+    assert "mnn-85-rigl (798 weights)" in (out / "results.md").read_text()
 
 
 def test_missing_data_is_one_clear_error(tmp_path, monkeypatch, capsys):
