@@ -272,6 +272,27 @@ class Topology:
             edges=torch.cat([kept, add_t]),
         )
 
+    def thinned(self, fraction: float, seed: int | None = None) -> Topology:
+        """A new topology keeping a uniformly random ``fraction`` of this one's edges
+        (``max(1, round(fraction · P))`` of the P edges, drawn without replacement in O(P)
+        memory, seeded by ``seed``): the sparse start of a structure rule on a mesh that was
+        already sparse, e.g. a :meth:`sparse_random` mesh at 10 % of its edges."""
+        fraction = float(fraction)
+        if not 0 < fraction <= 1:
+            raise ValueError(f"fraction must be in (0, 1], got {fraction}")
+        P = self.n_edges
+        keep = min(P, max(1, round(fraction * P)))
+        generator = torch.Generator()
+        generator.manual_seed(0 if seed is None else int(seed))
+        chosen = torch.sort(torch.randperm(P, generator=generator)[:keep]).values
+        return Topology(
+            self.n_inputs,
+            self.n_hidden,
+            self.n_outputs,
+            self.bias,
+            edges=self._edges[chosen],
+        )
+
     # ------------------------------------------------------------------ sizes
     @property
     def n_neurons(self) -> int:
