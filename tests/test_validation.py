@@ -149,7 +149,7 @@ def test_output_check_leaves_good_paths_alone(in_tmp):
         (["train", "--weight-decay", "nan"], "--weight-decay must be a finite number, got nan"),
         (["reproduce", "mnist1d", "--runs", "0"], "--runs must be >= 1, got 0"),
         (["reproduce", "structure", "--densities", "0.5", "1.5"], "--densities must be all in"),
-        (["reproduce", "online", "--delays", "0"], "--delays must be >= 1, got 0"),
+        (["reproduce", "online", "--seeds", "0"], "--seeds must be >= 1, got 0"),
         (["reproduce", "toys", "--epochs", "-1"], "--epochs must be >= 1, got -1"),
         (["reproduce", "fashion-mnist", "--cae-subset", "0"], "--cae-subset must be >= 1, got 0"),
         (["timeseries", "--dataset", "mackey-glass", "--window", "0"], "--window must be >= 1"),

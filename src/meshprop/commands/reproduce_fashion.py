@@ -76,6 +76,22 @@ class FashionConfig:
         check=(">= 1", _at_least_one),
         shown="all",
     )
+    structure: list[str] = setting(  # noqa: RUF009 (setting is dataclasses.field)
+        [],
+        "also train mnn-85 and mnn-80 whose edges move while they learn (set, rigl: "
+        "meshprop.structure; same initial edges and edge count), e.g. mnn-85-rigl, and compare "
+        "them with the same MLPs",
+        group="experiment",
+        metavar="RULE",
+        choices=lambda: ("set", "rigl"),
+        nargs="+",
+    )
+    update_every: int = setting(
+        PROTOCOL.update_every,
+        "optimiser steps between structural updates",
+        group="experiment",
+        check=(">= 1", _at_least_one),
+    )
     cae_threads: int = setting(
         2, "torch threads for the CAE", group="data", metavar="N", check=(">= 1", _at_least_one)
     )
@@ -136,12 +152,12 @@ def run_fashion(
         epochs=config.epochs,
         grad=config.grad,
         compare_grad=None if config.compare == "none" else config.compare,
+        update_every=config.update_every,
     )
-    results = compare(
-        fashion.SPECS, data, config.runs, protocol, reporter, threads, memo=folder.unit
-    )
+    specs = fashion.SPECS + fashion.structure_specs(config.structure)
+    results = compare(specs, data, config.runs, protocol, reporter, threads, memo=folder.unit)
     wall = time.perf_counter() - start
-    verdicts = fashion.verdicts(results)
+    verdicts = fashion.verdicts(results, fashion.structure_pairs(config.structure))
     details = {
         "protocol": fashion.protocol_dict(protocol),
         "cae": {

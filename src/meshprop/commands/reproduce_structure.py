@@ -21,7 +21,7 @@ from ..reporting import Reporter
 from ..runs import RunConfig, run
 from ..runs.config import setting
 from ..runs.folder import UNITS_FILE, RunFolder
-from ..runs.settings import check_fields
+from ..runs.settings import ConfigError, check_fields
 from ..structure import STRUCTURES
 from .checks import declare_outputs
 from .interrupts import StopRequest
@@ -77,6 +77,17 @@ class StructureConfig:
     )
     seeds: int = setting(3, "seeds 0..SEEDS-1", group="sweep", check=(">= 1", _at_least_one))
     hidden: int = setting(32, "hidden neurons", group="run", check=(">= 1", _at_least_one))
+    degree: float | None = setting(
+        None,
+        "large sparse meshes: each run starts from Topology.sparse_random of mean degree D "
+        "(density 1) thinned to each density, stored per edge (--layout sparse)",
+        group="run",
+        metavar="D",
+        check=("> 0", lambda v: v > 0),
+        shown="random meshes over all allowed edges",
+    )
+    ticks: int = setting(3, "state transitions T", group="run", check=(">= 1", _at_least_one))
+    lr: float = setting(0.01, "Adam's learning rate", group="run", check=("> 0", lambda v: v > 0))
     epochs: int = setting(60, "epochs per run", group="run", check=(">= 1", _at_least_one))
     update_every: int = setting(
         50, "steps between updates", group="run", check=(">= 1", _at_least_one)
@@ -90,6 +101,13 @@ class StructureConfig:
 
     def __post_init__(self) -> None:
         check_fields(self)
+        if self.degree is not None and "magnitude" in self.methods:
+            raise ConfigError(
+                "{0} starts every run from a sparse mesh; magnitude pruning starts from the full "
+                "mesh: give {1} static set rigl",
+                "degree",
+                "methods",
+            )
         if self.datasets is None:
             self.datasets = ["digits", *(name for name in FASHION_FEATURES if name in DATASETS)]
 
@@ -111,19 +129,22 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def structure_config(dataset: str, density: float, method: str, seed: int, args: Any) -> RunConfig:
-    """One run of the sweep: a mesh of ``args.hidden`` neurons, 3 ticks, ReLU, logit outputs,
-    Adam lr 0.01, batch 32, float32, 70/30 split."""
+    """One run of the sweep: a mesh of ``args.hidden`` neurons (with ``args.degree``, a
+    ``Topology.sparse_random`` mesh thinned to ``density`` on the sparse layout), ``args.ticks``
+    ticks, ReLU, logit outputs, Adam (``args.lr``), batch 32, float32, 70/30 split."""
     return RunConfig(
         dataset=dataset,
         hidden=args.hidden,
-        ticks=3,
+        ticks=args.ticks,
+        degree=args.degree,
+        layout="dense" if args.degree is None else "sparse",
+        lr=args.lr,
         density=density,
         structure=method if density < 1 else "static",
         update_every=args.update_every,
         drop_fraction=args.drop_fraction,
         grad=args.grad,
         optimizer="adam",
-        lr=0.01,
         epochs=args.epochs,
         batch_size=32,
         seed=seed,
@@ -184,7 +205,8 @@ def run_structure(config: StructureConfig, folder: RunFolder, reporter: Reporter
                     **_summary(accuracies),
                 }
         settings_ = dataclasses.asdict(structure_config(dataset, 0.1, "rigl", 0, config))
-        document["settings"] = {k: settings_[k] for k in ("hidden", "ticks", "lr", "epochs")} | {
+        keys = ("hidden", "degree", "layout", "ticks", "lr", "epochs")
+        document["settings"] = {k: settings_[k] for k in keys} | {
             "update_every": config.update_every,
             "drop_fraction": config.drop_fraction,
             "grad": config.grad,
