@@ -86,7 +86,7 @@ def test_fir_network_beats_linear_ar_on_mackey_glass(tmp_path) -> None:
             "--hidden",
             "6",
             "--epochs",
-            "150",
+            "80",  # test NMSE 0.052 against AR 0.150 (150 epochs: 0.017)
             "--out",
             str(out),
         ]
