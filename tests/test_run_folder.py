@@ -228,3 +228,44 @@ def test_run_folder_of_any_command_refuses_another_run_and_lists_its_files(tmp_p
     fresh.start({})
     fresh.discard_unstarted("training-state.pt")
     assert not (tmp_path / "fresh").exists()
+
+
+def test_a_sweep_interrupted_by_a_signal_keeps_its_units_and_says_how_to_resume(tmp_path, capsys):
+    """``run_command`` with ``at_once``: the first SIGINT ends the work where it is, the units
+    done stay saved, one line says how to resume, the status is 130; ``--resume`` then
+    computes only the units not done."""
+    import argparse
+    import threading
+
+    from meshprop.commands.runner import run_command
+    from meshprop.runs.folder import UNITS_FILE
+    from meshprop.runs.timeseries import TimeseriesConfig
+
+    assert threading.current_thread() is threading.main_thread()  # else no handler is set
+    out = tmp_path / "sweep"
+    computed = []
+
+    def work(config, folder, stop) -> int:
+        for k in range(3):
+
+            def unit(k=k):
+                computed.append(k)
+                if k == 1 and not folder.resuming:
+                    os.kill(os.getpid(), signal.SIGINT)
+                    time.sleep(1)  # interrupted here
+                return {"k": k}
+
+            folder.unit(f"unit-{k}", unit)
+        folder.finish(folder.path(UNITS_FILE))
+        return 0
+
+    def args(**flags) -> argparse.Namespace:
+        base = {"out": str(out), "resume": False, "overwrite": False, "threads": 1}
+        return argparse.Namespace(**{**base, **flags, "dataset": "mackey-glass"})
+
+    assert run_command(args(), "demo", TimeseriesConfig, work, state=UNITS_FILE) == 130
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and f"resume with: meshprop demo --out {out} --resume" in err
+    assert json.loads((out / UNITS_FILE).read_text())["units"] == {"unit-0": {"k": 0}}
+    assert run_command(args(resume=True), "demo", TimeseriesConfig, work, state=UNITS_FILE) == 0
+    assert computed == [0, 1, 1, 2] and verify_run_folder(out)["command"] == "demo"
