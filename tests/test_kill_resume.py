@@ -1,7 +1,8 @@
 """The resume guarantee, end to end: real ``meshprop train`` processes killed with SIGKILL at random
-moments inside training (one kill per configuration, seeded delays), each run resumed with
-``--resume`` until it finishes, and
-every resumed run ends bit-identical to the uninterrupted one (weights by ``torch.equal``,
+moments inside training (three kills for the two configurations, each a random part of an epoch
+after a random epoch of ten: one kill may land after training now and then, three rarely all
+do; seeded delays), each run resumed with ``--resume`` until it finishes, and every resumed run
+ends bit-identical to the uninterrupted one (weights by ``torch.equal``,
 metrics.csv bytes, metrics.json, a verified run.json).  The experiment is
 ``benchmarks/kill_resume.py`` (more kills: see docs/runs.md)."""
 
@@ -31,10 +32,10 @@ def load_script():
 def test_runs_killed_at_random_moments_resume_bit_identical(tmp_path, seed):
     kill_resume = load_script()
     outcomes, _, problems = kill_resume.experiment(
-        tmp_path, kills=2, runs=2, epochs=6, seed=seed, workers=1
+        tmp_path, kills=3, runs=2, epochs=10, seed=seed, workers=1
     )
     assert problems == []
-    assert sum(len(o.delays) for o in outcomes) == 2
+    assert sum(len(o.delays) for o in outcomes) == 3
     assert {o.name for o in outcomes} == {"early-stopping", "set"}
     # kills landed during training (a saved state, not the last one), not only around it
     final = {
