@@ -29,13 +29,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from functools import lru_cache
+from typing import Any
 
 import torch
 
 from ..dynamics import Dynamics
 from ..topology import Topology
 from .base import GradientEngine
-from .edge_ops import CHUNK, edge_index_of, propagate
+from .edge_ops import CHUNK, edge_grad, joined_state, propagate, tick_edges, transpose_product
 from .reach import needed_columns
 
 __all__ = [
@@ -46,7 +47,9 @@ __all__ = [
     "last_pairs",
     "pair_counts",
     "sparse_fop_backward",
+    "sparse_fop_carry",
     "sparse_fop_forward",
+    "sparse_fop_gradient",
 ]
 
 #: ticks above which the cost model stops counting walks and bounds the pairs by P·|R_n|.
@@ -55,21 +58,33 @@ WALK_TICKS = 12
 
 @dataclass(frozen=True)
 class _Tick:
-    edge: torch.Tensor  # (K_n,) edge p of every pair (p, o)
+    edge: torch.Tensor  # (K_n,) edge p of every pair (p, o), pairs sorted by (p, o)
     col: torch.Tensor  # (K_n,) free neuron o of every pair
-    src_pair: torch.Tensor  # (M_n,) transitions: pair a of tick n-1 ...
+    src_pair: torch.Tensor  # (M_n,) transitions, sorted by dst_pair: pair a of tick n-1 ...
     via: torch.Tensor  # (M_n,) ... through the edge e = k → o (index into the edge list) ...
     dst_pair: torch.Tensor  # (M_n,) ... into pair b of tick n
     inject_pair: torch.Tensor  # (L_n,) pairs (p, j_p): where S̃_{n-1} enters
     inject_edge: torch.Tensor  # (L_n,) their edge p
+    inject_src: torch.Tensor  # (L_n,) its source neuron i_p
+    # where every pair receives at most one transition (a walk that does not branch back):
+    # per pair, its source pair (K_{n-1}, the zero row, for none) and the transition's edge
+    # (P, a zero weight, for none) — one row gather instead of a zero fill and a scatter
+    gather: torch.Tensor | None
+    gather_edge: torch.Tensor | None
+    #: every pair is injected exactly once, in order (inject_pair = 0..K_n-1)
+    inject_all: bool
 
     def nbytes(self) -> int:
-        return sum(t.numel() * t.element_size() for t in vars(self).values())
+        tensors = [t for t in vars(self).values() if isinstance(t, torch.Tensor)]
+        return sum(t.numel() * t.element_size() for t in tensors)
 
     def to(self, device: torch.device) -> _Tick:
         if self.edge.device == device:
             return self
-        return _Tick(**{k: v.to(device) for k, v in vars(self).items()})
+        moved = {
+            k: v.to(device) if isinstance(v, torch.Tensor) else v for k, v in vars(self).items()
+        }
+        return _Tick(**moved)
 
 
 def free_out_edges(topology: Topology) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -98,11 +113,23 @@ def expand_walks(
 
 @lru_cache(maxsize=16)
 def _plan(topology: Topology, ticks: int) -> tuple[_Tick, ...]:
-    C, F = topology.n_clamped, topology.n_free
+    """The pairs and transitions of ticks 1..T (Z_T's pairs: the Jacobian of the outputs)."""
+    return _build_plan(topology, ticks, ticks)
+
+
+@lru_cache(maxsize=16)
+def _carry_plan(topology: Topology, ticks: int) -> tuple[_Tick, ...]:
+    """The pairs and transitions of ticks 1..T−1: what the gradient engine carries (tick T is
+    contracted with dE/dy at once, :func:`sparse_fop_gradient`)."""
+    return _build_plan(topology, ticks, ticks - 1)
+
+
+def _build_plan(topology: Topology, ticks: int, count: int) -> tuple[_Tick, ...]:
+    C, F, P = topology.n_clamped, topology.n_free, topology.n_edges
     dst = topology.edges[:, 1] - C
     # the free block's edges grouped by source (k → o), with their index in the edge list
     out_ptr, out_dst, order = free_out_edges(topology)
-    columns = needed_columns(topology, ticks)
+    columns = needed_columns(topology, ticks)[:count]
     empty = torch.zeros(0, dtype=torch.long)
     ticks_out = []
     prev_edge, prev_col = empty, empty
@@ -119,15 +146,29 @@ def _plan(topology: Topology, ticks: int) -> tuple[_Tick, ...]:
             a, via, o = a[keep], order[slot[keep]], o[keep]
         keys = torch.cat([prev_edge[a] * F + o, inject_keys])
         unique, inverse = torch.unique(keys, sorted=True, return_inverse=True)
+        K = len(unique)
+        dst_pair = inverse[: len(a)]
+        by_dst = torch.argsort(dst_pair, stable=True)  # sequential writes, nearby reads
+        a, via, dst_pair = a[by_dst], via[by_dst], dst_pair[by_dst]
+        inject_pair = inverse[len(a) :]
+        gather = gather_edge = None
+        if len(a) and bool((dst_pair[1:] != dst_pair[:-1]).all()):
+            gather = torch.full((K,), len(prev_edge), dtype=torch.long)
+            gather_edge = torch.full((K,), P, dtype=torch.long)
+            gather[dst_pair], gather_edge[dst_pair] = a, via
         ticks_out.append(
             _Tick(
                 edge=unique // F,
                 col=unique % F,
                 src_pair=a,
                 via=via,
-                dst_pair=inverse[: len(a)],
-                inject_pair=inverse[len(a) :],
+                dst_pair=dst_pair,
+                inject_pair=inject_pair,
                 inject_edge=inject,
+                inject_src=topology.edges[inject, 0],
+                gather=gather,
+                gather_edge=gather_edge,
+                inject_all=len(inject) == K and bool((inject_pair == torch.arange(K)).all()),
             )
         )
         prev_edge, prev_col = unique // F, unique % F
@@ -182,29 +223,110 @@ def pair_counts(topology: Topology, ticks: int) -> tuple[tuple[float, ...], tupl
     return tuple(K), tuple(M)
 
 
+def _advance(
+    tick: _Tick, Zt: torch.Tensor, St: torch.Tensor, Dt: torch.Tensor, w_ext: torch.Tensor
+) -> torch.Tensor:
+    """Eq. 13 for one tick on pair-major sensitivities: Z_n (K_n + 1, B) from Z_{n-1}
+    (K_{n-1} + 1, B), the state S_{n-1} as (N, B) and φ′(T_n) as (F, B); ``w_ext`` is w with a
+    0 appended.  The last row of every Z is a row of zeros (what a pair with no transition
+    gathers).
+
+    Pair-major storage keeps every sample of a pair in one contiguous row, so each gather and
+    scatter moves whole rows (``index_select`` / ``index_add_`` along dim 0); the pairs are
+    sorted by edge p (the injected S_{n-1}[i_p] rows are read in order: the edges are sorted by
+    source) and the transitions by their target pair (sequential writes, nearby reads)."""
+    B, K = St.shape[1], len(tick.edge)
+    out = St.new_empty(K + 1, B)
+    out[K].zero_()
+    Y = out[:K]
+    if tick.gather is not None and tick.gather_edge is not None:  # ≤ one transition per pair
+        torch.index_select(Zt, 0, tick.gather, out=Y)
+        Y.mul_(w_ext[tick.gather_edge].unsqueeze(1))
+    elif len(tick.src_pair) or not tick.inject_all:
+        Y.zero_()
+        step = max(1, CHUNK // max(B, 1))  # transitions in chunks: ≤ CHUNK numbers at once
+        for start in range(0, len(tick.src_pair), step):  # Σ_k Z_{n-1}[p, k] A_f[k, o]
+            part = slice(start, start + step)
+            moved = Zt.index_select(0, tick.src_pair[part])
+            Y.index_add_(0, tick.dst_pair[part], moved.mul_(w_ext[tick.via[part]].unsqueeze(1)))
+    # + S̃_{n-1}: S_{n-1, i_p} at (p, j_p)   (Eq. 16)
+    if tick.inject_all and not len(tick.src_pair):
+        torch.index_select(St, 0, tick.inject_src, out=Y)
+    else:
+        Y.index_add_(0, tick.inject_pair, St.index_select(0, tick.inject_src))
+    Y.mul_(Dt.index_select(0, tick.col))  # · φ′(T_n)
+    return out
+
+
+def _run_ticks(
+    dyn: Dynamics, w: torch.Tensor, x: torch.Tensor, plan: tuple[_Tick, ...]
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Ticks 1..T with the sensitivities of ``plan``'s ticks: (h_T, Z (K + 1, B) of the plan's
+    last tick, S_{T-1} (B, N), φ′(T_T) (B, F))."""
+    dev = w.device
+    ticks = tick_edges(dyn.topology, dyn.ticks, dev)
+    B, F = dyn.batch_size(x), dyn.n_free
+    w_ext = torch.cat([w, w.new_zeros(1)])
+    h = torch.zeros(B, F, dtype=w.dtype, device=dev)
+    Zt = torch.zeros(1, B, dtype=w.dtype, device=dev)
+    S_prev = D = h
+    for n in range(1, dyn.ticks + 1):
+        # tick n on the edges into R_n only (``tick_edges``): S_n is exact on R_n, which holds
+        # every free source of the edges into R_{n+1} and every column of Z_n
+        ids, index = ticks[n - 1]
+        S_prev = joined_state(dyn.clamped_state(x, n), h)
+        h, D = dyn.activations(propagate(index, w if ids is None else w[ids], S_prev))  # Eq. 3
+        if n <= len(plan):
+            Zt = _advance(plan[n - 1].to(dev), Zt, S_prev.T, D.T.contiguous(), w_ext)
+    return h, Zt, S_prev, D
+
+
 def sparse_fop_forward(
     dyn: Dynamics, w: torch.Tensor, x: torch.Tensor
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """(y, Z_T): the outputs and the sensitivities of the pairs of tick T, shape (B, K_T)."""
-    dev = w.device
-    index = edge_index_of(dyn.topology, dev)
-    plan = [t.to(dev) for t in _plan(dyn.topology, dyn.ticks)]
-    B, F = dyn.batch_size(x), dyn.n_free
-    h = torch.zeros(B, F, dtype=w.dtype, device=dev)
-    Z = torch.zeros(B, 0, dtype=w.dtype, device=dev)
-    for n, tick in enumerate(plan, start=1):
-        S_prev = torch.cat([dyn.clamped_state(x, n), h], dim=1)
-        h, D = dyn.activations(propagate(index, w, S_prev))  # Eq. 3
-        Z_next = torch.zeros(B, len(tick.edge), dtype=w.dtype, device=dev)
-        step = max(1, CHUNK // B)  # transitions in chunks: a temporary of ≤ CHUNK numbers
-        for start in range(0, len(tick.src_pair), step):  # Σ_k Z_{n-1}[p, k] A_f[k, o]
-            part = slice(start, start + step)
-            moved = Z[:, tick.src_pair[part]].mul_(w[tick.via[part]])
-            Z_next.index_add_(1, tick.dst_pair[part], moved)
-        # + S̃_{n-1}: S_{n-1, i_p} at (p, j_p)   (Eq. 16)
-        Z_next.index_add_(1, tick.inject_pair, S_prev[:, index.src[tick.inject_edge]])
-        Z = Z_next.mul_(D[:, tick.col])  # · φ′(T_n)
-    return h[:, F - dyn.n_outputs :], Z
+    """(y, Z_T): the outputs and the sensitivities of the pairs of tick T, shape (B, K_T)
+    (the transposed view of the pair-major (K_T, B) tensor the recursion stores)."""
+    h, Zt, _, _ = _run_ticks(dyn, w, x, _plan(dyn.topology, dyn.ticks))
+    return h[:, dyn.n_free - dyn.n_outputs :], Zt[:-1].T
+
+
+def sparse_fop_carry(dyn: Dynamics, w: torch.Tensor, x: torch.Tensor) -> tuple[torch.Tensor, Any]:
+    """(y, what :func:`sparse_fop_gradient` needs): ticks 1..T with the sensitivities Z_n of
+    ticks 1..T−1 carried forward (Eq. 13); Z_T is left to the gradient, which contracts it
+    with dE/dy at once."""
+    h, Zt, S_prev, D = _run_ticks(dyn, w, x, _carry_plan(dyn.topology, dyn.ticks))
+    O = dyn.n_outputs
+    return h[:, dyn.n_free - O :], (Zt, S_prev, D[:, dyn.n_free - O :])
+
+
+def sparse_fop_gradient(
+    dyn: Dynamics, w: torch.Tensor, saved: Any, grad_y: torch.Tensor
+) -> torch.Tensor:
+    r"""dE/dw (P,) from :func:`sparse_fop_carry`'s Z_{T-1}, S_{T-1}, φ′(T_T) and dE/dy.
+
+    Algorithm 1's last line, dE/dw_p = Σ_b Σ_o dE/dy[b, o] Z_T[b, (p, o)], with Eq. 13's tick T
+    written out (o runs over the outputs, e = dE/dy ⊙ φ′(T_T)):
+
+        dE/dw_p = Σ_b Σ_k Z_{T-1}[b, (p, k)] (Σ_o A_f[k, o] e[b, o]) + Σ_b S_{T-1}[b, i_p] e[b, j_p]
+
+    — the same sums reassociated: the inner sum is one product over the edges into the outputs,
+    so tick T's pairs (p, o) are never stored (at T = 3 they are most of the work)."""
+    Zt, S_prev, D_out = saved
+    C, F, O = dyn.n_clamped, dyn.n_free, dyn.n_outputs
+    ids, index = tick_edges(dyn.topology, dyn.ticks, w.device)[-1]  # the edges into R_T
+    w_T = w if ids is None else w[ids]
+    e = grad_y.new_zeros(grad_y.shape[0], F, dtype=w.dtype)
+    e[:, F - O :] = grad_y.to(w.dtype) * D_out
+    last = edge_grad(index, S_prev, e)  # Σ_b S_{T-1}[b, i_p] e[b, j_p]: the injected term
+    dw = last if ids is None else w.new_zeros(len(w)).index_add_(0, ids, last)
+    plan = _carry_plan(dyn.topology, dyn.ticks)
+    if plan:
+        tick = plan[-1].to(w.device)
+        back = transpose_product(index, w_T, e).T[C:]  # (F, B): Σ_o A_f[k, o] e[b, o]
+        rows = back.index_select(0, tick.col)
+        contributions = torch.bmm(Zt[:-1].unsqueeze(1), rows.unsqueeze(2)).flatten()
+        dw.index_add_(0, tick.edge, contributions)
+    return dw
 
 
 def last_pairs(dyn: Dynamics) -> tuple[torch.Tensor, torch.Tensor]:
@@ -215,11 +337,13 @@ def last_pairs(dyn: Dynamics) -> tuple[torch.Tensor, torch.Tensor]:
 
 
 def sparse_fop_backward(dyn: Dynamics, Z: torch.Tensor, grad_y: torch.Tensor) -> torch.Tensor:
-    """dE/dw (P,) from Z_T and dE/dy (B, O): Algorithm 1's last line over the pairs."""
+    """dE/dw (P,) from Z_T (B, K_T) and dE/dy (B, O): Algorithm 1's last line over the pairs,
+    Σ_b Z_T[b, (p, o)] dE/dy[b, o] per pair (row-wise dot products on the pair-major Z_Tᵀ)."""
     last = _plan(dyn.topology, dyn.ticks)[-1].to(Z.device)
     first_output = dyn.n_free - dyn.n_outputs
-    g = grad_y.to(Z.dtype)[:, last.col - first_output]
-    contributions = (Z * g).sum(dim=0)
+    g = grad_y.to(Z.dtype).T.contiguous().index_select(0, last.col - first_output)
+    Zt = Z.T
+    contributions = torch.bmm(Zt.unsqueeze(1), g.unsqueeze(2)).flatten()
     out = torch.zeros(dyn.topology.n_edges, dtype=Z.dtype, device=Z.device)
     return out.index_add_(0, last.edge, contributions)
 
@@ -255,10 +379,13 @@ class SparseFOPEngine(GradientEngine):
 
     def forward(self, dyn: Dynamics, A: torch.Tensor, x: torch.Tensor):
         src, dst = dyn.topology.edges.to(A.device).unbind(1)
-        return sparse_fop_forward(dyn, A[src, dst], x)
+        w = A[src, dst]
+        y, carried = sparse_fop_carry(dyn, w, x)
+        return y, (w, carried)
 
     def backward(self, dyn, A, x, saved, grad_y):
-        dw = sparse_fop_backward(dyn, saved, grad_y)
+        w, carried = saved
+        dw = sparse_fop_gradient(dyn, w, carried, grad_y)
         dA = torch.zeros_like(A)
         src, dst = dyn.topology.edges.to(A.device).unbind(1)
         dA[src, dst] = dw.to(A.dtype)

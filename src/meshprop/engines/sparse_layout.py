@@ -33,7 +33,7 @@ from .edge_ops import (
     tick_edges,
     transpose_product,
 )
-from .fop_sparse import sparse_fop_backward, sparse_fop_bytes, sparse_fop_flops, sparse_fop_forward
+from .fop_sparse import sparse_fop_bytes, sparse_fop_carry, sparse_fop_flops, sparse_fop_gradient
 from .guard import check_memory
 from .registry import get_engine
 
@@ -161,10 +161,10 @@ class SparseFOP(SparseEngine):
     name = "fop"
 
     def forward(self, dyn, w, x):
-        return sparse_fop_forward(dyn, w, x)
+        return sparse_fop_carry(dyn, w, x)
 
     def backward(self, dyn, w, x, saved, grad_y):
-        return sparse_fop_backward(dyn, saved, grad_y).to(w.dtype), None
+        return sparse_fop_gradient(dyn, w, saved, grad_y), None
 
     def estimate_bytes(self, dyn, batch, itemsize):
         return sparse_fop_bytes(dyn, batch, itemsize)
