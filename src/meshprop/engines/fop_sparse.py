@@ -224,12 +224,17 @@ def pair_counts(topology: Topology, ticks: int) -> tuple[tuple[float, ...], tupl
 
 
 def _advance(
-    tick: _Tick, Zt: torch.Tensor, St: torch.Tensor, Dt: torch.Tensor, w_ext: torch.Tensor
+    tick: _Tick,
+    Zt: torch.Tensor,
+    St: torch.Tensor,
+    Dt: torch.Tensor | None,
+    w_ext: torch.Tensor,
 ) -> torch.Tensor:
     """Eq. 13 for one tick on pair-major sensitivities: Z_n (K_n + 1, B) from Z_{n-1}
     (K_{n-1} + 1, B), the state S_{n-1} as (N, B) and φ′(T_n) as (F, B); ``w_ext`` is w with a
     0 appended.  The last row of every Z is a row of zeros (what a pair with no transition
-    gathers).
+    gathers).  With ``Dt`` None the factor φ′(T_n) is left out: the result is then the
+    sensitivity of the pre-activation, ∂T_n[o]/∂w_p (the caller applies φ′ later).
 
     Pair-major storage keeps every sample of a pair in one contiguous row, so each gather and
     scatter moves whole rows (``index_select`` / ``index_add_`` along dim 0); the pairs are
@@ -241,44 +246,49 @@ def _advance(
     Y = out[:K]
     if tick.gather is not None and tick.gather_edge is not None:  # ≤ one transition per pair
         torch.index_select(Zt, 0, tick.gather, out=Y)
-        Y.mul_(w_ext[tick.gather_edge].unsqueeze(1))
+        Y.mul_(w_ext.index_select(0, tick.gather_edge).unsqueeze(1))
     elif len(tick.src_pair) or not tick.inject_all:
         Y.zero_()
         step = max(1, CHUNK // max(B, 1))  # transitions in chunks: ≤ CHUNK numbers at once
         for start in range(0, len(tick.src_pair), step):  # Σ_k Z_{n-1}[p, k] A_f[k, o]
             part = slice(start, start + step)
             moved = Zt.index_select(0, tick.src_pair[part])
-            Y.index_add_(0, tick.dst_pair[part], moved.mul_(w_ext[tick.via[part]].unsqueeze(1)))
+            weights = w_ext.index_select(0, tick.via[part]).unsqueeze(1)
+            Y.index_add_(0, tick.dst_pair[part], moved.mul_(weights))
     # + S̃_{n-1}: S_{n-1, i_p} at (p, j_p)   (Eq. 16)
     if tick.inject_all and not len(tick.src_pair):
         torch.index_select(St, 0, tick.inject_src, out=Y)
     else:
         Y.index_add_(0, tick.inject_pair, St.index_select(0, tick.inject_src))
-    Y.mul_(Dt.index_select(0, tick.col))  # · φ′(T_n)
+    if Dt is not None:
+        Y.mul_(Dt.index_select(0, tick.col))  # · φ′(T_n)
     return out
 
 
 def _run_ticks(
-    dyn: Dynamics, w: torch.Tensor, x: torch.Tensor, plan: tuple[_Tick, ...]
-) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    dyn: Dynamics, w: torch.Tensor, x: torch.Tensor, plan: tuple[_Tick, ...], defer: bool = False
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
     """Ticks 1..T with the sensitivities of ``plan``'s ticks: (h_T, Z (K + 1, B) of the plan's
-    last tick, S_{T-1} (B, N), φ′(T_T) (B, F))."""
+    last tick, S_{T-1} (B, N), φ′(T_T) (B, F), φ′ of the tick before (B, F)); with ``defer``
+    the plan's last tick leaves φ′ out (``_advance`` with ``Dt=None``)."""
     dev = w.device
     ticks = tick_edges(dyn.topology, dyn.ticks, dev)
     B, F = dyn.batch_size(x), dyn.n_free
     w_ext = torch.cat([w, w.new_zeros(1)])
     h = torch.zeros(B, F, dtype=w.dtype, device=dev)
     Zt = torch.zeros(1, B, dtype=w.dtype, device=dev)
-    S_prev = D = h
+    S_prev = D = D_before = h
     for n in range(1, dyn.ticks + 1):
         # tick n on the edges into R_n only (``tick_edges``): S_n is exact on R_n, which holds
         # every free source of the edges into R_{n+1} and every column of Z_n
         ids, index = ticks[n - 1]
-        S_prev = joined_state(dyn.clamped_state(x, n), h)
-        h, D = dyn.activations(propagate(index, w if ids is None else w[ids], S_prev))  # Eq. 3
+        S_prev, D_before = joined_state(dyn.clamped_state(x, n), h), D
+        w_n = w if ids is None else w.index_select(0, ids)
+        h, D = dyn.activations(propagate(index, w_n, S_prev))  # Eq. 3
         if n <= len(plan):
-            Zt = _advance(plan[n - 1].to(dev), Zt, S_prev.T, D.T.contiguous(), w_ext)
-    return h, Zt, S_prev, D
+            Dt = None if defer and n == len(plan) else D.T.contiguous()
+            Zt = _advance(plan[n - 1].to(dev), Zt, S_prev.T, Dt, w_ext)
+    return h, Zt, S_prev, D, D_before
 
 
 def sparse_fop_forward(
@@ -286,35 +296,40 @@ def sparse_fop_forward(
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """(y, Z_T): the outputs and the sensitivities of the pairs of tick T, shape (B, K_T)
     (the transposed view of the pair-major (K_T, B) tensor the recursion stores)."""
-    h, Zt, _, _ = _run_ticks(dyn, w, x, _plan(dyn.topology, dyn.ticks))
+    h, Zt, _, _, _ = _run_ticks(dyn, w, x, _plan(dyn.topology, dyn.ticks))
     return h[:, dyn.n_free - dyn.n_outputs :], Zt[:-1].T
 
 
 def sparse_fop_carry(dyn: Dynamics, w: torch.Tensor, x: torch.Tensor) -> tuple[torch.Tensor, Any]:
     """(y, what :func:`sparse_fop_gradient` needs): ticks 1..T with the sensitivities Z_n of
-    ticks 1..T−1 carried forward (Eq. 13); Z_T is left to the gradient, which contracts it
-    with dE/dy at once."""
-    h, Zt, S_prev, D = _run_ticks(dyn, w, x, _carry_plan(dyn.topology, dyn.ticks))
+    ticks 1..T−1 carried forward (Eq. 13), the last of them without its factor φ′(T_{T-1})
+    (V_{T-1} = ∂T_{T-1}/∂w on its pairs; Z_{T-1} = φ′(T_{T-1}) ⊙ V_{T-1}); Z_T is left to
+    the gradient, which contracts it with dE/dy at once."""
+    plan = _carry_plan(dyn.topology, dyn.ticks)
+    h, Vt, S_prev, D, D_before = _run_ticks(dyn, w, x, plan, defer=True)
     O = dyn.n_outputs
-    return h[:, dyn.n_free - O :], (Zt, S_prev, D[:, dyn.n_free - O :])
+    return h[:, dyn.n_free - O :], (Vt, S_prev, D[:, dyn.n_free - O :], D_before)
 
 
 def sparse_fop_gradient(
     dyn: Dynamics, w: torch.Tensor, saved: Any, grad_y: torch.Tensor
 ) -> torch.Tensor:
-    r"""dE/dw (P,) from :func:`sparse_fop_carry`'s Z_{T-1}, S_{T-1}, φ′(T_T) and dE/dy.
+    r"""dE/dw (P,) from :func:`sparse_fop_carry`'s V_{T-1}, S_{T-1}, φ′(T_T), φ′(T_{T-1})
+    and dE/dy.
 
     Algorithm 1's last line, dE/dw_p = Σ_b Σ_o dE/dy[b, o] Z_T[b, (p, o)], with Eq. 13's tick T
-    written out (o runs over the outputs, e = dE/dy ⊙ φ′(T_T)):
+    written out (o runs over the outputs, e = dE/dy ⊙ φ′(T_T), Z_{T-1} = φ′(T_{T-1}) ⊙ V_{T-1}):
 
-        dE/dw_p = Σ_b Σ_k Z_{T-1}[b, (p, k)] (Σ_o A_f[k, o] e[b, o]) + Σ_b S_{T-1}[b, i_p] e[b, j_p]
+        dE/dw_p = Σ_b Σ_k V_{T-1}[b, (p, k)] φ′(T_{T-1})[b, k] (Σ_o A_f[k, o] e[b, o])
+                  + Σ_b S_{T-1}[b, i_p] e[b, j_p]
 
     — the same sums reassociated: the inner sum is one product over the edges into the outputs,
-    so tick T's pairs (p, o) are never stored (at T = 3 they are most of the work)."""
-    Zt, S_prev, D_out = saved
+    so tick T's pairs (p, o) are never stored (at T = 3 they are most of the work), and the
+    factors φ′(T_{T-1})[b, k] (Σ_o …) are gathered once per pair instead of twice."""
+    Vt, S_prev, D_out, D_before = saved
     C, F, O = dyn.n_clamped, dyn.n_free, dyn.n_outputs
     ids, index = tick_edges(dyn.topology, dyn.ticks, w.device)[-1]  # the edges into R_T
-    w_T = w if ids is None else w[ids]
+    w_T = w if ids is None else w.index_select(0, ids)
     e = grad_y.new_zeros(grad_y.shape[0], F, dtype=w.dtype)
     e[:, F - O :] = grad_y.to(w.dtype) * D_out
     last = edge_grad(index, S_prev, e)  # Σ_b S_{T-1}[b, i_p] e[b, j_p]: the injected term
@@ -323,8 +338,8 @@ def sparse_fop_gradient(
     if plan:
         tick = plan[-1].to(w.device)
         back = transpose_product(index, w_T, e).T[C:]  # (F, B): Σ_o A_f[k, o] e[b, o]
-        rows = back.index_select(0, tick.col)
-        contributions = torch.bmm(Zt[:-1].unsqueeze(1), rows.unsqueeze(2)).flatten()
+        rows = back.mul_(D_before.T).index_select(0, tick.col)
+        contributions = torch.bmm(Vt[:-1].unsqueeze(1), rows.unsqueeze(2)).flatten()
         dw.index_add_(0, tick.edge, contributions)
     return dw
 
