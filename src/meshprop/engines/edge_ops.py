@@ -41,6 +41,7 @@ __all__ = [
     "propagate",
     "sparse_output",
     "sparse_step_autograd",
+    "tick_edge_counts",
     "tick_edges",
     "transpose_product",
 ]
@@ -143,6 +144,29 @@ def _input_edges(topology: Topology, ticks: int, device: str) -> tuple[torch.Ten
     ids = ids[cpu.src[ids] < topology.n_inputs]
     index = _build_index(cpu.src[ids], cpu.dst[ids], cpu.n_neurons, cpu.n_free)
     return ids.to(device), index.to(torch.device(device))
+
+
+def tick_edge_counts(topology: Topology, ticks: int) -> tuple[tuple[int, ...], int]:
+    """(edges into R_n for n = 1..T, edges of tick 1 out of the data inputs): the nonzeros of
+    every product of a sparse step (``tick_edges``, ``input_edges``), for the cost model,
+    without building an index."""
+    return _tick_edge_counts(topology, ticks)
+
+
+@lru_cache(maxsize=64)
+def _tick_edge_counts(topology: Topology, ticks: int) -> tuple[tuple[int, ...], int]:
+    C, F = topology.n_clamped, topology.n_free
+    src, dst = topology.edges[:, 0], topology.edges[:, 1] - C
+    counts = []
+    first = torch.zeros(len(src), dtype=torch.bool)
+    for n, columns in enumerate(needed_columns(topology, ticks)):
+        wanted = torch.zeros(F, dtype=torch.bool)
+        wanted[columns] = True
+        into = wanted[dst]
+        counts.append(int(into.sum()))
+        if n == 0:
+            first = into
+    return tuple(counts), int((first & (src < topology.n_inputs)).sum())
 
 
 def edge_index_of(topology: Topology, device: torch.device) -> EdgeIndex:

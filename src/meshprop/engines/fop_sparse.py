@@ -36,7 +36,15 @@ import torch
 from ..dynamics import Dynamics
 from ..topology import Topology
 from .base import GradientEngine
-from .edge_ops import CHUNK, edge_grad, joined_state, propagate, tick_edges, transpose_product
+from .edge_ops import (
+    CHUNK,
+    edge_grad,
+    joined_state,
+    propagate,
+    tick_edge_counts,
+    tick_edges,
+    transpose_product,
+)
 from .reach import needed_columns
 
 __all__ = [
@@ -50,6 +58,7 @@ __all__ = [
     "sparse_fop_carry",
     "sparse_fop_forward",
     "sparse_fop_gradient",
+    "sparse_fop_row_operations",
 ]
 
 #: ticks above which the cost model stops counting walks and bounds the pairs by P·|R_n|.
@@ -368,23 +377,45 @@ GATHER_COST = 8
 
 
 def sparse_fop_bytes(dyn: Dynamics, batch: int, itemsize: int) -> int:
-    """Bytes of one step: Z_{n-1}, its gathered transitions and Z_n per sample, the plan."""
+    """Bytes of one step of the engine (:func:`sparse_fop_carry` and :func:`sparse_fop_gradient`):
+    at tick n < T, Z_{n-1} and Z_n with one gathered operand (φ′ or S̃ rows, or a chunk of
+    transitions) per sample; in the gradient, V_{T-1} and its gathered factor rows; the plan,
+    the states and the edge vectors."""
     K, M = pair_counts(dyn.topology, dyn.ticks)
     P, N = dyn.topology.n_edges, dyn.topology.n_neurons
-    # tick n: Z_{n-1}, Z_n, φ′ on Z_n's columns, the injected S values (≤ P) and one chunk of
-    # gathered transitions (≤ CHUNK numbers, with the weights of the chunk)
-    live = max(K[n - 1] + 2 * K[n] + P for n in range(1, dyn.ticks)) if dyn.ticks > 1 else 0
-    live = max(live, 3 * K[0] + P)
-    moved = min(max(M), CHUNK / max(batch, 1)) if max(M) else 0.0
-    plan = 8 * (3 * sum(M) + 4 * sum(K))
-    states = itemsize * batch * (6 * N) + itemsize * 3 * P  # S, T, h, D; w and its permutation
-    return int(itemsize * (batch * (live + moved) + 2 * moved + K[-1]) + plan + states)
+    carried = K[:-1]  # ticks 1..T-1
+    live = 0.0
+    for n, k in enumerate(carried):
+        previous = carried[n - 1] if n else 0.0
+        moved = min(M[n], CHUNK / max(batch, 1))
+        live = max(live, previous + 2 * k + moved)
+    if carried:
+        live = max(live, 2 * carried[-1])
+    plan = 8 * (3 * sum(M[:-1]) + 6 * sum(carried))
+    states = itemsize * batch * (6 * N) + itemsize * 4 * P  # S, T, h, D; w, w_ext, dw
+    return int(itemsize * (batch * live + (carried[-1] if carried else 0)) + plan + states)
+
+
+def sparse_fop_row_operations(dyn: Dynamics) -> float:
+    """Row operations (a B-long row gathered, scaled or scattered) of one step, the cost
+    model's unit: the forward products over the edges into R_n; per carried tick n < T its
+    injections (the edges into R_n), transitions (gather and scale) and φ′ rows (all but
+    tick T−1's); the contraction (gather and row dot) over tick T−1's pairs; tick T's
+    per-edge gradient and transposed product over the edges into the outputs."""
+    K, M = pair_counts(dyn.topology, dyn.ticks)
+    into, _ = tick_edge_counts(dyn.topology, dyn.ticks)
+    T = dyn.ticks
+    ops = float(sum(into)) + 2 * into[-1]
+    for n in range(T - 1):
+        ops += into[n] + 2 * M[n] + (K[n] if n < T - 2 else 0.0)
+    if T > 1:
+        ops += 2 * K[T - 2]
+    return ops
 
 
 def sparse_fop_flops(dyn: Dynamics, batch: int) -> int:
-    K, M = pair_counts(dyn.topology, dyn.ticks)
-    P = dyn.topology.n_edges
-    return int(dyn.ticks * 2 * batch * P + GATHER_COST * batch * (2 * sum(M) + 3 * sum(K)))
+    """Flop-equivalents: every row operation is B gathered multiply-adds (``GATHER_COST``)."""
+    return int(GATHER_COST * 2 * batch * sparse_fop_row_operations(dyn))
 
 
 class SparseFOPEngine(GradientEngine):

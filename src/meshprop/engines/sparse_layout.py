@@ -31,6 +31,7 @@ from .edge_ops import (
     joined_state,
     propagate,
     sparse_step_autograd,
+    tick_edge_counts,
     tick_edges,
     transpose_product,
 )
@@ -44,6 +45,7 @@ __all__ = [
     "SparseAutograd",
     "SparseBPTT",
     "SparseFOP",
+    "bptt_row_operations",
     "differentiable_sparse_output",
 ]
 
@@ -117,7 +119,16 @@ class SparseBPTT(SparseEngine):
         )
 
     def estimate_flops(self, dyn, batch):
-        return 3 * dyn.ticks * 2 * batch * dyn.topology.n_edges
+        return int(GATHER * 2 * batch * bptt_row_operations(dyn))
+
+
+def bptt_row_operations(dyn: Dynamics) -> float:
+    """Row operations of one sparse ``bptt`` step, the unit of the cost model shared with the
+    sparse FOP (``fop_sparse.sparse_fop_row_operations``): per tick n the forward product and
+    the per-edge gradient over the edges into R_n, the transposed product over them (tick 1:
+    over the edges out of the inputs only)."""
+    into, from_inputs = tick_edge_counts(dyn.topology, dyn.ticks)
+    return float(2 * sum(into) + sum(into[1:]) + from_inputs)
 
 
 class SparseAutograd(SparseEngine):
