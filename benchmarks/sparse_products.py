@@ -76,21 +76,21 @@ def candidates(neurons: int, batch: int) -> dict[str, dict[str, Callable[[], obj
     return {
         "forward S·A": {
             "torch CSR sparse.mm (used)": lambda: torch.sparse.mm(A_target, St),
-            "gather + index_add_, (B, N)": lambda: (
-                S.new_zeros(batch, F).index_add_(1, dst, S[:, src] * w)
+            "gather + index_add_, (B, N)": lambda: S.new_zeros(batch, F).index_add_(
+                1, dst, S[:, src] * w
             ),
-            "row gather + index_add_, (N, B)": lambda: (
-                St.new_zeros(F, batch).index_add_(0, dst, St.index_select(0, src).mul_(w[:, None]))
+            "row gather + index_add_, (N, B)": lambda: St.new_zeros(F, batch).index_add_(
+                0, dst, St.index_select(0, src).mul_(w[:, None])
             ),
             "SciPy CSR @ dense": lambda: sp_target @ St_np,
         },
         "transposed e·Aᵀ": {
             "torch CSR sparse.mm (used)": lambda: torch.sparse.mm(A_source, et),
-            "gather + index_add_, (B, F)": lambda: (
-                e.new_zeros(batch, N).index_add_(1, src, e[:, dst] * w)
+            "gather + index_add_, (B, F)": lambda: e.new_zeros(batch, N).index_add_(
+                1, src, e[:, dst] * w
             ),
-            "row gather + index_add_, (F, B)": lambda: (
-                et.new_zeros(N, batch).index_add_(0, src, et.index_select(0, dst).mul_(w[:, None]))
+            "row gather + index_add_, (F, B)": lambda: et.new_zeros(N, batch).index_add_(
+                0, src, et.index_select(0, dst).mul_(w[:, None])
             ),
             "SciPy CSR @ dense": lambda: sp_source @ et_np,
         },

@@ -90,7 +90,7 @@ class _Tick:
     def to(self, device: torch.device) -> _Tick:
         if self.edge.device == device:
             return self
-        moved = {
+        moved: dict[str, Any] = {
             k: v.to(device) if isinstance(v, torch.Tensor) else v for k, v in vars(self).items()
         }
         return _Tick(**moved)
