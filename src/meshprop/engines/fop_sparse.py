@@ -67,21 +67,23 @@ WALK_TICKS = 12
 
 @dataclass(frozen=True)
 class _Tick:
-    edge: torch.Tensor  # (K_n,) edge p of every pair (p, o), pairs sorted by (p, o)
+    # the pairs (p, o) of tick n: first the L_n pairs (p, j_p) where S̃_{n-1} enters, then the
+    # others, each block sorted by edge p (the edges are sorted by source, so the injected
+    # S_{n-1}[i_p] rows are read in order and a pair's transitions come from nearby rows)
+    edge: torch.Tensor  # (K_n,) edge p of every pair
     col: torch.Tensor  # (K_n,) free neuron o of every pair
-    src_pair: torch.Tensor  # (M_n,) transitions, sorted by dst_pair: pair a of tick n-1 ...
-    via: torch.Tensor  # (M_n,) ... through the edge e = k → o (index into the edge list) ...
-    dst_pair: torch.Tensor  # (M_n,) ... into pair b of tick n
-    inject_pair: torch.Tensor  # (L_n,) pairs (p, j_p): where S̃_{n-1} enters
-    inject_edge: torch.Tensor  # (L_n,) their edge p
+    inject_edge: torch.Tensor  # (L_n,) the edge p of pair 0..L_n-1
     inject_src: torch.Tensor  # (L_n,) its source neuron i_p
-    # where every pair receives at most one transition (a walk that does not branch back):
-    # per pair, its source pair (K_{n-1}, the zero row, for none) and the transition's edge
-    # (P, a zero weight, for none) — one row gather instead of a zero fill and a scatter
+    # where every pair L_n..K_n-1 receives exactly one transition (a wired mesh): its source
+    # pair of tick n-1 and the transition's edge, one row gather for the whole block
     gather: torch.Tensor | None
     gather_edge: torch.Tensor | None
-    #: every pair is injected exactly once, in order (inject_pair = 0..K_n-1)
-    inject_all: bool
+    # the transitions added by scatter (sorted by target pair): all of them without ``gather``,
+    # else those into the injected pairs: pair a of tick n-1 through the edge e = k → o
+    # (index into the edge list) into pair b of tick n
+    src_pair: torch.Tensor
+    via: torch.Tensor
+    dst_pair: torch.Tensor
 
     def nbytes(self) -> int:
         tensors = [t for t in vars(self).values() if isinstance(t, torch.Tensor)]
@@ -134,7 +136,7 @@ def _carry_plan(topology: Topology, ticks: int) -> tuple[_Tick, ...]:
 
 
 def _build_plan(topology: Topology, ticks: int, count: int) -> tuple[_Tick, ...]:
-    C, F, P = topology.n_clamped, topology.n_free, topology.n_edges
+    C, F = topology.n_clamped, topology.n_free
     dst = topology.edges[:, 1] - C
     # the free block's edges grouped by source (k → o), with their index in the edge list
     out_ptr, out_dst, order = free_out_edges(topology)
@@ -155,29 +157,34 @@ def _build_plan(topology: Topology, ticks: int, count: int) -> tuple[_Tick, ...]
             a, via, o = a[keep], order[slot[keep]], o[keep]
         keys = torch.cat([prev_edge[a] * F + o, inject_keys])
         unique, inverse = torch.unique(keys, sorted=True, return_inverse=True)
-        K = len(unique)
-        dst_pair = inverse[: len(a)]
+        K, L = len(unique), len(inject)
+        # injected pairs first: the inject keys are ascending, so they keep their order
+        injected = torch.zeros(K, dtype=torch.bool)
+        injected[inverse[len(a) :]] = True
+        arranged = torch.cat([injected.nonzero().flatten(), (~injected).nonzero().flatten()])
+        position = torch.empty(K, dtype=torch.long)
+        position[arranged] = torch.arange(K)
+        unique = unique[arranged]
+        dst_pair = position[inverse[: len(a)]]
         by_dst = torch.argsort(dst_pair, stable=True)  # sequential writes, nearby reads
         a, via, dst_pair = a[by_dst], via[by_dst], dst_pair[by_dst]
-        inject_pair = inverse[len(a) :]
         gather = gather_edge = None
-        if len(a) and bool((dst_pair[1:] != dst_pair[:-1]).all()):
-            gather = torch.full((K,), len(prev_edge), dtype=torch.long)
-            gather_edge = torch.full((K,), P, dtype=torch.long)
-            gather[dst_pair], gather_edge[dst_pair] = a, via
+        rest = dst_pair >= L
+        single = int(rest.sum()) == K - L and bool((dst_pair[rest] == torch.arange(L, K)).all())
+        if single and K > L:
+            gather, gather_edge = a[rest], via[rest]
+            a, via, dst_pair = a[~rest], via[~rest], dst_pair[~rest]
         ticks_out.append(
             _Tick(
                 edge=unique // F,
                 col=unique % F,
-                src_pair=a,
-                via=via,
-                dst_pair=dst_pair,
-                inject_pair=inject_pair,
                 inject_edge=inject,
                 inject_src=topology.edges[inject, 0],
                 gather=gather,
                 gather_edge=gather_edge,
-                inject_all=len(inject) == K and bool((inject_pair == torch.arange(K)).all()),
+                src_pair=a,
+                via=via,
+                dst_pair=dst_pair,
             )
         )
         prev_edge, prev_col = unique // F, unique % F
@@ -237,55 +244,50 @@ def _advance(
     Zt: torch.Tensor,
     St: torch.Tensor,
     Dt: torch.Tensor | None,
-    w_ext: torch.Tensor,
+    w: torch.Tensor,
 ) -> torch.Tensor:
-    """Eq. 13 for one tick on pair-major sensitivities: Z_n (K_n + 1, B) from Z_{n-1}
-    (K_{n-1} + 1, B), the state S_{n-1} as (N, B) and φ′(T_n) as (F, B); ``w_ext`` is w with a
-    0 appended.  The last row of every Z is a row of zeros (what a pair with no transition
-    gathers).  With ``Dt`` None the factor φ′(T_n) is left out: the result is then the
-    sensitivity of the pre-activation, ∂T_n[o]/∂w_p (the caller applies φ′ later).
+    """Eq. 13 for one tick on pair-major sensitivities: Z_n (K_n, B) from Z_{n-1} (K_{n-1}, B),
+    the state S_{n-1} as (N, B), φ′(T_n) as (F, B) and the weights w (P,).  With ``Dt`` None
+    the factor φ′(T_n) is left out: the result is then the sensitivity of the pre-activation,
+    ∂T_n[o]/∂w_p (the caller applies φ′ later).
 
     Pair-major storage keeps every sample of a pair in one contiguous row, so each gather and
-    scatter moves whole rows (``index_select`` / ``index_add_`` along dim 0); the pairs are
-    sorted by edge p (the injected S_{n-1}[i_p] rows are read in order: the edges are sorted by
-    source) and the transitions by their target pair (sequential writes, nearby reads)."""
-    B, K = St.shape[1], len(tick.edge)
-    out = St.new_empty(K + 1, B)
-    out[K].zero_()
-    Y = out[:K]
-    if tick.gather is not None and tick.gather_edge is not None:  # ≤ one transition per pair
-        torch.index_select(Zt, 0, tick.gather, out=Y)
-        Y.mul_(w_ext.index_select(0, tick.gather_edge).unsqueeze(1))
-    elif len(tick.src_pair) or not tick.inject_all:
-        Y.zero_()
-        step = max(1, CHUNK // max(B, 1))  # transitions in chunks: ≤ CHUNK numbers at once
-        for start in range(0, len(tick.src_pair), step):  # Σ_k Z_{n-1}[p, k] A_f[k, o]
-            part = slice(start, start + step)
-            moved = Zt.index_select(0, tick.src_pair[part])
-            weights = w_ext.index_select(0, tick.via[part]).unsqueeze(1)
-            Y.index_add_(0, tick.dst_pair[part], moved.mul_(weights))
-    # + S̃_{n-1}: S_{n-1, i_p} at (p, j_p)   (Eq. 16)
-    if tick.inject_all and not len(tick.src_pair):
-        torch.index_select(St, 0, tick.inject_src, out=Y)
+    scatter moves whole rows (``index_select`` / ``index_add_`` along dim 0).  The injected
+    pairs come first (rows 0..L_n-1: one ordered gather of S_{n-1}[i_p], the edges being sorted
+    by source), then the others, each block sorted by edge; where each of the others receives
+    one transition they are one row gather, otherwise a zero fill and a scatter of the
+    transitions sorted by target pair (sequential writes, nearby reads)."""
+    B, K, L = St.shape[1], len(tick.edge), len(tick.inject_src)
+    Y = St.new_empty(K, B)
+    # S̃_{n-1}: S_{n-1, i_p} at the pairs (p, j_p), rows 0..L-1   (Eq. 16)
+    torch.index_select(St, 0, tick.inject_src, out=Y[:L])
+    if tick.gather is not None and tick.gather_edge is not None:  # one transition per pair
+        torch.index_select(Zt, 0, tick.gather, out=Y[L:])
+        Y[L:].mul_(w.index_select(0, tick.gather_edge).unsqueeze(1))
     else:
-        Y.index_add_(0, tick.inject_pair, St.index_select(0, tick.inject_src))
+        Y[L:].zero_()
+    step = max(1, CHUNK // max(B, 1))  # transitions in chunks: ≤ CHUNK numbers at once
+    for start in range(0, len(tick.src_pair), step):  # + Σ_k Z_{n-1}[p, k] A_f[k, o]
+        part = slice(start, start + step)
+        moved = Zt.index_select(0, tick.src_pair[part])
+        weights = w.index_select(0, tick.via[part]).unsqueeze(1)
+        Y.index_add_(0, tick.dst_pair[part], moved.mul_(weights))
     if Dt is not None:
         Y.mul_(Dt.index_select(0, tick.col))  # · φ′(T_n)
-    return out
+    return Y
 
 
 def _run_ticks(
     dyn: Dynamics, w: torch.Tensor, x: torch.Tensor, plan: tuple[_Tick, ...], defer: bool = False
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Ticks 1..T with the sensitivities of ``plan``'s ticks: (h_T, Z (K + 1, B) of the plan's
+    """Ticks 1..T with the sensitivities of ``plan``'s ticks: (h_T, Z (K, B) of the plan's
     last tick, S_{T-1} (B, N), φ′(T_T) (B, F), φ′ of the tick before (B, F)); with ``defer``
     the plan's last tick leaves φ′ out (``_advance`` with ``Dt=None``)."""
     dev = w.device
     ticks = tick_edges(dyn.topology, dyn.ticks, dev)
     B, F = dyn.batch_size(x), dyn.n_free
-    w_ext = torch.cat([w, w.new_zeros(1)])
     h = torch.zeros(B, F, dtype=w.dtype, device=dev)
-    Zt = torch.zeros(1, B, dtype=w.dtype, device=dev)
+    Zt = torch.zeros(0, B, dtype=w.dtype, device=dev)
     S_prev = D = D_before = h
     for n in range(1, dyn.ticks + 1):
         # tick n on the edges into R_n only (``tick_edges``): S_n is exact on R_n, which holds
@@ -296,7 +298,7 @@ def _run_ticks(
         h, D = dyn.activations(propagate(index, w_n, S_prev))  # Eq. 3
         if n <= len(plan):
             Dt = None if defer and n == len(plan) else D.T.contiguous()
-            Zt = _advance(plan[n - 1].to(dev), Zt, S_prev.T, Dt, w_ext)
+            Zt = _advance(plan[n - 1].to(dev), Zt, S_prev.T, Dt, w)
     return h, Zt, S_prev, D, D_before
 
 
@@ -306,7 +308,7 @@ def sparse_fop_forward(
     """(y, Z_T): the outputs and the sensitivities of the pairs of tick T, shape (B, K_T)
     (the transposed view of the pair-major (K_T, B) tensor the recursion stores)."""
     h, Zt, _, _, _ = _run_ticks(dyn, w, x, _plan(dyn.topology, dyn.ticks))
-    return h[:, dyn.n_free - dyn.n_outputs :], Zt[:-1].T
+    return h[:, dyn.n_free - dyn.n_outputs :], Zt.T
 
 
 def sparse_fop_carry(dyn: Dynamics, w: torch.Tensor, x: torch.Tensor) -> tuple[torch.Tensor, Any]:
@@ -348,7 +350,7 @@ def sparse_fop_gradient(
         tick = plan[-1].to(w.device)
         back = transpose_product(index, w_T, e).T[C:]  # (F, B): Σ_o A_f[k, o] e[b, o]
         rows = back.mul_(D_before.T).index_select(0, tick.col)
-        contributions = torch.bmm(Vt[:-1].unsqueeze(1), rows.unsqueeze(2)).flatten()
+        contributions = torch.bmm(Vt.unsqueeze(1), rows.unsqueeze(2)).flatten()
         dw.index_add_(0, tick.edge, contributions)
     return dw
 
@@ -392,7 +394,7 @@ def sparse_fop_bytes(dyn: Dynamics, batch: int, itemsize: int) -> int:
     if carried:
         live = max(live, 2 * carried[-1])
     plan = 8 * (3 * sum(M[:-1]) + 6 * sum(carried))
-    states = itemsize * batch * (6 * N) + itemsize * 4 * P  # S, T, h, D; w, w_ext, dw
+    states = itemsize * batch * (6 * N) + itemsize * 4 * P  # S, T, h, D; w, its gathers, dw
     return int(itemsize * (batch * live + (carried[-1] if carried else 0)) + plan + states)
 
 
