@@ -427,6 +427,28 @@ class Topology:
         return cls(inputs, hidden, outputs, bias, edges=edges)
 
     @classmethod
+    def self_loops(cls, inputs: int, hidden: int, outputs: int, bias: bool = True) -> Topology:
+        """An element-wise recurrence: every input (and the bias) feeds every hidden neuron,
+        each hidden neuron's only recurrent edge is its self-loop, and every hidden neuron (and
+        the bias) feeds every output.  Exact online FOP costs O(P) per tick on it
+        (``meshprop.streams.fop_cost``): each edge's sensitivities stay on its own target and
+        the outputs.  P = (I + b)·H + H + H·O + b·O; nothing N×N is built."""
+        _check_count("inputs", inputs, 0)
+        _check_count("hidden", hidden, 1)
+        _check_count("outputs", outputs, 1)
+        C = inputs + int(bias)
+        hidden_ids = torch.arange(C, C + hidden)
+        out = torch.arange(C + hidden, C + hidden + outputs)
+        blocks = [
+            torch.cartesian_prod(torch.arange(C), hidden_ids).reshape(-1, 2),
+            torch.stack([hidden_ids, hidden_ids], 1),
+            torch.cartesian_prod(hidden_ids, out).reshape(-1, 2),
+        ]
+        if bias:
+            blocks.append(torch.stack([torch.full_like(out, inputs), out], 1))
+        return cls(inputs, hidden, outputs, bias, edges=torch.cat(blocks))
+
+    @classmethod
     def chain(cls, inputs: int, length: int, outputs: int, bias: bool = True) -> Topology:
         """A delay line as memory: every input feeds the first hidden neuron, hidden neuron k
         feeds k + 1 (a chain of ``length``), every hidden neuron feeds every output, and the
