@@ -51,6 +51,11 @@ _GROUP_KEYS = tuple(
 )
 
 
+#: the tensor lists of the functional call: parameters, gradients, exp_avg, exp_avg_sq,
+#: max_exp_avg_sq, step
+_Lists = tuple[list[Any], list[Any], list[Any], list[Any], list[Any], list[Any]]
+
+
 class FastAdam(torch.optim.Adam):
     """``torch.optim.Adam`` plus :meth:`direct_step` (see the module docstring)."""
 
@@ -58,7 +63,7 @@ class FastAdam(torch.optim.Adam):
         super().__init__(params, **options)
         self._lists: tuple[list[torch.Tensor], list[Any]] | None = None
         #: the lists the functional call takes, for the ``_lists`` they were built from
-        self._call: tuple[Any, tuple[list[Any], ...]] | None = None
+        self._call: tuple[Any, _Lists] | None = None
 
     def register_step_pre_hook(self, hook: Callable[..., Any]) -> Any:
         raise RuntimeError(
@@ -82,8 +87,14 @@ class FastAdam(torch.optim.Adam):
             return
         group = self.param_groups[0]
         beta1, beta2 = group["betas"]
+        params, grads, avgs, squares, maxima, steps = self._arguments(lists)
         adam(
-            *self._arguments(lists),
+            params,
+            grads,
+            avgs,
+            squares,
+            maxima,
+            steps,
             capturable=False,
             differentiable=False,
             grad_scale=None,
@@ -94,7 +105,7 @@ class FastAdam(torch.optim.Adam):
             **{key: group[key] for key in _GROUP_KEYS},
         )
 
-    def _arguments(self, lists: tuple[list[torch.Tensor], list[Any]]) -> tuple[list[Any], ...]:
+    def _arguments(self, lists: tuple[list[torch.Tensor], list[Any]]) -> _Lists:
         """The functional call's tensor lists — the parameters as detached aliases (the same
         memory: the in-place update needs no ``torch.no_grad()`` block around it), the
         gradients and the state tensors — rebuilt only when one of them is another object (a
@@ -116,7 +127,7 @@ class FastAdam(torch.optim.Adam):
             ):
                 return call[1]
         amsgrad = self.param_groups[0]["amsgrad"]
-        arguments = (
+        arguments: _Lists = (
             [p.detach() for p in params],
             [p.grad for p in params],
             [s["exp_avg"] for s in states],
