@@ -219,7 +219,7 @@ def grid(
     budget_s: float = 3.0,
     rounds: int = 3,
     cosine_length: int = 100,
-    max_tick_s: float = 0.02,
+    max_tick_s: float = 0.005,
     timeout: float = 900,
     progress: Callable[[str], None] | None = None,
 ) -> list[dict]:

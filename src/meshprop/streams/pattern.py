@@ -353,6 +353,12 @@ class PatternCarry(StreamCarry):
         self.D_col = torch.empty(batch, K, dtype=dtype, device=dev)
         self.ones = torch.ones(batch, F, dtype=dtype, device=dev)
         self.uniform = dyn.activations.uniform
+        one = batch == 1
+        self.gather_views = (
+            (self.X[0], self.G[0], self.D[0], self.D_col[0])
+            if one
+            else (self.X, self.G, self.D, self.D_col)
+        )
         self.Z_out = torch.empty(batch, P * O, dtype=dtype, device=dev)
         self.grad_edges = torch.zeros(P, dtype=dtype, device=dev)
         self.w = torch.empty(batch, O, dtype=dtype, device=dev)
@@ -361,6 +367,7 @@ class PatternCarry(StreamCarry):
         self.w_scalar = 0.0
         self._pending = 0  # 0: nothing; 1: w fed, not contracted; 2: the host scalar w
         self._accumulated = False  # grad_edges holds a sum
+        self._edge_buffer: tuple[torch.Tensor, bool] | None = None
 
     # ---------------------------------------------------------------- state
     @property
@@ -420,8 +427,11 @@ class PatternCarry(StreamCarry):
         self.x_view.copy_(x)
         X, G, Y, T, h, D = self.X, self.G, self.Y, self.T, self._h, self.D
         src_ext, dst_ext, w_ext, col = self.src_ext, self.dst_ext, self.w_ext, self.plan.col
+        # one stream: the gathers read 1-D views (faster than dim 1 of a (1, n) tensor)
+        X_in, G_out, D_in, D_col = self.gather_views
+        dim = 0 if self.batch == 1 else 1
         for _ in range(self.dyn.ticks):
-            torch.index_select(X, 1, src_ext, out=G)
+            torch.index_select(X_in, dim, src_ext, out=G_out)
             G.mul_(w_ext)
             Y.zero_()
             Y.index_add_(1, dst_ext, G)  # Z A_f on the pattern, + S̃_{n-1}, and T_n (Eq. 3)
@@ -432,7 +442,7 @@ class PatternCarry(StreamCarry):
                 value, slope = self.dyn.activations(T)
                 h.copy_(value)
                 D.copy_(slope)
-            torch.index_select(D, 1, col, out=self.D_col)
+            torch.index_select(D_in, dim, col, out=D_col)
             torch.mul(self.Y_pairs, self.D_col, out=self.Z)  # · φ′(T_n) (Eq. 17)
         return self.y
 
@@ -460,7 +470,10 @@ class PatternCarry(StreamCarry):
     def _contract(self, out: torch.Tensor, beta: float) -> None:
         """out (P,) ← beta · out + Σ_{b,o} Z[b, (p, o)] w[b, o] over the output pairs
         (Algorithm 1's last line on the pattern)."""
-        torch.index_select(self.Z, 1, self.plan.out_pair, out=self.Z_out)
+        if self.batch == 1:
+            torch.index_select(self.X[0], 0, self.plan.out_pair, out=self.Z_out[0])
+        else:
+            torch.index_select(self.Z, 1, self.plan.out_pair, out=self.Z_out)
         if self._pending == 2:
             if beta == 0.0:
                 torch.mul(self.Z_out[0], self.w_scalar, out=out)
@@ -482,11 +495,25 @@ class PatternCarry(StreamCarry):
             self._contract(self.grad_edges, 1.0 if self._accumulated else 0.0)
             self._pending, self._accumulated = 0, True
 
+    def _is_edge_vector(self, out: torch.Tensor) -> bool:
+        """Whether ``out`` is its own edge vector (the sparse layout's shape): the gradient of
+        one element is then contracted straight into it.  Cached for the last buffer."""
+        cached = self._edge_buffer
+        if cached is None or cached[0] is not out:
+            values = self.storage.edge_values(out)
+            same = values.data_ptr() == out.data_ptr() and tuple(values.shape) == tuple(out.shape)
+            cached = self._edge_buffer = (out, same)
+        return cached[1]
+
     def gradient(self, theta, out=None):
         if out is None:
             out = torch.zeros(
                 self.storage.shape, dtype=self.grad_edges.dtype, device=self.grad_edges.device
             )
+        if self._pending and not self._accumulated and self._is_edge_vector(out):
+            self._contract(out, 0.0)  # one element: no accumulator traffic
+            self._pending = 0
+            return out
         if not self._pending and not self._accumulated:
             self.grad_edges.zero_()
         self._flush()
