@@ -425,7 +425,7 @@ class PatternCarry(StreamCarry):
         torch.index_select(w, 0, self.plan.via, out=self.w_via)
         self.w_forward.copy_(w)
         self.x_view.copy_(x)
-        X, G, Y, T, h, D = self.X, self.G, self.Y, self.T, self._h, self.D
+        G, Y, T, h, D = self.G, self.Y, self.T, self._h, self.D
         src_ext, dst_ext, w_ext, col = self.src_ext, self.dst_ext, self.w_ext, self.plan.col
         # one stream: the gathers read 1-D views (faster than dim 1 of a (1, n) tensor)
         X_in, G_out, D_in, D_col = self.gather_views
