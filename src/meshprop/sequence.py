@@ -218,7 +218,10 @@ class OnlineLearner:
       sensitivities (paper 000 Eq. 17) are carried forward across elements and across weight
       updates, so the gradient of element t is exact through the whole past (exact while the
       weights are frozen; with updates, the past's sensitivities were computed with the older
-      weights, as in RTRL).  Memory O(B·P·F), flat in the stream's length.
+      weights, as in RTRL).  Memory flat in the stream's length: O(B·P·F) on the dense
+      representation, O(B·K) on the pattern the topology can reach, whichever
+      :func:`meshprop.streams.fop_cost` finds cheaper (O(P) per tick on a recurrence of
+      self-loops only).
     - ``"tbptt"``: the loss of element t is backpropagated (reciprocal network) through the last
       ``truncation`` elements, from the state that entered them (a constant).
     - ``"snap"`` with ``order=k``: SnAp-k (:mod:`meshprop.streams.snap`), RTRL's sensitivities
