@@ -72,6 +72,31 @@ def test_weights_move_in_training_so_the_agreement_is_not_vacuous():
     assert float((net.A.detach() - before).abs().max()) > 1e-3
 
 
+def test_a_learning_topology_moves_edges_keeps_their_number_and_fop_agrees_with_autograd():
+    g = np.random.default_rng(2)
+    X = g.normal(size=(96, 32))
+    y = (X[:, :10].argmax(axis=1)).astype(np.int64)
+    data = Features(X[:64], y[:64], X[64:], y[64:])
+    (spec,) = [s for s in fashion.structure_specs(["rigl"]) if s.name == "mnn-85-rigl"]
+    assert (spec.hidden, spec.removed, spec.structure) == (50, 0.85, "rigl")
+    protocol = Protocol(
+        epochs=2, batch_size=16, lr=3e-3, grad="fop", compare_grad="autograd", update_every=2
+    )
+    (result,) = compare([spec], data, runs=1, protocol=protocol)
+    static = build_model(fashion.SPECS[0], 32, 10, seed=0, grad="fop")
+    assert result.params == static.n_parameters == 798  # RigL keeps the number of edges
+    assert result.max_weight_difference is not None and result.max_weight_difference < 1e-12
+    # the edges moved: the trained weights sit off the static mesh's initial edges
+    from meshprop.experiment.compare import _train
+
+    _, weights, _, _ = _train(spec, data, 0, "fop", protocol, None, None)  # type: ignore[arg-type]
+    off = weights[~static.topology.mask].abs()
+    assert int((off > 0).sum()) > 0
+    assert ("mnn-85-rigl", "mlp-13") in fashion.structure_pairs(["rigl"])
+    with pytest.raises(ValueError, match="needs an mnn"):
+        ModelSpec("mlp-13", "mlp", 13, structure="rigl")
+
+
 def _write_tiny_dataset(directory) -> None:
     g = np.random.default_rng(0)
     labels = np.tile(np.arange(10), 6).astype(np.uint8)  # every class present
@@ -126,9 +151,15 @@ def test_reproduce_fashion_mnist_end_to_end(tmp_path, monkeypatch, capsys):
     table = (out / "results.md").read_text()
     assert "| mnn-85 | 798 |" in table and "beat" in table
     assert (out / "accuracies.png").stat().st_size > 1000
-    # a second run finds the CAE features in the cache
-    assert main([*argv, "--compare", "none", "--runs", "1"]) == 0
+    # a second run finds the CAE features in the cache; meshes whose edges learn join in
+    extra = ["--compare", "none", "--runs", "1", "--structure", "rigl", "--update-every", "1"]
+    assert main([*argv, *extra]) == 0
     assert json.loads((out / "details.json").read_text())["cae"]["from_cache"]
+    configs = json.loads((out / "results.json").read_text())["configs"]
+    names = [c["name"] for c in configs]
+    assert names == ["mnn-85", "mnn-80", "mlp-13", "mlp-17", "mnn-85-rigl", "mnn-80-rigl"]
+    assert [c["params"] for c in configs][4:] == [798, 1044]
+    assert "mnn-85-rigl (798 weights)" in (out / "results.md").read_text()
 
 
 def test_missing_data_is_one_clear_error(tmp_path, monkeypatch, capsys):

@@ -74,34 +74,6 @@ def test_online_validates_before_work(tmp_path, capsys, argv, message) -> None:
     assert not out.exists()
 
 
-@pytest.mark.slow
-def test_reproduce_online_tiny(tmp_path) -> None:
-    out = tmp_path / "study"
-    assert main(
-        ["reproduce", "online", "--delays", "2", "--seeds", "1", "--train-ticks", "100",
-         "--methods", "fop", "tbptt", "--out", str(out)]
-    ) == 0  # fmt: skip
-    results = json.loads((out / "results.json").read_text())
-    assert [(r["delay"], r["method"]) for r in results] == [(2, "fop"), (2, "tbptt")]
-    assert "| 2 | " in (out / "table.md").read_text()
-    assert "(100 ticks, " in (out / "table.md").read_text()
-    assert (out / "accuracy_vs_delay.png").exists()
-    # --resume keeps the finished cells (marked here) and runs the new ones (a second seed)
-    results[0]["test_accuracy"] = 0.125
-    (out / "results.json").write_text(json.dumps(results))
-    argv = ["reproduce", "online", "--delays", "2", "--seeds", "2", "--train-ticks", "100",
-            "--methods", "fop", "tbptt", "--out", str(out)]  # fmt: skip
-    assert main([*argv, "--resume"]) == 0
-    resumed = json.loads((out / "results.json").read_text())
-    assert [(r["method"], r["seed"]) for r in resumed] == [
-        ("fop", 0), ("fop", 1), ("tbptt", 0), ("tbptt", 1)
-    ]  # fmt: skip
-    assert resumed[0]["test_accuracy"] == 0.125 and resumed[2] == results[1]
-    assert "2 cells taken from results.json" in (out / "table.md").read_text()
-    assert main(argv) == 0  # without --resume every cell runs again
-    assert json.loads((out / "results.json").read_text())[0]["test_accuracy"] != 0.125
-
-
 def test_bench_online_throughput_rows() -> None:
     rows = bench_online.throughput(hidden=(3,), ticks=20, rounds=2)
     assert [r["method"] for r in rows] == ["fop", "prototype"]

@@ -15,6 +15,12 @@ import torch
 import meshprop as mp
 from meshprop.cli import main
 from meshprop.commands.online import DEFAULTS, check_args, run_online
+from meshprop.commands.online_networks import CHAIN_FEATURES, build_net, line_length
+from meshprop.commands.online_tasks import (
+    DEFAULT_INIT_SCALE,
+    default_train_ticks,
+    linear_start_,
+)
 from meshprop.data.tasks import (
     adding_problem,
     chance_accuracy,
@@ -84,11 +90,15 @@ def test_series_task_windows_split_and_cycle() -> None:
     assert task.x_test[4, 0].tolist() == pytest.approx([z[4], z[3], z[2]])
     assert task.x_test[0, 0].tolist() == pytest.approx([z[0], 0.0, 0.0])
     assert task.y_test[:, 0, 0].numpy() == pytest.approx(z[2:])
-    # training: t = 0 … n_train − H − 1 = 18, cycled
-    assert task.x_train[19, 0].tolist() == pytest.approx(task.x_test[0, 0].tolist())
-    assert task.y_train[18, 0, 0] == pytest.approx(z[20])
+    # training: the full windows, t = W − 1 = 2 … n_train − H − 1 = 18 (17 elements), cycled
+    assert task.x_train[0, 0].tolist() == pytest.approx(task.x_test[2, 0].tolist())
+    assert task.x_train[17, 0].tolist() == pytest.approx(task.x_test[2, 0].tolist())
+    assert task.y_train[16, 0, 0] == pytest.approx(z[20])
+    assert bool((task.x_train != 0).all())  # no zero-padded window is trained on
     assert task.m_test[:, 0].nonzero().flatten().tolist() == list(range(19, 28))
-    assert set(task.baselines) == {"persistence", "ridge_ar5"} and task.metric == "nmse"
+    # the AR(5) baseline, and the AR(3) of the network's own inputs
+    assert set(task.baselines) == {"persistence", "ridge_ar5", "ridge_ar3"}
+    assert task.metric == "nmse"
 
 
 def test_mackey_glass_task_shapes_and_horizon() -> None:
@@ -202,6 +212,7 @@ def test_a_csv_run_records_its_own_settings_and_baselines(tmp_path, capsys, sine
     printed = capsys.readouterr().out
     assert "training part the first 42 (70 %), test part the last 18" in printed
     assert "cycled to 60 elements" in printed and "3 tanh hidden, 1 identity output" in printed
+    assert "output started at the ridge fit of the window" in printed
     assert "test nmse " in printed and "baselines: persistence " in printed
     settings = json.loads((out / "config.json").read_text())["settings"]
     assert settings["task"] == "series" and settings["delay"] is None
@@ -235,11 +246,40 @@ def test_task_defaults_are_resolved_per_task() -> None:
         return args
 
     recall = resolved()
-    assert (recall.task, recall.delay, recall.hidden, recall.lr) == ("delayed-recall", 10, 32, 3e-4)
-    assert recall.horizon is None and recall.window is None
+    assert (recall.task, recall.delay, recall.lr) == ("delayed-recall", 10, 1e-3)
+    # a delay line half as long again as the delay; a full mesh keeps 32 hidden neurons
+    assert (recall.topology, recall.hidden, recall.start) == ("chain", 15, "random")
+    assert resolved(delay=40).hidden == 60 and resolved(topology="full").hidden == 32
+    assert recall.horizon is None and recall.window is None and recall.lr_decay == 1.0
     mg = resolved(task="mackey-glass")
     assert (mg.horizon, mg.window, mg.test_fraction, mg.delay) == (1, 5, 0.3, None)
-    assert resolved(task="copy", method="tbptt").truncation == 10
+    assert (mg.topology, mg.hidden, mg.start, mg.lr, mg.lr_decay) == (
+        "full", 16, "linear", 1e-4, 1e-2)  # fmt: skip
+    assert resolved(task="mackey-glass", topology="reservoir").start == "random"
+    copy = resolved(task="copy", method="tbptt")
+    assert copy.truncation == 10 and copy.hidden == line_length(3 + 5)
+    adding = resolved(task="adding", length=20)
+    assert (adding.hidden, adding.lr) == (30, 3e-3)
+    assert default_train_ticks("delayed-recall", 40) == 20_000
+    assert default_train_ticks("delayed-recall", 40, topology="full") == 300_000
+
+
+@pytest.mark.parametrize(
+    ("typed", "message"),
+    [
+        ({"start": "linear"}, "--start linear applies to prediction tasks only"),
+        (
+            {"task": "mackey-glass", "topology": "chain", "start": "linear"},
+            "--start linear needs --topology full",
+        ),
+        ({"lr_decay": 0.0}, r"--lr-decay must be in \(0, 1\]"),
+        ({"lr_decay": 1.5}, r"--lr-decay must be in \(0, 1\]"),
+    ],
+)
+def test_start_and_lr_decay_refuse_what_does_not_fit(typed, message) -> None:
+    args = argparse.Namespace(**{**DEFAULTS, **typed})
+    with pytest.raises(ValueError, match=message):
+        check_args(args)
 
 
 @pytest.mark.parametrize("method", ["fop", "tbptt"])
@@ -271,25 +311,60 @@ def test_chain_topology_is_a_delay_line() -> None:
         mp.Topology.chain(1, 0, 1)
 
 
-def test_a_chain_network_starts_as_a_shift_register_of_signs() -> None:
-    """--topology chain: hidden neuron k holds the sign of the bit of k elements earlier, so
-    the readout of the last one is delayed recall at D = --hidden (the default)."""
-    args = argparse.Namespace(**{**DEFAULTS, "delay": 7, "topology": "chain"})
-    check_args(args)
-    assert args.hidden == 7
-    from meshprop.commands.online_tasks import build_net
-
-    net = build_net(7, 0, torch.float64, inputs=1, topology="chain")
-    task = delayed_recall(delay=7, train_ticks=10, test_ticks=60, seed=3)
-    states = []
-    state = None
+@pytest.mark.parametrize("layout", ["dense", "sparse"])
+def test_the_default_memory_network_starts_as_a_delay_line(layout) -> None:
+    """The chain network (the memory tasks' default): with its links at gain 1, identity
+    neurons and zero biases, chain neuron k holds at element t exactly what the first one held
+    at t − k, whatever the random features and readout; nothing depends on the delay."""
+    net = build_net(7, 0, torch.float64, DEFAULT_INIT_SCALE, inputs=1, topology="chain")
+    if layout == "sparse":
+        twin = mp.MeshNet(net.topology, ticks=1, activation=list(net.activation),
+                          dtype=torch.float64, layout="sparse")  # fmt: skip
+        with torch.no_grad():
+            twin.parameter.copy_(net.edge_weights())
+        net = twin
+    task = delayed_recall(delay=5, train_ticks=10, test_ticks=40, seed=3)
+    first = 2 + CHAIN_FEATURES  # inputs, bias, features; then the chain
+    states, state = [], None
     with torch.no_grad():
-        for t in range(60):
+        for t in range(40):
             _, state = net.unroll(task.x_test[t : t + 1], state=state)
-            states.append(state[0, :7].clone())  # the hidden neurons
-    bits = task.x_test[:, 0, 0]
-    for t in range(10, 60):
-        assert torch.equal(torch.sign(states[t]), bits[t - torch.arange(7)])
+            states.append(state[0, first - 2 : first - 2 + 7].clone())  # the free neurons
+    for t in range(10, 40):
+        for k in range(7):
+            assert float(states[t][k]) == float(states[t - k][0])
+    readout = net.dense_weights()[first : first + 7, -1]
+    assert len(set(readout.tolist())) == 7  # random taps: the readout has to learn which
+
+
+def test_memory_topologies_have_their_edges() -> None:
+    ring = mp.Topology.ring(1, 3, 1)  # input 0, bias 1, hidden 2, 3, 4, output 5
+    assert {(2, 3), (3, 4), (4, 2)} <= set(ring.edge_list())
+    loops = mp.Topology.self_loops(2, 3, 1)  # inputs 0, 1; bias 2; hidden 3..5; output 6
+    hidden_pairs = {(i, j) for i, j in loops.edge_list() if 3 <= i <= 5 and 3 <= j <= 5}
+    assert hidden_pairs == {(3, 3), (4, 4), (5, 5)}
+    res = mp.Topology.reservoir(1, 10, 1, degree=3, seed=4)
+    inside = [(i, j) for i, j in res.edge_list() if 2 <= i < 12 and 2 <= j < 12]
+    assert len(inside) == 30 and res == mp.Topology.reservoir(1, 10, 1, degree=3, seed=4)
+    chain = mp.Topology.chain(2, 3, 1, features=2)  # hidden: features 3, 4; chain 5, 6, 7
+    assert {(0, 3), (1, 4), (3, 5), (4, 5), (3, 8), (5, 6), (7, 8), (0, 5)} <= set(
+        chain.edge_list()
+    )
+    assert chain.n_hidden == 5
+    with pytest.raises(ValueError, match="degree"):
+        mp.Topology.reservoir(1, 4, 1, degree=5)
+
+
+def test_linear_start_is_the_ridge_fit() -> None:
+    """--start linear: the network's output starts as the task's ridge fit, so its first
+    prediction of every training element is the linear model's."""
+    task = mackey_glass_task(horizon=1, window=5, train_ticks=50, n_samples=300)
+    net = build_net(4, 0, torch.float64, DEFAULT_INIT_SCALE, inputs=5, output="identity")
+    linear_start_(net, task)
+    coef, intercept = task.linear_fit
+    y, _ = net.unroll(task.x_train[:20])
+    expected = task.x_train[:20, 0] @ torch.tensor(coef, dtype=torch.float64) + intercept
+    assert torch.allclose(y[:, 0, 0], expected, atol=1e-12, rtol=0)
 
 
 @pytest.mark.parametrize("method", ["snap", "uoro"])
@@ -305,3 +380,28 @@ def test_the_approximate_methods_run_from_the_command_line(tmp_path, capsys, met
     assert settings["order"] == (1 if method == "snap" else None)
     metrics = json.loads((out / "metrics.json").read_text())
     assert 0.0 <= metrics["test_accuracy"] <= 1.0 and metrics["order"] == settings["order"]
+
+
+def test_the_learning_rate_decays_to_lr_times_decay_and_resumes_on_the_curve() -> None:
+    from meshprop.commands.online import advance, lr_schedule
+    from meshprop.sequence import fast_adam
+
+    args = argparse.Namespace(**{**DEFAULTS, "task": "mackey-glass"})
+    check_args(args)
+    assert (args.lr, args.lr_decay) == (1e-4, 1e-2)
+    net = build_net(2, 0, torch.float64, inputs=5, output="identity")
+    optimizer = fast_adam(net.parameters(), args.lr)
+    schedule = lr_schedule(optimizer, args, 100, 0)
+    assert schedule is not None
+    for _ in range(50):
+        advance(schedule)
+    assert optimizer.param_groups[0]["lr"] == pytest.approx(1e-4 * 1e-2**0.5, rel=1e-12)
+    resumed = fast_adam(net.parameters(), args.lr)
+    resumed.load_state_dict(optimizer.state_dict())
+    lr_schedule(resumed, args, 100, 50)
+    assert resumed.param_groups[0]["lr"] == optimizer.param_groups[0]["lr"]
+    for _ in range(80):  # past the end: the rate stays at lr · decay
+        advance(schedule)
+    assert optimizer.param_groups[0]["lr"] == pytest.approx(1e-6, rel=1e-12)
+    args.lr_decay = 1.0
+    assert lr_schedule(optimizer, args, 100, 0) is None

@@ -290,3 +290,65 @@ def test_edge_columns_are_copies_and_the_target_order_is_the_key_order():
     index = edge_index_of(topo, torch.device("cpu"))
     keys = index.dst * topo.n_neurons + index.src
     assert torch.equal(index.by_target, torch.argsort(keys))  # unique keys: one order
+
+
+def test_thinned_keeps_a_seeded_random_fraction_of_the_edges():
+    topo = mp.Topology.sparse_random(6, 300, 3, degree=6.0, seed=0)
+    thin = topo.thinned(0.1, seed=4)
+    assert thin.n_edges == round(0.1 * topo.n_edges)
+    keys = set(map(tuple, topo.edges.tolist()))
+    assert set(map(tuple, thin.edges.tolist())) <= keys  # a subset, nothing new
+    assert torch.equal(thin.edges, topo.thinned(0.1, seed=4).edges)  # seeded
+    assert not torch.equal(thin.edges, topo.thinned(0.1, seed=5).edges)
+    with pytest.raises(ValueError, match=r"fraction must be in \(0, 1\]"):
+        topo.thinned(0.0)
+
+
+def test_degree_mesh_with_density_starts_structure_learning_at_that_fraction():
+    from meshprop.runs.config import ConfigError, RunConfig
+    from meshprop.runs.preflight import network_size
+    from meshprop.runs.run import build_net
+
+    config = RunConfig(
+        dataset="digits", hidden=400, degree=8, density=0.1, structure="rigl", layout="sparse"
+    )
+    net = build_net(config, 64, 10)
+    full = mp.Topology.sparse_random(64, 400, 10, degree=8, bias=True, seed=config.seed)
+    assert net.topology.n_edges == round(0.1 * full.n_edges)
+    whole = RunConfig(dataset="digits", hidden=400, degree=8, layout="sparse")
+    assert network_size(config)[1] == round(0.1 * network_size(whole)[1])  # preflight counts it
+    with pytest.raises(ConfigError, match="magnitude prunes a full mesh"):
+        RunConfig(dataset="digits", hidden=400, degree=8, density=0.1, structure="magnitude")
+
+
+def test_rigl_scores_the_support_first_and_equals_a_sort_of_every_absent_entry(monkeypatch):
+    """A sparse ReLU mesh at a tenth of its edges: most neurons stay at zero or reach no output,
+    so their rows/columns of dE/dA are exactly zero and RigL's top k is found on the support;
+    the answer equals a sort of every absent allowed entry, also where zeros must fill it."""
+    from meshprop.structure import absent_gradient
+    from meshprop.structure.edges import candidates, largest
+
+    topo = mp.Topology.sparse_random(5, 60, 3, degree=4, seed=1).thinned(0.3, seed=1)
+    net = mp.MeshNet(topo, ticks=2, activation="relu", layout="sparse", dtype=torch.float64)
+    g = torch.Generator().manual_seed(0)
+    X, y = torch.randn(7, 5, generator=g, dtype=torch.float64), torch.randint(0, 3, (7,))
+    S, E = absent_gradient.gradient_factors(net, X, y, "cross_entropy")
+    support = int((S != 0).any(0).sum()) * int((E != 0).any(0).sum())
+    assert support < topo.n_neurons * topo.n_free // 4  # the support is small here
+    free = candidates(topo)
+    scores = (S.T @ E).abs()[free[:, 0], free[:, 1] - topo.n_clamped]
+    positive = int((scores > 0).sum())
+    scanned = []
+    real_scan = absent_gradient._scan
+    monkeypatch.setattr(
+        absent_gradient,
+        "_scan",
+        lambda *a: scanned.append(len(a[3]) * len(a[4])) or real_scan(*a),
+    )
+    monkeypatch.setattr(absent_gradient, "BLOCK_ENTRIES", 3 * topo.n_free)
+    for k in (1, 9, positive, positive + 4):  # the last needs zeros: every row is scored
+        scanned.clear()
+        got = absent_gradient.largest_absent_gradients(topo, S, E, k)
+        assert torch.equal(got, free[largest(scores, k)])
+        full = topo.n_neurons * topo.n_free
+        assert scanned[0] < full and (scanned[-1] == full) == (k > positive)

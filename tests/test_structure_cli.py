@@ -9,6 +9,7 @@ import json
 import pytest
 import torch
 
+import meshprop as mp
 from meshprop.cli import main
 from meshprop.runs import RunConfig, run
 from meshprop.runs.run import structural_learning
@@ -126,3 +127,20 @@ def test_reproduce_structure_writes_table_json_and_plot(capsys, in_tmp) -> None:
     assert f"{rigl['mean']:.4f} ± {rigl['std']:.4f}" in table and table in out
     assert results["dense@1"]["edges"] == [(64 + 1 + 4 + 10) * 14] * 2
     assert (in_tmp / "rep" / "structure-digits.png").stat().st_size > 0
+
+
+def test_reproduce_structure_on_large_sparse_meshes_thins_the_degree_mesh(capsys, in_tmp) -> None:
+    argv = ["reproduce", "structure", "--densities", "1", "0.2", "--seeds", "1", "--degree", "4"]
+    argv += ["--datasets", "iris", "--methods", "static", "rigl", "--hidden", "30"]
+    argv += ["--epochs", "1", "--ticks", "2"]
+    argv += ["--update-every", "5", "--lr", "0.003", "--out", "rep"]
+    code, _, err = run_cli(capsys, *argv)
+    assert code == 0, err
+    document = json.loads((in_tmp / "rep" / "structure.json").read_text())
+    assert document["settings"]["layout"] == "sparse" and document["settings"]["degree"] == 4
+    results = document["datasets"]["iris"]
+    full = results["dense@1"]["edges"][0]
+    assert full == mp.Topology.sparse_random(4, 30, 3, degree=4, seed=0).n_edges
+    assert results["static@0.2"]["edges"] == results["rigl@0.2"]["edges"] == [round(0.2 * full)]
+    code, _, err = run_cli(capsys, *argv[:-2], "--methods", "magnitude", "--out", "rep2")
+    assert code != 0 and "magnitude pruning starts from the full mesh" in err

@@ -272,6 +272,27 @@ class Topology:
             edges=torch.cat([kept, add_t]),
         )
 
+    def thinned(self, fraction: float, seed: int | None = None) -> Topology:
+        """A new topology keeping a uniformly random ``fraction`` of this one's edges
+        (``max(1, round(fraction · P))`` of the P edges, drawn without replacement in O(P)
+        memory, seeded by ``seed``): the sparse start of a structure rule on a mesh that was
+        already sparse, e.g. a :meth:`sparse_random` mesh at 10 % of its edges."""
+        fraction = float(fraction)
+        if not 0 < fraction <= 1:
+            raise ValueError(f"fraction must be in (0, 1], got {fraction}")
+        P = self.n_edges
+        keep = min(P, max(1, round(fraction * P)))
+        generator = torch.Generator()
+        generator.manual_seed(0 if seed is None else int(seed))
+        chosen = torch.sort(torch.randperm(P, generator=generator)[:keep]).values
+        return Topology(
+            self.n_inputs,
+            self.n_hidden,
+            self.n_outputs,
+            self.bias,
+            edges=self._edges[chosen],
+        )
+
     # ------------------------------------------------------------------ sizes
     @property
     def n_neurons(self) -> int:
@@ -427,48 +448,128 @@ class Topology:
         return cls(inputs, hidden, outputs, bias, edges=edges)
 
     @classmethod
-    def self_loops(cls, inputs: int, hidden: int, outputs: int, bias: bool = True) -> Topology:
-        """An element-wise recurrence: every input (and the bias) feeds every hidden neuron,
-        each hidden neuron's only recurrent edge is its self-loop, and every hidden neuron (and
-        the bias) feeds every output.  Exact online FOP costs O(P) per tick on it
-        (``meshprop.streams.fop_cost``): each edge's sensitivities stay on its own target and
-        the outputs.  P = (I + b)·H + H + H·O + b·O; nothing N×N is built."""
-        _check_count("inputs", inputs, 0)
-        _check_count("hidden", hidden, 1)
-        _check_count("outputs", outputs, 1)
-        C = inputs + int(bias)
-        hidden_ids = torch.arange(C, C + hidden)
-        out = torch.arange(C + hidden, C + hidden + outputs)
-        blocks = [
-            torch.cartesian_prod(torch.arange(C), hidden_ids).reshape(-1, 2),
-            torch.stack([hidden_ids, hidden_ids], 1),
-            torch.cartesian_prod(hidden_ids, out).reshape(-1, 2),
-        ]
-        if bias:
-            blocks.append(torch.stack([torch.full_like(out, inputs), out], 1))
-        return cls(inputs, hidden, outputs, bias, edges=torch.cat(blocks))
-
-    @classmethod
-    def chain(cls, inputs: int, length: int, outputs: int, bias: bool = True) -> Topology:
+    def chain(
+        cls, inputs: int, length: int, outputs: int, bias: bool = True, *, features: int = 0
+    ) -> Topology:
         """A delay line as memory: every input feeds the first hidden neuron, hidden neuron k
         feeds k + 1 (a chain of ``length``), every hidden neuron feeds every output, and the
-        bias feeds every free neuron.  At one tick per element, hidden neuron k holds what
-        the input was k elements ago (if its weights keep it); the outputs read the taps."""
+        bias feeds every free neuron.  At one tick per element, chain neuron k holds what
+        the input was k elements ago (if its weights keep it); the outputs read the taps.
+
+        With ``features`` > 0, that many feature neurons come first among the hidden ones
+        (neurons ``inputs + bias`` …): every input feeds every feature neuron, and every
+        feature neuron feeds the first chain neuron and every output, so that the line can
+        carry a nonlinear function of the input (a product of two inputs, for the adding
+        problem) instead of the input itself.  Hidden neurons: ``features + length``.
+
+        Good for: recalling what came a fixed number of elements ago (up to ``length``);
+        the readout only has to learn which tap to read (see ``unit_gain_``)."""
         _check_count("inputs", inputs, 1)
         _check_count("length", length, 1)
         _check_count("outputs", outputs, 1)
-        c = inputs + int(bias)  # the first hidden neuron
+        _check_count("features", features, 0)
+        f = inputs + int(bias)  # the first hidden (feature) neuron
+        c = f + features  # the first chain neuron
+        feature = torch.arange(f, c)
         hidden = torch.arange(c, c + length)
         out = torch.arange(c + length, c + length + outputs)
+        sources = torch.arange(inputs)
         blocks = [
-            torch.stack([torch.arange(inputs), torch.full((inputs,), c)], 1),
+            torch.stack([sources, torch.full((inputs,), c)], 1),
             torch.stack([hidden[:-1], hidden[1:]], 1),
             torch.cartesian_prod(hidden, out),
         ]
+        if features:
+            blocks += [
+                torch.cartesian_prod(sources, feature),
+                torch.stack([feature, torch.full((features,), c)], 1),
+                torch.cartesian_prod(feature, out),
+            ]
         if bias:
-            free = torch.cat([hidden, out])
+            free = torch.arange(f, c + length + outputs)
             blocks.append(torch.stack([torch.full_like(free, inputs), free], 1))
-        return cls(inputs, length, outputs, bias, edges=torch.cat(blocks))
+        return cls(inputs, features + length, outputs, bias, edges=torch.cat(blocks))
+
+    @classmethod
+    def ring(cls, inputs: int, length: int, outputs: int, bias: bool = True) -> Topology:
+        """:meth:`chain` closed into a cycle: the last hidden neuron also feeds the first.
+
+        Good for: periodic memory and clocks (a value goes round in ``length`` elements, so
+        the ring can count time modulo its length); what was stored ``length`` elements ago
+        comes back and mixes with the new input, so for plain recall a chain longer than the
+        delay is the cleaner memory."""
+        base = cls.chain(inputs, length, outputs, bias)
+        first = inputs + int(bias)
+        if length == 1:
+            return base.with_edges(add=[(first, first)])
+        return base.with_edges(add=[(first + length - 1, first)])
+
+    @classmethod
+    def self_loops(cls, inputs: int, hidden: int, outputs: int, bias: bool = True) -> Topology:
+        """A recurrent layer whose only recurrence is one self-loop per hidden neuron: every
+        input feeds every hidden neuron, each hidden neuron feeds itself and every output, the
+        bias feeds every free neuron.
+
+        Good for: leaky integrators and traces of the input (a self-loop of weight near 1
+        keeps a running memory that fades at its own rate), and cheap exact online learning:
+        a hidden neuron's state depends on its own in-edges only, so SnAp of order 1 is exact
+        RTRL here.  It cannot route information between hidden neurons over time, so it does
+        not recall the value of a precise past element."""
+        _check_count("inputs", inputs, 0)
+        _check_count("hidden", hidden, 1)
+        _check_count("outputs", outputs, 1)
+        f = inputs + int(bias)
+        layer = torch.arange(f, f + hidden)
+        out = torch.arange(f + hidden, f + hidden + outputs)
+        blocks = [
+            torch.cartesian_prod(torch.arange(inputs), layer).reshape(-1, 2),
+            torch.stack([layer, layer], 1),
+            torch.cartesian_prod(layer, out),
+        ]
+        if bias:
+            free = torch.arange(f, f + hidden + outputs)
+            blocks.append(torch.stack([torch.full_like(free, inputs), free], 1))
+        return cls(inputs, hidden, outputs, bias, edges=torch.cat(blocks))
+
+    @classmethod
+    def reservoir(
+        cls,
+        inputs: int,
+        hidden: int,
+        outputs: int,
+        degree: float = 4.0,
+        bias: bool = True,
+        seed: int | None = None,
+    ) -> Topology:
+        """Sparse random recurrence (an echo-state reservoir's graph): every input feeds every
+        hidden neuron, ``round(degree · hidden)`` hidden → hidden edges are drawn uniformly
+        without replacement (self-loops allowed; ``degree`` is the mean recurrent fan-in),
+        every hidden neuron feeds every output, the bias feeds every free neuron.
+
+        Good for: a rich fading memory of the recent input at a chosen time scale; set the
+        recurrent weights' spectral radius with ``spectral_radius_`` (near 1: long memory,
+        near the edge of chaos; small: short memory)."""
+        _check_count("inputs", inputs, 0)
+        _check_count("hidden", hidden, 1)
+        _check_count("outputs", outputs, 1)
+        degree = float(degree)
+        if not 0 < degree <= hidden:
+            raise ValueError(f"degree must be in (0, hidden = {hidden}], got {degree}")
+        f = inputs + int(bias)
+        layer = torch.arange(f, f + hidden)
+        out = torch.arange(f + hidden, f + hidden + outputs)
+        generator = torch.Generator().manual_seed(0 if seed is None else int(seed))
+        keep = max(1, round(degree * hidden))
+        chosen = torch.randperm(hidden * hidden, generator=generator)[:keep]
+        blocks = [
+            torch.cartesian_prod(torch.arange(inputs), layer).reshape(-1, 2),
+            torch.stack([f + chosen // hidden, f + chosen % hidden], 1),
+            torch.cartesian_prod(layer, out),
+        ]
+        if bias:
+            free = torch.arange(f, f + hidden + outputs)
+            blocks.append(torch.stack([torch.full_like(free, inputs), free], 1))
+        return cls(inputs, hidden, outputs, bias, edges=torch.cat(blocks))
 
     @classmethod
     def layered(cls, sizes: Sequence[int], bias: bool = True) -> Topology:

@@ -18,13 +18,18 @@ Tasks (``meshprop.data.tasks``; each scored on held-out data beside simple basel
   refused with its row.
 
 An option that does not apply to the task is refused before anything is written.  With
-nothing but ``--task``, a network and learning rate able to learn it are picked, and printed
-at the start with the task's description.  Methods: ``fop`` (RTRL: exact gradient through
-the whole past, memory flat), ``snap`` (SnAp-k, ``--order K``: the sensitivities within K ticks
-of each edge, the outputs' in full), ``uoro`` (an unbiased rank-one estimate, its signs seeded
-by ``--seed``), ``tbptt`` (truncated BPTT through the last ``--truncation`` elements, one
-optimizer step per element) and ``bptt`` (offline full BPTT on independent
-sequences of ``--sequence-length`` elements from a zero state, one step per sequence).
+nothing but ``--task`` (and its length), a network and settings able to learn it are picked
+and printed at the start with the task's description: for delayed recall, copy and adding a
+learned delay line (``--topology chain``: ReLU features, then a line of identity neurons 1.5 ×
+the task's span long whose links start at gain 1, every tap read by the output); for
+prediction a full mesh whose input → output edges start at the ridge fit of the window
+(``--start linear``) and learn on with a decaying rate (``--lr-decay``).  Methods: ``fop``
+(RTRL: exact gradient through the whole past, memory flat), ``snap`` (SnAp-k, ``--order K``:
+the sensitivities within K ticks of each edge, the outputs' in full), ``uoro`` (an unbiased
+rank-one estimate, its signs seeded by ``--seed``), ``tbptt`` (truncated BPTT through the last
+``--truncation`` elements, one optimizer step per element) and ``bptt`` (offline full BPTT on
+independent sequences of ``--sequence-length`` elements from a zero state, one step per
+sequence).
 """
 
 from __future__ import annotations
@@ -36,6 +41,7 @@ import resource
 import shlex
 import sys
 import time
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -64,11 +70,13 @@ from .online_resume import OnlineCheckpoint, OnlineInterruptedError, read_state,
 from .online_tasks import (
     DEFAULT_INIT_SCALE,
     SERIES,
+    STARTS,
     TASK_CHOICES,
     TOPOLOGIES,
     build_net,
     default_train_ticks,
     describe_network,
+    linear_start_,
     make_task,
     output_activation,
     resolve_task,
@@ -85,7 +93,7 @@ __all__ = [
     "run_online",
 ]
 
-DEFAULT_LR = 3e-4  # delayed recall's (online_tasks.TASK_DEFAULTS has every task's)
+DEFAULT_LR = 1e-3  # delayed recall's (online_tasks.TASK_DEFAULTS has every task's)
 METHODS = ("fop", "snap", "uoro", "tbptt", "bptt")
 #: the methods that learn online (an optimizer step per element); bptt is offline
 ONLINE = ("fop", "snap", "uoro", "tbptt")
@@ -98,7 +106,7 @@ DEFAULTS: dict[str, Any] = {
     "delay": None, "length": None, "horizon": None, "window": None, "test_fraction": None,
     "train_ticks": None, "test_ticks": None, "sequence_length": None, "hidden": None,
     "lr": None, "init_scale": DEFAULT_INIT_SCALE, "seed": 0, "log_every": 500,
-    "dtype": "float32", "topology": "full",
+    "dtype": "float32", "topology": None, "start": None, "lr_decay": None,
 }  # fmt: skip
 STATE_FILE = "online-state.pt"
 CONFIG_FILE = "config.json"
@@ -107,6 +115,8 @@ DEFAULT_CHECKPOINT_EVERY = 50_000
 OUTPUT_FILES = ("metrics.json", "curve.json", "learning_curve.png")
 #: test elements shown in the plot of the prediction against the target
 PLOT_ELEMENTS = 400
+#: with a time budget, the clock is read every this many elements
+BUDGET_CHECK = 32
 
 
 def _setting(parser: argparse.ArgumentParser, option: str, help: str, **kwargs: Any) -> None:
@@ -149,21 +159,44 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         p, "--test-fraction", "prediction: the series' last part held out (default 0.3)",
         type=float,
     )  # fmt: skip
-    _setting(p, "--train-ticks", "training elements (default: by task and D)", type=int)
+    _setting(
+        p, "--train-ticks", "training elements (default: by task: 20,000 recall and copy on "
+        "the delay line, 200,000 adding, 100,000 prediction)", type=int,
+    )  # fmt: skip
     _setting(
         p, "--test-ticks", "recall, copy, adding: held-out stream length (default 5000)", type=int
     )
     _setting(p, "--sequence-length", "bptt: sequence length (default 4·D; 100)", type=int)
-    _setting(p, "--hidden", "hidden neurons (default: by task, 32; prediction 16)", type=int)
+    _setting(
+        p, "--hidden", "hidden neurons; for chain and ring the line's length (default: 1.5 × "
+        "the task's span on a chain or ring; prediction 16; otherwise 32)", type=int,
+    )  # fmt: skip
     _setting(
         p,
         "--topology",
-        "full (the default): a fully connected mesh; chain: the hidden neurons form a delay "
-        "line read by the output, started as a shift register of signs (a memory of --hidden "
-        "elements, by default as many as the task needs; the readout learns which to recall)",
+        "the network (default: chain for delayed-recall, copy, adding; full for prediction). "
+        "full: fully connected; chain: relu features, then a delay line of --hidden identity "
+        "neurons (default 1.5 × the task's span) read by the output, links started at gain 1; "
+        "ring: a closed tanh chain; self-loops: a tanh layer with self-loops only, started at "
+        "1; reservoir: sparse random tanh recurrence at spectral radius 0.9",
         choices=TOPOLOGIES,
     )
-    _setting(p, "--lr", "Adam learning rate (default: by task, 3e-4 recall; 1e-3)", type=float)
+    _setting(
+        p,
+        "--start",
+        "initial weights: random (memory tasks' default), or linear (prediction's default: "
+        "the output starts as the ridge fit of the target on the window, then learns on)",
+        choices=STARTS,
+    )
+    _setting(p, "--lr", "Adam learning rate (default: by task, 1e-3; 3e-3 adding; 1e-4 "
+             "prediction)", type=float)  # fmt: skip
+    _setting(
+        p,
+        "--lr-decay",
+        "the learning rate decays exponentially to lr × this by the last training element "
+        "(torch LambdaLR; default: 1, constant; 0.01 prediction)",
+        type=float,
+    )
     _setting(
         p,
         "--init-scale",
@@ -233,13 +266,19 @@ def run_online(
     checkpoint: OnlineCheckpoint | None = None,
     describe: Callable[[TaskStream, int], None] | None = None,
     task: TaskStream | None = None,
+    budget: float | None = None,
 ) -> tuple[OnlineResult, MeshNet]:
     """Train on the stream by ``args.method``; evaluate; the metrics, the learning curve and
     the trained network.  ``describe(task, train_ticks)`` is called once the task's streams
     are made, before training; ``task``: the streams when already made (by :func:`make_task`
     with these ``args``).  With ``checkpoint`` the state is saved as it goes and on a stop
-    request (then :class:`OnlineInterruptedError`), and a saved one is continued."""
-    train_ticks = args.train_ticks or default_train_ticks(args.task, args.delay, args.length)
+    request (then :class:`OnlineInterruptedError`), and a saved one is continued.  With
+    ``budget`` (seconds) training stops at the first element (sequence, for bptt) that ends
+    after that much training time, or at the stream's end; the metrics count the elements
+    trained on (the study's equal-time cells; not with ``checkpoint``)."""
+    if budget is not None and checkpoint is not None:
+        raise ValueError("a time budget and a checkpoint do not go together")
+    train_ticks = args.train_ticks or train_ticks_of(args)
     dtype = getattr(torch, args.dtype)
     stream = task if task is not None else make_task(args, train_ticks)
     if describe is not None:
@@ -253,6 +292,8 @@ def run_online(
         output=output_activation(args.task),
         topology=args.topology,
     )
+    if args.start == "linear":
+        linear_start_(net, stream)
     optimizer = fast_adam(net.parameters(), args.lr)
     online = args.method in ONLINE
     learner = (
@@ -283,6 +324,7 @@ def run_online(
         curve = list(saved["curve"])
         window_loss, window_hits, window_n = saved["window"]
         first, spent = int(saved["tick"]), float(saved["elapsed"])
+    schedule = lr_schedule(optimizer, args, train_ticks, first)
     from tqdm import tqdm
 
     bar = tqdm(total=train_ticks, initial=first, unit="tick", disable=not progress, mininterval=0.5)
@@ -333,7 +375,11 @@ def run_online(
         masked = m[:, 0].tolist()
         skip = torch.zeros(1, dtype=torch.bool)  # the mask of an element without a target
         log_every = args.log_every
+        deadline = math.inf if budget is None else time.perf_counter() + budget
         for t in range(first, train_ticks):
+            if t % BUDGET_CHECK == 0 and time.perf_counter() >= deadline:
+                train_ticks = t
+                break
             if masked[t]:
                 value = learner.step(x[t], y[t])
                 window_loss += value
@@ -342,6 +388,8 @@ def run_online(
                 window_hits += value < 1.0
             else:
                 learner.step(x[t], y[t], skip)
+            if schedule is not None:
+                advance(schedule)
             if (t + 1) % log_every == 0:
                 record(t + 1)
                 bar.update(t + 1 - bar.n)
@@ -351,7 +399,11 @@ def run_online(
     else:  # offline full BPTT on independent sequences
         S = args.sequence_length
         done = first
+        deadline = math.inf if budget is None else time.perf_counter() + budget
         while done < train_ticks:
+            if time.perf_counter() >= deadline:
+                train_ticks = done
+                break
             L = min(S, train_ticks - done)
             xs, ys, ms = x[done : done + L], y[done : done + L], m[done : done + L].clone()
             ms[: stream.warmup] = False  # a fresh zero state: targets it cannot know
@@ -363,6 +415,8 @@ def run_online(
                 window_loss += float(seq_loss) * int(ms.sum())
                 window_n += int(ms.sum())
             done += L
+            if schedule is not None:
+                advance(schedule)
             if done // args.log_every != (done - L) // args.log_every:
                 record(done)
             bar.update(L)
@@ -396,6 +450,43 @@ def run_online(
     return OnlineResult(metrics, curve, trace), net
 
 
+def train_ticks_of(args: argparse.Namespace) -> int:
+    """The training elements of resolved ``args``: ``--train-ticks`` or the task's default."""
+    return args.train_ticks or default_train_ticks(
+        args.task, args.delay, args.length, args.topology
+    )
+
+
+def lr_schedule(
+    optimizer: torch.optim.Optimizer, args: argparse.Namespace, train_ticks: int, first: int
+) -> torch.optim.lr_scheduler.LambdaLR | None:
+    """``--lr-decay``: the learning rate lr · decay^(t / train_ticks) after t training
+    elements (online methods step it per element, bptt per sequence of ``S`` elements); None
+    for a constant rate.  A resumed run (``first`` elements done) continues the curve."""
+    if args.lr_decay == 1.0:
+        return None
+    per = 1 if args.method in ONLINE else args.sequence_length
+    decay = args.lr_decay
+
+    def factor(step: int) -> float:
+        return float(decay ** (min(step * per, train_ticks) / train_ticks))
+
+    if first:
+        for group in optimizer.param_groups:
+            group.setdefault("initial_lr", args.lr)
+    steps = first if args.method in ONLINE else -(-first // per)
+    return torch.optim.lr_scheduler.LambdaLR(optimizer, factor, last_epoch=steps - 1)
+
+
+def advance(schedule: torch.optim.lr_scheduler.LRScheduler) -> None:
+    """One step of the learning-rate schedule.  The learner steps a FastAdam by
+    ``direct_step`` (not ``step()``), which the scheduler's order check cannot see: its
+    warning that ``optimizer.step()`` was not called first is wrong here and is silenced."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=r"Detected call of `lr_scheduler\.step\(\)`")
+        schedule.step()
+
+
 def check_args(args: argparse.Namespace) -> None:
     """Every argument checked before any work (ValueError naming the option); the task's
     defaults filled in (:func:`~meshprop.commands.online_tasks.resolve_task`)."""
@@ -424,6 +515,8 @@ def check_args(args: argparse.Namespace) -> None:
         raise ValueError(f"--test-ticks must be >= --length ({args.length}), got {args.test_ticks}")
     if not (math.isfinite(args.lr) and args.lr > 0):
         raise ValueError(f"--lr must be a positive number, got {args.lr}")
+    if not (math.isfinite(args.lr_decay) and 0 < args.lr_decay <= 1):
+        raise ValueError(f"--lr-decay must be in (0, 1], got {args.lr_decay}")
     if not (math.isfinite(args.init_scale) and args.init_scale > 0):
         raise ValueError(f"--init-scale must be a positive number, got {args.init_scale}")
     memory = args.delay if args.task == "delayed-recall" else None
@@ -541,9 +634,7 @@ def _handle(args: argparse.Namespace) -> int:
     saved = resolve_settings(args, out, mode)
     settings = settings_of(args)
     # the data checked (a CSV's cells, the split) before anything is written
-    task = make_task(
-        args, args.train_ticks or default_train_ticks(args.task, args.delay, args.length)
-    )
+    task = make_task(args, train_ticks_of(args))
     if mode == "overwrite":
         clear_run_folder(out)
     out.mkdir(parents=True, exist_ok=True)

@@ -10,7 +10,6 @@ written) instead of being ignored.  A CSV series (``--data FILE --column NAME``)
 from __future__ import annotations
 
 import argparse
-import math
 from pathlib import Path
 from typing import Any
 
@@ -26,20 +25,23 @@ from ..data.tasks import (
     series_task,
 )
 from ..mesh import MeshNet
-from ..topology import Topology
+from ..recurrent_init import set_edge_weights_
+from .online_networks import DEFAULT_INIT_SCALE, TOPOLOGIES, build_net, line_length, shape_of
 
 __all__ = [
     "APPLIES_TO",
-    "CHAIN_WEIGHT",
     "DEFAULT_INIT_SCALE",
     "SERIES",
+    "STARTS",
     "TASK_CHOICES",
     "TASK_DEFAULTS",
     "TOPOLOGIES",
     "build_net",
     "default_train_ticks",
     "describe_network",
+    "linear_start_",
     "make_task",
+    "memory_span",
     "resolve_task",
 ]
 
@@ -47,11 +49,11 @@ TASK_CHOICES = ("delayed-recall", "copy", "adding", "mackey-glass")
 #: the task name of a user's CSV series (``--data FILE --column NAME``)
 SERIES = "series"
 PREDICTION = ("mackey-glass", SERIES)
-DEFAULT_INIT_SCALE = math.sqrt(3.0)
-#: ``--topology``: a full mesh, or a delay line (:meth:`Topology.chain`)
-TOPOLOGIES = ("full", "chain")
-#: the initial weight of a chain's links: tanh(2·h) keeps the sign of h ≥ 0.66 (a shift register)
-CHAIN_WEIGHT = 2.0
+#: ``--start``: the initial weights (``random``: the topology's initialisation; ``linear``:
+#: prediction only, the output starts as the ridge fit of the target on the window)
+STARTS = ("random", "linear")
+#: hidden neurons of a network whose size is not the task's span (full, self-loops, reservoir)
+HIDDEN = 32
 
 #: the options that belong to some tasks only (refused with any other)
 APPLIES_TO: dict[str, tuple[str, ...]] = {
@@ -63,13 +65,19 @@ APPLIES_TO: dict[str, tuple[str, ...]] = {
     "test_ticks": ("delayed-recall", "copy", "adding"),
 }
 
-#: the defaults picked per task (measured to learn it; docs/online.md has the figures)
+_MEMORY = {"topology": "chain", "start": "random", "lr_decay": 1.0}
+_PREDICTION = {
+    "horizon": 1, "window": 5, "test_fraction": 0.3, "topology": "full", "hidden": 16,
+    "start": "linear", "lr": 1e-4, "lr_decay": 1e-2,
+}  # fmt: skip
+#: the defaults picked per task (measured to learn it; docs/online.md has the figures); the
+#: hidden size of a memory task's delay line follows its span (:func:`memory_span`)
 TASK_DEFAULTS: dict[str, dict[str, Any]] = {
-    "delayed-recall": {"delay": 10, "test_ticks": 5000, "hidden": 32, "lr": 3e-4},
-    "copy": {"length": 3, "delay": 5, "test_ticks": 5000, "hidden": 32, "lr": 1e-3},
-    "adding": {"length": 10, "test_ticks": 5000, "hidden": 32, "lr": 1e-3},
-    "mackey-glass": {"horizon": 1, "window": 5, "test_fraction": 0.3, "hidden": 16, "lr": 1e-3},
-    SERIES: {"horizon": 1, "window": 5, "test_fraction": 0.3, "hidden": 16, "lr": 1e-3},
+    "delayed-recall": {"delay": 10, "test_ticks": 5000, "lr": 1e-3, **_MEMORY},
+    "copy": {"length": 3, "delay": 5, "test_ticks": 5000, "lr": 1e-3, **_MEMORY},
+    "adding": {"length": 10, "test_ticks": 5000, "lr": 3e-3, **_MEMORY},
+    "mackey-glass": dict(_PREDICTION),
+    SERIES: dict(_PREDICTION),
 }
 
 
@@ -98,28 +106,51 @@ def resolve_task(args: argparse.Namespace) -> None:
         if args.task == SERIES:
             raise ValueError("the series task needs --data FILE.csv --column NAME")
     task = args.task
-    chain_length = args.hidden is None and getattr(args, "topology", "full") == "chain"
     for name, tasks in APPLIES_TO.items():
         if getattr(args, name) is not None and task not in tasks:
             where = ", ".join("a --data series" if t == SERIES else t for t in tasks)
             what = "a --data series" if task == SERIES else f"--task {task}"
             raise ValueError(f"{_flag(name)} does not apply to {what} (only to {where})")
+    if args.start == "linear" and task not in PREDICTION:
+        raise ValueError("--start linear applies to prediction tasks only (mackey-glass, --data)")
+    if args.start is None and args.topology not in (None, "full"):
+        args.start = "random"  # the linear start needs the full mesh's input → output edges
     for name, value in TASK_DEFAULTS[task].items():
         if getattr(args, name) is None:
             setattr(args, name, value)
-    if chain_length:  # a delay line as long as the memory the task needs
-        memory = {"delayed-recall": args.delay, "copy": (args.length or 0) + (args.delay or 0)}
-        args.hidden = max(1, memory.get(task, args.hidden))
+    if args.start == "linear" and args.topology != "full":
+        raise ValueError(
+            "--start linear needs --topology full (its input → output edges hold the fit)"
+        )
+    if args.hidden is None:  # a delay line as long as the memory the task needs, and more
+        span = memory_span(args)
+        line = args.topology in ("chain", "ring")
+        args.hidden = line_length(span) if line and span is not None else HIDDEN
 
 
-def default_train_ticks(task: str, delay: int | None = None, length: int | None = None) -> int:
-    """Training elements by task: delayed recall 10,000 for D ≤ 10, 150,000 for D ≤ 20,
-    300,000 above (what solved it in the prototype); copy 50,000; adding 100,000; prediction
-    20,000."""
+def memory_span(args: argparse.Namespace) -> int | None:
+    """How many elements back the answer of a memory task lies: D for delayed recall, K + D
+    for copy, L for adding; None for prediction tasks."""
+    return {
+        "delayed-recall": args.delay,
+        "copy": (args.length or 0) + (args.delay or 0),
+        "adding": args.length,
+    }.get(args.task)
+
+
+def default_train_ticks(
+    task: str, delay: int | None = None, length: int | None = None, topology: str = "chain"
+) -> int:
+    """Training elements by task: on the delay line (``chain``, the memory tasks' default)
+    delayed recall and copy 20,000 (the readout finds its tap within a few thousand), adding
+    200,000; on other networks delayed recall 10,000 for D ≤ 10, 150,000 for D ≤ 20, 300,000
+    above (what solved it on a full mesh), copy 50,000, adding 200,000; prediction 100,000."""
+    if task in ("delayed-recall", "copy") and topology == "chain":
+        return 20_000
     if task == "delayed-recall":
         d = 10 if delay is None else delay
         return 10_000 if d <= 10 else 150_000 if d <= 20 else 300_000
-    return {"copy": 50_000, "adding": 100_000}.get(task, 20_000)
+    return {"copy": 50_000, "adding": 200_000}.get(task, 100_000)
 
 
 def make_task(args: argparse.Namespace, train_ticks: int) -> TaskStream:
@@ -143,46 +174,25 @@ def output_activation(task: str) -> str:
     return "tanh" if task in ("delayed-recall", "copy") else "identity"
 
 
-def build_net(
-    hidden: int,
-    seed: int,
-    dtype: torch.dtype,
-    init_scale: float = DEFAULT_INIT_SCALE,
-    inputs: int = 1,
-    output: str = "tanh",
-    topology: str = "full",
-) -> MeshNet:
-    """``inputs`` inputs, bias, ``hidden`` tanh, 1 output (``output`` activation), 1 tick per
-    element; MeshNet's initial weights times ``init_scale``.  ``topology`` "full": fully
-    connected (self-loops and output feedback included); "chain": a delay line of ``hidden``
-    neurons read by the output (:meth:`Topology.chain`) whose links start at
-    :data:`CHAIN_WEIGHT` and whose hidden biases start at 0, so that it starts as a shift
-    register of signs and learning starts at the readout."""
-    if topology not in TOPOLOGIES:
-        raise ValueError(f"topology must be one of {TOPOLOGIES}, got {topology!r}")
-    if topology == "chain":
-        topo = Topology.chain(inputs, hidden, 1)
-    else:
-        topo = Topology.random(inputs, hidden, 1, density=1.0, bias=True, seed=seed)
-    net = MeshNet(
-        topo, ticks=1, activation="tanh", output_activation=output, dtype=dtype, seed=seed
-    )
-    with torch.no_grad():
-        net.parameter.mul_(init_scale)
-        if topology == "chain":  # dense layout: A[source, target]
-            first = inputs + 1
-            A = net.parameter
-            A[:inputs, first] = CHAIN_WEIGHT
-            links = torch.arange(first, first + hidden - 1)
-            A[links, links + 1] = CHAIN_WEIGHT
-            A[inputs, first : first + hidden] = 0.0
-    return net
-
-
-def _shape(args: argparse.Namespace) -> str:
-    if getattr(args, "topology", "full") == "chain":
-        return "hidden neurons in a chain (a delay line) read by the output"
-    return "fully connected"
+def linear_start_(net: MeshNet, task: TaskStream) -> MeshNet:
+    """``--start linear``: the output starts as the task's ridge fit of the target on the
+    window (``task.linear_fit``: the input → output and bias → output edges), with every other
+    edge into the output at 0, so the network starts as that linear model; the hidden
+    neurons keep their random weights and learn a nonlinear correction from there."""
+    if task.linear_fit is None:
+        raise ValueError(f"--start linear: the task {task.name!r} has no linear fit")
+    coef, intercept = task.linear_fit
+    topo = net.topology
+    out = topo.n_neurons - 1
+    edges = topo.edges
+    into = edges[edges[:, 1] == out]
+    values = torch.zeros(len(into), dtype=torch.float64)
+    for k, (i, _) in enumerate(into.tolist()):
+        if i < topo.n_inputs:
+            values[k] = coef[i]
+        elif i == topo.bias_index:
+            values[k] = intercept
+    return set_edge_weights_(net, into, values)
 
 
 def describe_network(args: argparse.Namespace, task: TaskStream, train_ticks: int) -> str:
@@ -190,9 +200,12 @@ def describe_network(args: argparse.Namespace, task: TaskStream, train_ticks: in
     method = args.method + (f" (window {args.truncation})" if args.method == "tbptt" else "")
     if args.method == "bptt":
         method += f" (sequences of {args.sequence_length})"
+    start = "; output started at the ridge fit of the window" if args.start == "linear" else ""
+    decay = f" decaying to {args.lr * args.lr_decay:g}" if args.lr_decay != 1 else ""
     return (
-        f"network: {task.n_inputs} input(s) + bias, {args.hidden} tanh hidden, 1 "
-        f"{output_activation(args.task)} output, {_shape(args)}, 1 tick per element; method "
-        f"{method}; Adam lr {args.lr:g}; {train_ticks:,} training elements; metric "
-        f"{task.metric} (baselines: {', '.join(task.baselines)})"
+        f"network: {task.n_inputs} input(s) + bias, "
+        f"{shape_of(args.topology, args.hidden, output_activation(args.task))}, 1 tick per "
+        f"element{start}; method {method}; Adam lr {args.lr:g}{decay}; {args.dtype}; "
+        f"{train_ticks:,} training elements; metric {task.metric} (baselines: "
+        f"{', '.join(task.baselines)})"
     )

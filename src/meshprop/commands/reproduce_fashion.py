@@ -71,6 +71,22 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         help="engine that trains run 0 again ('none' to skip; default: autograd)",
     )
     p.add_argument(
+        "--structure",
+        nargs="+",
+        choices=["set", "rigl"],
+        default=[],
+        metavar="RULE",
+        help="also train mnn-85 and mnn-80 whose edges move while they learn (set, rigl: "
+        "meshprop.structure; same initial edges and edge count), e.g. mnn-85-rigl, and compare "
+        "them with the same MLPs (default: none)",
+    )
+    p.add_argument(
+        "--update-every",
+        type=int,
+        default=PROTOCOL.update_every,
+        help=f"optimiser steps between structural updates (default: {PROTOCOL.update_every})",
+    )
+    p.add_argument(
         "--cae-threads",
         type=int,
         default=2,
@@ -80,7 +96,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     add_threads_option(p, DEFAULT_THREADS)
     p.set_defaults(handler=handle)
     declare_outputs(p, out="dir")
-    declare_ranges(p, runs=">= 1", epochs=">= 1", cae_epochs=">= 1", cae_subset=">= 1")
+    declare_ranges(
+        p, runs=">= 1", epochs=">= 1", cae_epochs=">= 1", cae_subset=">= 1", update_every=">= 1"
+    )
 
 
 def handle(args: argparse.Namespace) -> int:
@@ -115,10 +133,12 @@ def _run(args: argparse.Namespace) -> int:
         epochs=args.epochs,
         grad=args.grad,
         compare_grad=None if args.compare == "none" else args.compare,
+        update_every=args.update_every,
     )
-    results = compare(fashion.SPECS, data, args.runs, protocol, reporter, args.threads)
+    specs = fashion.SPECS + fashion.structure_specs(args.structure)
+    results = compare(specs, data, args.runs, protocol, reporter, args.threads)
     wall = time.perf_counter() - start
-    verdicts = fashion.verdicts(results)
+    verdicts = fashion.verdicts(results, fashion.structure_pairs(args.structure))
     write_outputs(
         out,
         reporter,

@@ -61,6 +61,17 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--seeds", type=int, default=3, help="seeds 0..SEEDS-1 (default: 3)")
     p.add_argument("--hidden", type=int, default=32, help="hidden neurons (default: 32)")
+    p.add_argument(
+        "--degree",
+        type=float,
+        default=None,
+        metavar="D",
+        help="large sparse meshes: each run starts from Topology.sparse_random of mean degree D "
+        "(density 1) thinned to each density, stored per edge (--layout sparse); default: "
+        "random meshes over all allowed edges",
+    )
+    p.add_argument("--ticks", type=int, default=3, help="state transitions T (default: 3)")
+    p.add_argument("--lr", type=float, default=0.01, help="Adam's learning rate (default: 0.01)")
     p.add_argument("--epochs", type=int, default=60, help="epochs per run (default: 60)")
     p.add_argument(
         "--update-every", type=int, default=50, help="steps between updates (default: 50)"
@@ -87,6 +98,9 @@ def register(sub: argparse._SubParsersAction) -> None:
         densities="in (0, 1]",
         seeds=">= 1",
         hidden=">= 1",
+        degree="> 0",
+        ticks=">= 1",
+        lr="> 0",
         epochs=">= 1",
         update_every=">= 1",
         drop_fraction="in (0, 1)",
@@ -96,19 +110,22 @@ def register(sub: argparse._SubParsersAction) -> None:
 def structure_config(
     dataset: str, density: float, method: str, seed: int, args: argparse.Namespace
 ) -> RunConfig:
-    """One run of the sweep: a mesh of ``args.hidden`` neurons, 3 ticks, ReLU, logit outputs,
-    Adam lr 0.01, batch 32, float32, 70/30 split."""
+    """One run of the sweep: a mesh of ``args.hidden`` neurons (with ``args.degree``, a
+    ``Topology.sparse_random`` mesh thinned to ``density`` on the sparse layout), ``args.ticks``
+    ticks, ReLU, logit outputs, Adam (``args.lr``), batch 32, float32, 70/30 split."""
     return RunConfig(
         dataset=dataset,
         hidden=args.hidden,
-        ticks=3,
+        ticks=args.ticks,
+        degree=args.degree,
+        layout="dense" if args.degree is None else "sparse",
+        lr=args.lr,
         density=density,
         structure=method if density < 1 else "static",
         update_every=args.update_every,
         drop_fraction=args.drop_fraction,
         grad=args.grad,
         optimizer="adam",
-        lr=0.01,
         epochs=args.epochs,
         batch_size=32,
         seed=seed,
@@ -123,6 +140,11 @@ def handle(args: argparse.Namespace) -> int:
     bad = [d for d in args.densities if not 0 < d <= 1]
     if bad:
         raise ValueError(f"--densities must be in (0, 1], got {bad[0]}")
+    if args.degree is not None and "magnitude" in args.methods:
+        raise ValueError(
+            "--degree starts every run from a sparse mesh; magnitude pruning starts from the full "
+            "mesh: give --methods static set rigl"
+        )
     datasets = args.datasets
     if datasets is None:
         datasets = ["digits", *(name for name in FASHION_FEATURES if name in DATASETS)]
@@ -164,7 +186,8 @@ def _sweep(args: argparse.Namespace, datasets: list[str]) -> int:
                     **_summary(accuracies),
                 }
         settings = dataclasses.asdict(structure_config(dataset, 0.1, "rigl", 0, args))
-        document["settings"] = {k: settings[k] for k in ("hidden", "ticks", "lr", "epochs")} | {
+        keys = ("hidden", "degree", "layout", "ticks", "lr", "epochs")
+        document["settings"] = {k: settings[k] for k in keys} | {
             "update_every": args.update_every,
             "drop_fraction": args.drop_fraction,
             "grad": args.grad,

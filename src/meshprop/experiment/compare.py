@@ -21,6 +21,7 @@ import numpy as np
 import torch
 
 from ..reporting import Reporter, format_table
+from ..structure import StructuralLearning, UpdateSchedule
 from ..training import evaluate, fit
 from .models import ModelSpec, build_model
 
@@ -65,6 +66,10 @@ class Protocol:
     grad: str = "auto"
     compare_grad: str | None = "autograd"
     dtype: torch.dtype = torch.float64
+    #: a structure rule's update period and initial drop fraction (RigL's ΔT and α; updates
+    #: stop after three quarters of the steps, the drop fraction decays by a cosine)
+    update_every: int = 100
+    drop_fraction: float = 0.3
 
 
 @dataclass
@@ -98,6 +103,13 @@ def _train(
     threads: int | None,
 ) -> tuple[float, torch.Tensor, float, int]:
     net = build_model(spec, data.n_features, data.n_classes, seed, grad, protocol.dtype)
+    structure = None
+    if spec.structure != "static":
+        steps = protocol.epochs * -(-len(data.y_train) // protocol.batch_size)
+        schedule = UpdateSchedule(
+            protocol.update_every, protocol.drop_fraction, end_step=max(1, int(0.75 * steps))
+        )
+        structure = StructuralLearning(spec.structure, schedule, "cross_entropy", seed=seed)
     start = time.perf_counter()
     fit(
         net,
@@ -111,6 +123,7 @@ def _train(
         reporter=reporter,
         threads=threads,
         evaluate_train=False,
+        after_step=structure,
     )
     seconds = time.perf_counter() - start
     accuracy = evaluate(net, data.X_test, data.y_test)["accuracy"]

@@ -40,6 +40,8 @@ __all__ = [
     "load_features",
     "plot_accuracies",
     "standardize",
+    "structure_pairs",
+    "structure_specs",
     "verdicts",
 ]
 
@@ -52,6 +54,25 @@ SPECS: tuple[ModelSpec, ...] = (
 )
 #: MNN against the MLP of similar parameter count (798 vs 751, 1044 vs 1047 weights).
 PAIRS: tuple[tuple[str, str], ...] = (("mnn-85", "mlp-13"), ("mnn-80", "mlp-17"))
+
+
+def structure_specs(rules: tuple[str, ...] | list[str]) -> tuple[ModelSpec, ...]:
+    """mnn-85 and mnn-80 whose edges move while they train, one configuration per structure
+    rule (``"set"``, ``"rigl"``): named ``mnn-85-rigl`` etc., the same initial edges and the
+    same number of edges as the static mesh of their name."""
+    return tuple(
+        ModelSpec(f"{spec.name}-{rule}", "mnn", spec.hidden, spec.removed, spec.ticks, rule)
+        for rule in rules
+        for spec in SPECS
+        if spec.kind == "mnn"
+    )
+
+
+def structure_pairs(rules: tuple[str, ...] | list[str]) -> tuple[tuple[str, str], ...]:
+    """:data:`PAIRS` and, for every rule, its learning meshes against the same MLPs."""
+    return PAIRS + tuple((f"{mnn}-{rule}", mlp) for rule in rules for mnn, mlp in PAIRS)
+
+
 #: the classifiers' training budget (Adam, cross-entropy on logits, float64).
 PROTOCOL = Protocol(epochs=10, batch_size=64, lr=3e-3, grad="auto", compare_grad="autograd")
 #: the CAE's training budget (all 60 000 training images, 4 epochs).

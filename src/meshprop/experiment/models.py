@@ -38,10 +38,19 @@ class ModelSpec:
     hidden: int
     removed: float = 0.0
     ticks: int = 2
+    #: a mesh's structure rule while it trains (``meshprop.structure``): "static" keeps the
+    #: drawn edges; "set" and "rigl" move them, keeping their number
+    structure: str = "static"
 
     def __post_init__(self) -> None:
         if self.kind not in ("mnn", "mlp"):
             raise ValueError(f"kind must be 'mnn' or 'mlp', got {self.kind!r}")
+        if self.structure not in ("static", "set", "rigl"):
+            raise ValueError(f"structure must be 'static', 'set' or 'rigl', got {self.structure!r}")
+        if self.kind == "mlp" and self.structure != "static":
+            raise ValueError(
+                f"an MLP's layers are fixed: structure {self.structure!r} needs an mnn"
+            )
         if self.hidden < 1:
             raise ValueError(f"hidden must be >= 1, got {self.hidden}")
         if not 0.0 <= self.removed < 1.0:

@@ -163,8 +163,9 @@ class RunConfig:
         None,
         "a large sparse mesh of this mean degree (Topology.sparse_random: every hidden neuron "
         "fed by 3 inputs and the bias and feeding one output, the other edges random among "
-        "the hidden neurons, cycles and self-loops included) instead of --density; pair it "
-        "with --layout sparse for 10^4 neurons and more",
+        "the hidden neurons, cycles and self-loops included); with --density d a random "
+        "fraction d of its edges is kept (the start of --structure set/rigl); pair it with "
+        "--layout sparse for 10^4 neurons and more",
         group="network",
         metavar="D",
         check=("> 0", _positive),
@@ -310,12 +311,13 @@ class RunConfig:
             raise ConfigError(
                 f"a CSV file needs a target column ({{0}}) for {_quote(self.data)}", "target"
             )
-        if self.degree is not None and (self.density < 1 or self.structure != "static"):
-            setting_ = "density" if self.density < 1 else "structure"
+        if self.degree is not None and self.structure == "magnitude":
             raise ConfigError(
-                "{0} builds its own sparse mesh: it cannot be combined with {1}",
+                "{0} builds its own sparse mesh and {1} magnitude prunes a full mesh: give "
+                "{1} static, set or rigl with {0} (and {2} for the fraction of its edges kept)",
                 "degree",
-                setting_,
+                "structure",
+                "density",
             )
         if self.structure != "static" and self.density >= 1:
             raise ConfigError(

@@ -66,7 +66,8 @@ def network_size(config: RunConfig) -> tuple[int, int]:
     if config.degree is not None:  # Topology.sparse_random: its wired edges, then random ones
         H = config.hidden
         wired = H * min(SPARSE_RANDOM_FAN_IN, inputs) + (H + outputs) + H
-        return N, max(round(config.degree * N), wired)
+        P = max(round(config.degree * N), wired)
+        return N, P if config.density >= 1 else max(1, round(config.density * P))
     allowed = N * (N - inputs - 1)
     P = allowed if config.density >= 1 else max(1, round(config.density * allowed))
     return N, P

@@ -63,8 +63,8 @@ def load_data(config: RunConfig) -> Dataset:
 
 def build_net(config: RunConfig, n_inputs: int, n_outputs: int) -> MeshNet | MLP:
     """A full mesh (``density=1``), a random mesh keeping ``density`` of the edges, or a large
-    sparse mesh of mean degree ``degree`` (``Topology.sparse_random``), stored as
-    ``config.layout``; with
+    sparse mesh of mean degree ``degree`` (``Topology.sparse_random``; with ``density < 1`` a
+    random fraction ``density`` of its edges), stored as ``config.layout``; with
     ``arch="mlp"`` the layered network [inputs, *layers, outputs] — an :class:`MLP` trained by
     its layered rule (``grad`` two_step / tensor_batch) or, for a mesh engine, its mesh view
     (``Topology.layered``, ticks = L)."""
@@ -83,6 +83,8 @@ def build_net(config: RunConfig, n_inputs: int, n_outputs: int) -> MeshNet | MLP
         topo = Topology.sparse_random(
             n_inputs, config.hidden, n_outputs, degree=config.degree, bias=True, seed=config.seed
         )
+        if config.density < 1.0:
+            topo = topo.thinned(config.density, seed=config.seed)
     elif config.density >= 1.0 or config.structure == "magnitude":  # magnitude prunes the mesh
         topo = Topology.mesh(n_inputs, config.hidden, n_outputs, bias=True)
     else:

@@ -112,36 +112,80 @@ def largest_absent_gradients(
 ) -> torch.Tensor:
     """The ``k`` absent allowed edges of ``topology`` with the largest |dE/dA| = |Sᵀ E| ((k, 2),
     largest first; ties: row-major order), scored a block of rows at a time: memory
-    O(BLOCK_ENTRIES + P + k), never N×N."""
-    N, C, F = topology.n_neurons, topology.n_clamped, topology.n_free
+    O(BLOCK_ENTRIES + P + k), never N×N.
+
+    Only the *support* is scored first: a source i whose states S[:, i] are all zero (a neuron
+    never active, e.g. a ReLU that nothing drives) or a target j whose errors E[:, j] are all
+    zero (one that reaches no output in the ticks left) has dE/dA[i, j] = 0 exactly.  When the
+    support holds at least ``k`` absent entries above zero, they are the answer; otherwise
+    zeros enter the top k (in row-major order) and every row is scored.  On a large sparse
+    ReLU mesh the support is a small part of the N·F entries."""
+    N, F = topology.n_neurons, topology.n_free
     k = min(k, N * F - topology.n_edges)
     if k <= 0:
         return torch.zeros(0, 2, dtype=torch.long)
-    rows = max(1, BLOCK_ENTRIES // F)
-    _guard(rows * F * (S.element_size() + 9), "a block of RigL's gradient scores")
-    edges, keys = topology.edges.to(S.device), edge_keys(topology).to(S.device)
+    rows = (S != 0).any(dim=0).nonzero().flatten()
+    cols = (E != 0).any(dim=0).nonzero().flatten()
+    if len(rows) < N or len(cols) < F:
+        scores, found = _scan(topology, S, E, rows, cols, k)
+        if len(found) == k and bool(scores[-1] > 0):
+            return _as_edges(found, N)
+    device = S.device
+    scores, found = _scan(
+        topology, S, E, torch.arange(N, device=device), torch.arange(F, device=device), k
+    )
+    return _as_edges(found, N)
+
+
+def _as_edges(keys: torch.Tensor, N: int) -> torch.Tensor:
+    keys = keys.cpu()
+    return torch.stack([keys // N, keys % N], dim=1)
+
+
+def _scan(
+    topology: Topology,
+    S: torch.Tensor,
+    E: torch.Tensor,
+    row_ids: torch.Tensor,
+    col_ids: torch.Tensor,
+    k: int,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """The top ``k`` of |dE/dA| over the absent entries of rows ``row_ids`` × free columns
+    ``col_ids`` (both ascending): (scores, edge keys i·N + j), largest first, ties by key."""
+    N, C = topology.n_neurons, topology.n_clamped
+    Fa = len(col_ids)
     best_scores = S.new_zeros(0)
     best_keys = torch.zeros(0, dtype=torch.long, device=S.device)
-    for r0 in range(0, N, rows):
-        r1 = min(N, r0 + rows)
-        block = (S[:, r0:r1].T @ E).abs_()  # dE/dA[r0:r1, free]
-        lo = int(torch.searchsorted(keys, torch.tensor(r0 * N, device=S.device)))
-        hi = int(torch.searchsorted(keys, torch.tensor(r1 * N, device=S.device)))
-        present = edges[lo:hi]
-        block[present[:, 0] - r0, present[:, 1] - C] = -torch.inf
+    if Fa == 0 or len(row_ids) == 0:
+        return best_scores, best_keys
+    rows = max(1, BLOCK_ENTRIES // Fa)
+    _guard(rows * Fa * (S.element_size() + 9), "a block of RigL's gradient scores")
+    edges, keys = topology.edges.to(S.device), edge_keys(topology).to(S.device)
+    E_cols = E if Fa == E.shape[1] else E[:, col_ids]
+    for r0 in range(0, len(row_ids), rows):
+        block_rows = row_ids[r0 : r0 + rows]
+        block = (S[:, block_rows].T @ E_cols).abs_()  # dE/dA[block_rows, free[col_ids]]
+        first, last = int(block_rows[0]), int(block_rows[-1])
+        lo = int(torch.searchsorted(keys, torch.tensor(first * N, device=S.device)))
+        hi = int(torch.searchsorted(keys, torch.tensor((last + 1) * N, device=S.device)))
+        sources, targets = edges[lo:hi, 0].contiguous(), edges[lo:hi, 1] - C
+        r = torch.searchsorted(block_rows, sources).clamp(max=len(block_rows) - 1)
+        c = torch.searchsorted(col_ids, targets).clamp(max=Fa - 1)
+        hit = (block_rows[r] == sources) & (col_ids[c] == targets)
+        block[r[hit], c[hit]] = -torch.inf
         flat = block.reshape(-1)
         if len(best_keys) == k:  # only scores above the k-th best so far can enter (a tie
             pool = (flat > best_scores[-1]).nonzero().flatten()  # loses: its key is larger)
             chosen = pool[_block_largest(flat[pool], min(k, len(pool)))] if len(pool) else pool
         else:
-            chosen = _block_largest(flat, min(k, (r1 - r0) * F - (hi - lo)))
+            absent = len(block_rows) * Fa - int(hit.sum())
+            chosen = _block_largest(flat, min(k, absent))
         if len(chosen) == 0:
             continue
         scores = torch.cat([best_scores, flat[chosen]])
-        found = torch.cat([best_keys, (r0 + chosen // F) * N + C + chosen % F])
+        found = torch.cat([best_keys, block_rows[chosen // Fa] * N + C + col_ids[chosen % Fa]])
         order = found.argsort()
         scores, found = scores[order], found[order]
         keep = torch.sort(scores, descending=True, stable=True).indices[:k]
         best_scores, best_keys = scores[keep], found[keep]
-    best_keys = best_keys.cpu()
-    return torch.stack([best_keys // N, best_keys % N], dim=1)
+    return best_scores, best_keys

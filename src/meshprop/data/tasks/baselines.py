@@ -20,6 +20,7 @@ __all__ = [
     "majority_accuracy",
     "mean_mse",
     "persistence_nmse",
+    "ridge_ar_fit",
     "ridge_ar_nmse",
 ]
 
@@ -61,6 +62,24 @@ def lagged(z: np.ndarray, order: int, times: np.ndarray) -> np.ndarray:
     return np.stack([z[times - k] for k in range(order)], axis=1)
 
 
+def ridge_ar_fit(
+    z: np.ndarray, horizon: int, n_train: int, order: int = AR_ORDER, alpha: float = AR_ALPHA
+) -> tuple[np.ndarray, float]:
+    """The coefficients (on [z(t), …, z(t−order+1)]) and intercept of a Ridge regression of
+    z(t+H) on the ``order`` last values, fitted on every t whose lags and target lie in the
+    first ``n_train`` values (the training part)."""
+    from sklearn.linear_model import Ridge
+
+    fit_times = np.arange(order - 1, n_train - horizon)
+    if len(fit_times) < order + 1:
+        raise ValueError(
+            f"the training part ({n_train} values) is too short for an AR({order}) baseline "
+            f"at horizon {horizon}"
+        )
+    model = Ridge(alpha=alpha).fit(lagged(z, order, fit_times), z[fit_times + horizon])
+    return np.asarray(model.coef_, dtype=np.float64), float(model.intercept_)
+
+
 def ridge_ar_nmse(
     z: np.ndarray,
     horizon: int,
@@ -71,14 +90,6 @@ def ridge_ar_nmse(
 ) -> float:
     """NMSE over the input times ``times`` of a Ridge regression of z(t+H) on the ``order``
     last values, fitted on every t whose lags and target lie in the first ``n_train`` values."""
-    from sklearn.linear_model import Ridge
-
-    fit_times = np.arange(order - 1, n_train - horizon)
-    if len(fit_times) < order + 1:
-        raise ValueError(
-            f"the training part ({n_train} values) is too short for an AR({order}) baseline "
-            f"at horizon {horizon}"
-        )
-    model = Ridge(alpha=alpha).fit(lagged(z, order, fit_times), z[fit_times + horizon])
+    coef, intercept = ridge_ar_fit(z, horizon, n_train, order, alpha)
     times = np.asarray(times)
-    return _nmse(model.predict(lagged(z, order, times)), z[times + horizon])
+    return _nmse(lagged(z, order, times) @ coef + intercept, z[times + horizon])

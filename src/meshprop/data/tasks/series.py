@@ -5,14 +5,18 @@ values are the training part, the rest the test part.  It is standardised with t
 part's mean and standard deviation.  Element t's input is the window
 [x(t), x(t−1), …, x(t−W+1)] (0 before the start) and its target x(t+H), H the horizon:
 
-- training: the elements whose target lies in the training part, t = 0 … n_train − H − 1,
-  streamed in order and cycled (element k of the stream is t = k mod (n_train − H)) for as many
-  elements as training takes; the state carries over from the end of the part to its start;
+- training: the elements whose window lies in the series and whose target lies in the
+  training part, t = W − 1 … n_train − H − 1 (the elements the AR baseline is fitted on),
+  streamed in order and cycled (element k of the stream is t = W − 1 + k mod (n_train − H −
+  W + 1)) for as many elements as training takes; the state carries over from the end of the
+  part to its start;
 - test: one run with frozen weights over the whole series from a zero state (the training part
   warms the state up), scored on the elements whose target lies in the test part.
 
 Metric: NMSE = mean((y − x)²)/var(x) over the test targets (standardised units); baselines:
-persistence and a ridge AR(5) (:mod:`.baselines`).
+persistence and a ridge AR(5), and a ridge AR(W) on the inputs themselves when the window W
+is not 5 (:mod:`.baselines`).  ``linear_fit`` holds the ridge fit of the target on the window
+over the training elements (AR(W)), for a network that starts from it.
 """
 
 from __future__ import annotations
@@ -25,7 +29,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .baselines import AR_ORDER, persistence_nmse, ridge_ar_nmse
+from .baselines import AR_ORDER, persistence_nmse, ridge_ar_fit, ridge_ar_nmse
 from .stream import TaskStream
 
 __all__ = [
@@ -117,18 +121,29 @@ def series_task(
         [padded[window - 1 - k : window - 1 - k + n - horizon] for k in range(window)], dim=1
     )
     targets = zt[horizon:]
-    idx = torch.arange(train_ticks) % (n_train - horizon)
+    first = window - 1  # the first element whose window lies wholly in the series
+    count = n_train - horizon - first
+    if count < 1:
+        raise ValueError(
+            f"the training part ({n_train} values) holds no element with a full window of "
+            f"{window} and a target {horizon} step(s) ahead; use a smaller --window"
+        )
+    idx = first + torch.arange(train_ticks) % count
     test = torch.arange(n - horizon) + horizon >= n_train
     times = np.arange(n - horizon)[test.numpy()]
     baselines = {
         "persistence": persistence_nmse(z, horizon, times),
         f"ridge_ar{AR_ORDER}": ridge_ar_nmse(z, horizon, n_train, times),
     }
+    if window != AR_ORDER and count >= window + 1:  # the linear model of the network's inputs
+        baselines[f"ridge_ar{window}"] = ridge_ar_nmse(z, horizon, n_train, times, window)
+    coef, intercept = ridge_ar_fit(z, horizon, n_train, window) if count >= window + 1 else (
+        np.zeros(window), 0.0)  # fmt: skip
     description = (
         f"{name}: {n} values; training part the first {n_train} ({100 * (1 - test_fraction):g} %), "
         f"test part the last {n - n_train}; standardised with the training part's mean and std; "
         f"input the last {window} value(s), target the value {horizon} step(s) ahead; training "
-        f"streams the {n_train - horizon} training elements in order, cycled to {train_ticks:,} "
+        f"streams the {count} training elements in order, cycled to {train_ticks:,} "
         "elements; test: one frozen run over the whole series, NMSE on the test targets"
     )
     return TaskStream(
@@ -142,6 +157,7 @@ def series_task(
         m_test=test.view(-1, 1),
         description=description,
         baselines=baselines,
+        linear_fit=(tuple(float(c) for c in coef), intercept),
     )
 
 

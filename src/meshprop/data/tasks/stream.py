@@ -28,6 +28,9 @@ class TaskStream:
     metric for simple predictors on the same elements (see :mod:`.baselines`); ``description``
     says in words how the streams are made.  ``warmup``: elements at the start of a stream
     whose target a fresh state cannot know (delayed recall: D), left out of full-BPTT sequences.
+    ``linear_fit``: for a prediction task, the ridge fit of the target on the inputs over the
+    training part (coefficients per input, intercept; the AR baseline when the window is its
+    order), from which a network with input → output edges can start; None otherwise.
     """
 
     name: str
@@ -41,6 +44,7 @@ class TaskStream:
     description: str
     baselines: dict[str, float] = field(default_factory=dict)
     warmup: int = 0
+    linear_fit: tuple[tuple[float, ...], float] | None = None
 
     def __post_init__(self) -> None:
         if self.metric not in METRICS:

@@ -1,0 +1,131 @@
+"""``meshprop reproduce online``: the grid read from the method registry, equal-time cells,
+the table and plot, resuming cell by cell, and what it refuses (tiny grids)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+import pytest
+
+import meshprop as mp
+from meshprop.cli import main
+from meshprop.commands.online import DEFAULTS, check_args, run_online
+from meshprop.commands.online_study import cells_of, method_labels, solved, study_args
+
+TINY = ["--lengths", "2", "--seeds", "1", "--budget", "0.02", "--max-ticks", "40",
+        "--test-ticks", "20"]  # fmt: skip
+
+
+def test_the_methods_are_the_registry_s_online_ones_and_full_bptt() -> None:
+    labels = method_labels()
+    expected = [m for m in mp.ONLINE_METHODS if m != "tbptt"]
+    assert set(expected) <= set(labels) and labels[-1] == "bptt"
+    if "tbptt" in mp.ONLINE_METHODS:
+        assert {"tbptt-half", "tbptt-full"} <= set(labels)
+    assert len(labels) == len(mp.ONLINE_METHODS) + 2  # tbptt twice, and full bptt
+
+
+def test_a_cell_sets_the_task_s_length_and_the_tbptt_windows() -> None:
+    recall = study_args("delayed-recall", 40, "tbptt-half", 1, 500)
+    assert (recall.delay, recall.truncation, recall.seed) == (40, 20, 1)
+    assert (recall.topology, recall.hidden) == ("chain", 60)  # the task's default network
+    assert study_args("copy", 20, "tbptt-full", 0, 500).truncation == 20
+    assert study_args("adding", 10, "fop", 0, 500).length == 10
+    mg = study_args("mackey-glass", 20, "bptt", 0, 500)
+    assert (mg.horizon, mg.method, mg.start) == (20, "bptt", "linear")
+
+
+def test_a_time_budget_stops_training() -> None:
+    args = argparse.Namespace(**{**DEFAULTS, "delay": 2, "train_ticks": 50, "test_ticks": 20})
+    check_args(args)
+    assert run_online(args, progress=False, budget=0.0)[0].metrics["train_ticks"] == 0
+    assert run_online(args, progress=False, budget=60.0)[0].metrics["train_ticks"] == 50
+
+
+def test_solved_follows_the_stated_bars() -> None:
+    def m(metric, value, **baselines):
+        return {"metric": metric, f"test_{metric}": value, "baselines": baselines}
+
+    assert solved(m("accuracy", 0.95, chance=0.5)) and not solved(m("accuracy", 0.94, chance=0.5))
+    assert solved(m("mse", 0.01, mean=0.16)) and not solved(m("mse", 0.02, mean=0.16))
+    assert solved(m("nmse", 1e-6, persistence=0.02, ridge_ar5=2e-6))
+    assert not solved(m("nmse", 3e-6, persistence=0.02, ridge_ar5=2e-6))
+
+
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [(["--methods", "rtrl"], "unknown method 'rtrl'"), (["--budget", "0"], "--budget must be")],
+)
+def test_bad_grids_are_refused_before_any_cell(tmp_path, capsys, extra, message) -> None:
+    assert main(["reproduce", "online", *TINY, *extra, "--out", str(tmp_path / "s")]) != 0
+    assert message in capsys.readouterr().err
+    assert not (tmp_path / "s" / "results.json").exists()
+
+
+def test_reproduce_online_one_cell(tmp_path, capsys) -> None:
+    out = tmp_path / "one"
+    argv = ["reproduce", "online", *TINY, "--tasks", "copy", "--methods", "snap", "--out",
+            str(out)]  # fmt: skip
+    assert main(argv) == 0
+    (record,) = json.loads((out / "results.json").read_text())
+    assert record["cell"] == ["copy", 2, "snap", 0] and record["method"] == "snap"
+    assert {"test_accuracy", "baselines", "ticks_per_second"} <= set(record)
+    assert "| 2 | " in (out / "table.md").read_text() and (out / "study.png").exists()
+    capsys.readouterr()
+
+
+@pytest.mark.slow
+def test_reproduce_online_tiny_grid_and_resume(tmp_path, capsys) -> None:
+    out = tmp_path / "study"
+    argv = ["reproduce", "online", *TINY, "--tasks", "delayed-recall", "adding",
+            "--methods", "fop", "tbptt-half", "--out", str(out)]  # fmt: skip
+    assert main(argv) == 0
+    results = json.loads((out / "results.json").read_text())
+    assert [r["cell"] for r in results] == [
+        ["delayed-recall", 2, "fop", 0], ["delayed-recall", 2, "tbptt-half", 0],
+        ["adding", 2, "fop", 0], ["adding", 2, "tbptt-half", 0],
+    ]  # fmt: skip
+    assert all(r["budget"] == 0.02 and r["train_ticks"] <= 40 for r in results)
+    table = (out / "table.md").read_text()
+    assert "**delayed-recall** (test accuracy; n = delay)" in table and "| 2 | " in table
+    assert "chance 0.5" in table and "mean " in table and "/s)" in table
+    assert (out / "study.png").stat().st_size > 0
+    # --resume keeps the finished cells (one marked here) and runs only the new seed
+    results[0]["test_accuracy"] = 0.125
+    (out / "results.json").write_text(json.dumps(results))
+    more = [a if a != "1" else "2" for a in argv]  # --seeds 2
+    assert main([*more, "--resume"]) == 0
+    resumed = json.loads((out / "results.json").read_text())
+    assert len(resumed) == 8 and resumed[0]["test_accuracy"] == 0.125
+    assert sorted(r["cell"][3] for r in resumed[4:]) == [1, 1, 1, 1]
+    assert "4 cells taken from results.json" in (out / "table.md").read_text()
+    # another budget is another study: nothing is reused
+    other = [a if a != "0.02" else "0.03" for a in argv]
+    assert main([*other, "--resume"]) == 0
+    assert all(r["budget"] == 0.03 for r in json.loads((out / "results.json").read_text()))
+    capsys.readouterr()
+
+
+def test_the_full_grid_is_every_task_length_method_and_seed() -> None:
+    args = argparse.Namespace(tasks=["delayed-recall", "copy", "adding", "mackey-glass"],
+                              lengths=[10, 20, 40, 80], methods=None, seeds=3, budget=8.0,
+                              max_ticks=1000, test_ticks=None)  # fmt: skip
+    cells = cells_of(args)
+    assert len(cells) == 4 * 4 * len(method_labels()) * 3
+
+
+@pytest.mark.subprocess
+def test_two_workers_give_the_cells_of_one(tmp_path, capsys) -> None:
+    """With a budget that outlasts the stream every cell trains on all of it, so the cells run
+    by two worker processes equal those run in this process."""
+    argv = ["reproduce", "online", "--lengths", "2", "--seeds", "1", "--budget", "60",
+            "--max-ticks", "30", "--test-ticks", "20", "--tasks", "delayed-recall",
+            "--methods", "fop", "uoro"]  # fmt: skip
+    assert main([*argv, "--out", str(tmp_path / "one")]) == 0
+    assert main([*argv, "--workers", "2", "--out", str(tmp_path / "two")]) == 0
+    one, two = (json.loads((tmp_path / d / "results.json").read_text()) for d in ("one", "two"))
+    assert [r["cell"] for r in one] == [r["cell"] for r in two]
+    assert [r["test_accuracy"] for r in one] == [r["test_accuracy"] for r in two]
+    assert all(r["train_ticks"] == 30 for r in one + two)
+    capsys.readouterr()
