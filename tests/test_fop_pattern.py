@@ -191,6 +191,15 @@ def test_full_mesh_stays_dense(layout: str) -> None:
     assert isinstance(learner._carry, RTRLCarry)
 
 
+def test_feed_forward_paths_take_the_pattern() -> None:
+    """A layered mesh: an edge into layer h reaches only the layers after it."""
+    topo = mp.Topology.layered([8, 64, 64, 4])
+    cost = fop_cost(topo)
+    assert cost.representation == "pattern"
+    into_first, into_second, into_out = 9 * 64, 65 * 64, 65 * 4
+    assert cost.pairs == into_first * (1 + 64 + 4) + into_second * (1 + 4) + into_out * 4
+
+
 def test_modular_mesh_keeps_each_block_to_itself() -> None:
     """32 fully connected blocks of 4 hidden neurons that never reach each other, all read by
     one output: every edge's pattern is its own block and the output, and the pattern wins.
