@@ -106,31 +106,32 @@ class PatternPlan:
 
 
 class _Seen:
-    """A growing set of int64 keys: a sorted array plus a sorted recent part, merged when the
-    recent part outgrows it (amortised O(n log n) over a search of many levels)."""
+    """A growing set of int64 keys kept as sorted runs of decreasing size (each at least the
+    sum of those after it, so O(log n) runs): a membership test searches every run, an
+    insertion adds a run and merges the smaller ones — O(n log² n) over a search of many
+    levels (a chain of L neurons has L levels)."""
 
     def __init__(self, keys: torch.Tensor) -> None:
-        self.big = torch.unique(keys)
-        self.recent = self.big[:0]
-
-    def _contains(self, sorted_keys: torch.Tensor, keys: torch.Tensor) -> torch.Tensor:
-        if len(sorted_keys) == 0:
-            return torch.zeros(len(keys), dtype=torch.bool)
-        at = torch.searchsorted(sorted_keys, keys).clamp(max=len(sorted_keys) - 1)
-        return sorted_keys[at] == keys
+        self.runs = [torch.unique(keys)]
 
     def new(self, keys: torch.Tensor) -> torch.Tensor:
         """The distinct keys not in the set (sorted); they are added."""
         keys = torch.unique(keys)
-        keys = keys[~(self._contains(self.big, keys) | self._contains(self.recent, keys))]
-        self.recent = torch.unique(torch.cat([self.recent, keys]))
-        if len(self.recent) > len(self.big):
-            self.big = torch.unique(torch.cat([self.big, self.recent]))
-            self.recent = self.big[:0]
+        for run in self.runs:
+            if len(keys) == 0:
+                break
+            if len(run):
+                at = torch.searchsorted(run, keys).clamp(max=len(run) - 1)
+                keys = keys[run[at] != keys]
+        if len(keys):
+            self.runs.append(keys)
+            while len(self.runs) >= 2 and len(self.runs[-2]) <= 2 * len(self.runs[-1]):
+                last = self.runs.pop()
+                self.runs[-1] = torch.unique(torch.cat([self.runs[-1], last]))
         return keys
 
     def all(self) -> torch.Tensor:
-        return torch.unique(torch.cat([self.big, self.recent]))
+        return torch.unique(torch.cat(self.runs))
 
 
 @dataclass(frozen=True)
