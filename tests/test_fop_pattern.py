@@ -14,7 +14,7 @@ import meshprop as mp
 from helpers import relative_error
 from meshprop.memory import MemoryLimitError, memory_limit
 from meshprop.streams import fop_cost, fop_representation
-from meshprop.streams.pattern import PatternCarry, pattern_plan, pattern_size
+from meshprop.streams.pattern import PatternCarry, pattern_budget, pattern_plan, pattern_size
 from meshprop.streams.rtrl import RTRLCarry
 from test_sequence import TOL, sequence_case
 
@@ -260,7 +260,7 @@ def test_snap_guard_refuses_before_building_its_plan() -> None:
     net = mp.MeshNet(topo, ticks=1, layout="sparse")
     before = pattern_plan.cache_info().currsize
     with memory_limit("2MiB"):
-        assert pattern_size(topo, 40, 2**20 // 16) is None
+        assert pattern_size(topo, 40, pattern_budget()) is None
         with pytest.raises(MemoryLimitError, match="not counted further"):
             mp.OnlineLearner(
                 net, torch.optim.SGD(net.parameters(), lr=0.0), method="snap", order=40

@@ -59,9 +59,11 @@ __all__ = [
 ]
 
 
-#: bytes a kept pair or a transition costs at least (its int64 indices): the search of a pattern
-#: stops once the pattern would pass the memory limit at this rate
-MIN_BYTES_PER_ENTRY = 16
+#: bytes a kept pair or a transition may cost while its pattern is searched (the int64 keys, the
+#: walks expanded and the sorts' temporaries) and at least costs in the carry (its int64
+#: indices): the search stops once the pattern passes the memory limit at this rate, so that
+#: the guard's own count never needs more memory than the limit
+MIN_BYTES_PER_ENTRY = 48
 
 
 def pattern_budget() -> int | None:
