@@ -232,6 +232,7 @@ def _run_scale(args: argparse.Namespace, threads: int, progress) -> int:
     )
     elapsed = time.perf_counter() - started
     fits = scale.slopes(rows)
+    checks = scale.model_checks(rows, args.scale_topology)
     records = [
         {
             "bandwidth_bytes_s": rate,
@@ -240,6 +241,7 @@ def _run_scale(args: argparse.Namespace, threads: int, progress) -> int:
             "topology": args.scale_topology,
             "slopes": fits,
             "slopes_n_ge_1e4": scale.slopes(rows, min_neurons=10_000),
+            "model_checks": [asdict(c) for c in checks],
         }
     ]
     records += scale.as_dicts(rows)
@@ -266,4 +268,9 @@ def _run_scale(args: argparse.Namespace, threads: int, progress) -> int:
     for key, slope in fits.items():
         tail = f", N >= 10^4: {large[key]:.2f}" if key in large else ""
         print(f"slope of log(time) vs log(edges), {key}: {slope:.2f} (all N){tail}")
+    for c in checks:
+        print(
+            f"sparse fop/bptt N={c.neurons} T={c.ticks}: {c.fop_over_bptt:.2f}x; the auto model "
+            f"picks {c.chosen}, measured {c.chosen_over_best:.2f}x the faster (target <= 1.10)"
+        )
     return 0
