@@ -63,6 +63,7 @@ from ..runs.folder import (
     write_manifest,
 )
 from ..sequence import OnlineLearner, fast_adam, flush_denormals, sequence_gradient
+from ..streams import fop_cost
 from ..threads import DEFAULT_THREADS, thread_policy
 from .checks import declare_outputs, declare_ranges
 from .interrupts import stop_on_signals
@@ -316,6 +317,8 @@ def run_online(
         if online
         else None
     )
+    if describe is not None and args.method == "fop":  # what exact fop will cost, before it runs
+        print(fop_cost(net.topology, 1, dtype).describe(), flush=True)
     curve: list[dict] = []
     window_loss, window_hits, window_n = 0.0, 0, 0
     first, spent = 0, 0.0  # the first element to train on; seconds spent before (resumed)
