@@ -136,3 +136,21 @@ def test_fused_group_of_mixed_dtypes_takes_the_functional_call(rng):
         direct.direct_step()
         assert all(torch.equal(p, q) for p, q in zip(ps, qs, strict=True))
     assert direct._lists is not None
+
+
+def test_direct_step_follows_state_tensors_replaced_in_place(rng):
+    """A state tensor replaced inside the same state dict (what a structure change's remap
+    does) and a new .grad object: the direct step uses the new ones, still bit-identical."""
+    p = torch.nn.Parameter(torch.randn(6, generator=rng))
+    q = torch.nn.Parameter(p.detach().clone())
+    reference = torch.optim.Adam([p], lr=1e-2, fused=True)
+    direct = FastAdam([q], lr=1e-2, fused=True)
+    for k in range(12):
+        g = torch.randn(6, generator=rng)
+        p.grad, q.grad = g.clone(), g.clone()
+        if k == 6:
+            for opt, param in ((reference, p), (direct, q)):
+                opt.state[param]["exp_avg"] = opt.state[param]["exp_avg"] * 0.5
+        reference.step()
+        direct.direct_step()
+        assert torch.equal(p, q)

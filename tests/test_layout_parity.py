@@ -24,6 +24,7 @@ from meshprop.engines import GradientEngine, get_engine, register_engine
 from meshprop.engines.registry import engine_layouts, unregister_engine
 from meshprop.export import inference_module
 from meshprop.memory import MemoryLimitError
+from meshprop.streams import fop_representation
 from meshprop.streams.snap import saturation_order
 from meshprop.structure import (
     SET,
@@ -675,6 +676,25 @@ def test_online_learning_is_the_same_on_both_layouts(method: str) -> None:
         assert (a != a and b != b) or abs(a - b) <= TOL * max(1.0, abs(a))
     assert relative_error(sparse.edge_weights(), dense.edge_weights()) <= TOL
     assert sparse.parameter.grad.shape == (sparse.topology.n_edges,)
+
+
+@pytest.mark.parametrize("representation", ["dense", "pattern"])
+def test_fop_representations_learn_the_same_on_both_layouts(representation: str) -> None:
+    """Exact fop on its dense and its pattern representation (meshprop.streams.cost), Adam after
+    every element: the same losses and per-edge weights on both layouts."""
+    case = sequence_case(1600, length=12)
+    dense = copy.deepcopy(case.net)
+    sparse = _sparse_twin(dense)
+    with fop_representation(representation):
+        learners = [
+            mp.OnlineLearner(n, torch.optim.Adam(n.parameters(), lr=1e-2), loss=case.loss)
+            for n in (dense, sparse)
+        ]
+        for t in range(case.x.shape[0]):
+            m = None if case.mask is None else case.mask[t]
+            a, b = (learner.step(case.x[t], case.target[t], m) for learner in learners)
+            assert (a != a and b != b) or abs(a - b) <= TOL * max(1.0, abs(a))
+    assert relative_error(sparse.edge_weights(), dense.edge_weights()) <= TOL
 
 
 # --- capabilities

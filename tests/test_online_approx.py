@@ -218,3 +218,44 @@ def test_bench_rows_per_online_method() -> None:
     for r in rows:
         assert -1.0 <= r["cosine"] <= 1.0 + 1e-12
         assert r["ticks_per_second"] > 0 and r["inference_ticks_per_second"] > 0
+
+
+# --- the online grid (meshprop bench --workload online)
+
+
+def test_grid_refuses_out_loud_instead_of_dropping_a_cell() -> None:
+    """A cell exact fop could not afford in time, or any method above the memory limit, is a
+    row with its reason, and the table shows it; nothing is started for it."""
+    from meshprop.bench.online_grid import grid, grid_table
+
+    slow = grid(hidden=(20,), topologies=("sparse-16",), layouts=("sparse",), methods=("fop",),
+                max_tick_s=1e-12)  # fmt: skip
+    assert len(slow) == 1 and slow[0]["note"].startswith("too slow: est. ")
+    assert "ticks_per_second" not in slow[0]
+    with mp.memory_limit(300):  # the sparse mesh fits, neither method's carry does
+        refused = grid(hidden=(4,), topologies=("self-loops",), layouts=("sparse",),
+                       methods=("snap-1", "uoro"))  # fmt: skip
+    with mp.memory_limit(16):  # nor the dense layout's N×N weights
+        unbuilt = grid(hidden=(4,), topologies=("self-loops",), layouts=("dense",),
+                       methods=("fop",))  # fmt: skip
+    for r in [*refused, *unbuilt]:
+        assert r["note"].startswith("refused: would need ") and "> limit" in r["note"], r
+    assert "dense layout" in unbuilt[0]["note"]
+    table = grid_table(slow + refused)
+    assert table.count("\n") == 4 and "too slow" in table and "refused" in table
+
+
+@pytest.mark.subprocess
+def test_grid_cell_measures_learning_beside_inference() -> None:
+    from meshprop.bench.online_grid import grid
+
+    rows = grid(hidden=(64,), topologies=("self-loops",), layouts=("sparse",), methods=("fop",),
+                budget_s=0.2, rounds=1, cosine_length=6)  # fmt: skip
+    assert len(rows) == 1
+    r = rows[0]
+    assert r["note"] == "", r["note"]
+    assert r["representation"] == "pattern"  # a self-loop recurrence
+    assert r["ticks_per_second"] > 0 and r["inference_ticks_per_second"] > 0
+    assert r["slowdown"] == pytest.approx(r["inference_ticks_per_second"] / r["ticks_per_second"])
+    assert r["peak_bytes"] >= 0 and r["peak_growth_bytes"] >= 0
+    assert abs(r["cosine"] - 1.0) <= 1e-9  # exact

@@ -25,6 +25,8 @@ def test_online_delayed_recall_writes_metrics_and_curve(tmp_path, capsys) -> Non
     assert (out / "learning_curve.png").stat().st_size > 0
     curve = json.loads((out / "curve.json").read_text())
     assert [p["tick"] for p in curve] == [100, 200, 300, 400, 500, 600]
+    # what exact fop will cost, said before it starts (the full mesh: the dense representation)
+    assert "exact fop: dense sensitivities" in capsys.readouterr().out
 
 
 @pytest.mark.parametrize("method", ["tbptt", "bptt"])

@@ -405,3 +405,47 @@ def test_the_learning_rate_decays_to_lr_times_decay_and_resumes_on_the_curve() -
     assert optimizer.param_groups[0]["lr"] == pytest.approx(1e-6, rel=1e-12)
     args.lr_decay = 1.0
     assert lr_schedule(optimizer, args, 100, 0) is None
+
+
+@pytest.mark.parametrize("layout", ["dense", "sparse"])
+def test_at_one_tick_per_element_the_output_is_affine_in_the_element(layout) -> None:
+    """At one tick per element the output of element e reads the hidden states of element
+    e − 1 and the inputs of e: with an identity output it is affine in x_e for a fixed past,
+    whatever the hidden activations (the premise of the adding problem's one-tick floor);
+    at two ticks per element the ReLU neurons reach the output and it is not."""
+    topo = mp.Topology.random(2, 6, 1, density=1.0, bias=True, seed=1)
+    past = torch.rand(7, 1, 2, dtype=torch.float64, generator=torch.Generator().manual_seed(0))
+    last = [torch.tensor([[[a, b]]], dtype=torch.float64) for a, b in
+            ((0.0, 0.0), (1.0, 0.0), (0.0, 1.0), (0.3, 0.7), (-2.0, 5.0))]  # fmt: skip
+    gaps = []
+    for ticks in (1, 2):
+        net = mp.MeshNet(topo, ticks=ticks, activation="relu", output_activation="identity",
+                         dtype=torch.float64, layout=layout, seed=1)  # fmt: skip
+        with torch.no_grad():
+            y = [float(net.unroll(torch.cat([past, x]))[0][-1, 0, 0]) for x in last]
+        slope_v, slope_m = y[1] - y[0], y[2] - y[0]
+        checks = zip(((0.3, 0.7), (-2.0, 5.0)), y[3:], strict=True)
+        gaps.append(max(abs(v - (y[0] + a * slope_v + b * slope_m)) for (a, b), v in checks))
+    assert gaps[0] < 1e-12 and gaps[1] > 1e-3
+
+
+def test_the_adding_problems_one_tick_floor() -> None:
+    """The lowest test MSE of a predictor g(past) + a·x_e (what one tick per element allows):
+    when the episode's second marker has come, g knows the answer and a = 0 is right; when it
+    falls on the last element (chance π = 1/(L − ⌊L/2⌋)) the answer needs all of v_e, a = 1.
+    One shared a: the best is a = π and the MSE π(1 − π)/12, measured here on the generator's
+    episodes against the closed form."""
+    for length in (10, 20):
+        task = adding_problem(length=length, train_ticks=length, test_ticks=40_000 * length,
+                              seed=5)  # fmt: skip
+        x = task.x_test.view(-1, length, 2).double()
+        values, marked = x[..., 0], x[..., 1] > 0
+        target = (values * marked).sum(1)
+        late = marked[:, -1]  # the second marker on the last element
+        pi = 1.0 / (length - length // 2)
+        known = target - values[:, -1] * marked[:, -1]  # what the past tells g
+        prediction = known + pi * values[:, -1] + torch.where(late, (1 - pi) / 2, -pi / 2)
+        mse = float(((prediction - target) ** 2).mean())
+        floor = pi * (1 - pi) / 12
+        assert float(late.double().mean()) == pytest.approx(pi, abs=0.01)
+        assert mse == pytest.approx(floor, rel=0.05)

@@ -22,6 +22,7 @@ from collections.abc import Sequence
 from importlib.metadata import PackageNotFoundError, version
 from typing import Any
 
+from .allocator import keep_freed_memory
 from .commands.checks import check_arguments
 
 __all__ = ["COMMAND_MODULES", "build_parser", "main"]
@@ -124,6 +125,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 1
     try:
         check_arguments(args)  # ranges and output paths, before the command does any work
+        keep_freed_memory()  # large per-step tensors reused, not faulted in afresh
         return int(args.handler(args) or 0)
     except (ValueError, TypeError, OSError, MemoryError) as error:
         if args.debug:

@@ -51,12 +51,19 @@ _GROUP_KEYS = tuple(
 )
 
 
+#: the tensor lists of the functional call: parameters, gradients, exp_avg, exp_avg_sq,
+#: max_exp_avg_sq, step
+_Lists = tuple[list[Any], list[Any], list[Any], list[Any], list[Any], list[Any]]
+
+
 class FastAdam(torch.optim.Adam):
     """``torch.optim.Adam`` plus :meth:`direct_step` (see the module docstring)."""
 
     def __init__(self, params: Iterable[Any], **options: Any) -> None:
         super().__init__(params, **options)
         self._lists: tuple[list[torch.Tensor], list[Any]] | None = None
+        #: the lists the functional call takes, for the ``_lists`` they were built from
+        self._call: tuple[Any, _Lists] | None = None
 
     def register_step_pre_hook(self, hook: Callable[..., Any]) -> Any:
         raise RuntimeError(
@@ -69,7 +76,7 @@ class FastAdam(torch.optim.Adam):
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         super().load_state_dict(state_dict)
-        self._lists = None  # the state tensors are new objects
+        self._lists = self._call = None  # the state tensors are new objects
 
     def direct_step(self) -> None:
         """One Adam step on the parameters' current ``.grad``: ``step()``'s update without its
@@ -78,27 +85,58 @@ class FastAdam(torch.optim.Adam):
         if lists is None:
             self.step()
             return
-        params, states = lists
         group = self.param_groups[0]
         beta1, beta2 = group["betas"]
-        options = {key: group[key] for key in _GROUP_KEYS}
-        with torch.no_grad():
-            adam(
-                params,
-                [p.grad for p in params],  # type: ignore[misc]  # checked: none is None
-                [s["exp_avg"] for s in states],
-                [s["exp_avg_sq"] for s in states],
-                [s["max_exp_avg_sq"] for s in states] if group["amsgrad"] else [],
-                [s["step"] for s in states],
-                capturable=False,
-                differentiable=False,
-                grad_scale=None,
-                found_inf=None,
-                has_complex=False,
-                beta1=beta1,
-                beta2=beta2,
-                **options,
-            )
+        params, grads, avgs, squares, maxima, steps = self._arguments(lists)
+        adam(
+            params,
+            grads,
+            avgs,
+            squares,
+            maxima,
+            steps,
+            capturable=False,
+            differentiable=False,
+            grad_scale=None,
+            found_inf=None,
+            has_complex=False,
+            beta1=beta1,
+            beta2=beta2,
+            **{key: group[key] for key in _GROUP_KEYS},
+        )
+
+    def _arguments(self, lists: tuple[list[torch.Tensor], list[Any]]) -> _Lists:
+        """The functional call's tensor lists — the parameters as detached aliases (the same
+        memory: the in-place update needs no ``torch.no_grad()`` block around it), the
+        gradients and the state tensors — rebuilt only when one of them is another object (a
+        new ``.grad``, a parameter's memory replaced, a state tensor remapped after a structure
+        change)."""
+        params, states = lists
+        call = self._call
+        if call is not None and call[0] is lists:
+            detached, grads, avgs, squares, _, steps = call[1]
+            if all(
+                g is p.grad
+                and d.data_ptr() == p.data_ptr()
+                and s["exp_avg"] is a
+                and s["exp_avg_sq"] is q
+                and s["step"] is n
+                for p, s, d, g, a, q, n in zip(
+                    params, states, detached, grads, avgs, squares, steps, strict=True
+                )
+            ):
+                return call[1]
+        amsgrad = self.param_groups[0]["amsgrad"]
+        arguments: _Lists = (
+            [p.detach() for p in params],
+            [p.grad for p in params],
+            [s["exp_avg"] for s in states],
+            [s["exp_avg_sq"] for s in states],
+            [s["max_exp_avg_sq"] for s in states] if amsgrad else [],
+            [s["step"] for s in states],
+        )
+        self._call = (lists, arguments)
+        return arguments
 
     def _direct_lists(self) -> tuple[list[torch.Tensor], list[Any]] | None:
         """(parameters, their states) when the functional call is exactly ``step()``'s update,
@@ -109,15 +147,17 @@ class FastAdam(torch.optim.Adam):
         params = group["params"]
         if group["differentiable"] or group["capturable"]:
             return None
-        states = [self.state.get(p) for p in params]
         cached = self._lists
-        if (
-            cached is not None
-            and len(cached[0]) == len(params)
-            and all(a is b for a, b in zip(cached[0], params, strict=True))
-            and all(a is b for a, b in zip(cached[1], states, strict=True))
-        ):
-            return cached if all(p.grad is not None for p in params) else None
+        if cached is not None and len(cached[0]) == len(params):
+            state = self.state
+            same = True
+            for a, p, s in zip(cached[0], params, cached[1], strict=True):
+                if a is not p or state.get(p) is not s or p.grad is None:
+                    same = False
+                    break
+            if same:
+                return cached
+        states = [self.state.get(p) for p in params]
         self._lists = None
         if all(
             s is not None and "exp_avg" in s and p.grad is not None and not torch.is_complex(p)

@@ -9,8 +9,9 @@ element, ``feed`` its dE/dy, ask the ``gradient``), on either layout:
 - :func:`sequence_gradient` is a fold over it: "fop" (RTRL, paper 000 Eq. 13 / 17 carried from
   element to element: exact, memory flat in L), "bptt" (the reciprocal network of paper 004
   over the whole stored sequence), "tbptt" (fixed windows [0, k), [k, 2k), … each a "bptt"
-  fold from a constant entering state), and "autograd" (PyTorch's graph over
-  ``Layout.unroll``: the oracle);
+  fold from a constant entering state), "snap" and "uoro" (the approximate online methods,
+  folded as they learn online), and "autograd" (PyTorch's graph over ``Layout.unroll``: the
+  oracle);
 - :class:`OnlineLearner` is a loop around an online method's carry: the loss, the
   accumulated gradient, the optimizer step.
 
@@ -35,6 +36,7 @@ from .mesh import MeshNet, carry_optimizer_state
 from .streams import (
     ONLINE_METHODS,
     SEQUENCE_LOSSES,
+    STREAM_METHODS,
     SequenceState,
     StreamCarry,
     check_stream_memory,
@@ -54,7 +56,8 @@ __all__ = [
     "sequence_gradient",
 ]
 
-SEQUENCE_METHODS = ("fop", "bptt", "autograd", "tbptt")
+#: the methods of ``sequence_gradient``: every registered stream method and "autograd"
+SEQUENCE_METHODS = (*STREAM_METHODS, "autograd")
 #: the learner sums the carried sensitivities every this many elements (and checks every
 #: gradient it hands the optimizer): inf/NaN raise ChaoticNetworkError
 CHAOS_CHECK_EVERY = 64
@@ -113,6 +116,8 @@ def sequence_gradient(
     mask: torch.Tensor | None = None,
     truncation: int | None = None,
     state: SequenceState | None = None,
+    order: int | None = None,
+    seed: int | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """The loss of a sequence and dE/dθ by ``method``, in the storage's shape ((N, N), zero
     outside the mask, or (P,) per edge on the sparse layout).
@@ -123,7 +128,11 @@ def sequence_gradient(
     to the state after x: with ``method="fop"`` it holds the sensitivities, so a stream cut into
     chunks gets exactly the gradient of the whole (the chunks' losses and gradients add up,
     each weighted by its share of the masked pairs); the other methods treat the entering state
-    as a constant.  The parameter's ``.grad`` is left untouched.
+    as a constant.  ``method`` is any of :data:`SEQUENCE_METHODS`: the registered stream methods
+    with their options (``truncation`` for "tbptt", ``order`` for "snap" (SnAp-k), ``seed`` for
+    "uoro": the approximate online methods fold over the sequence as they would learn online,
+    their gradient an estimate of the exact one) and "autograd".  The parameter's ``.grad`` is
+    left untouched.
     """
     net = _check_net(net)
     if method not in SEQUENCE_METHODS:
@@ -131,10 +140,11 @@ def sequence_gradient(
     loss = _check_loss(loss)
     stream = None
     if method == "autograd":
-        if truncation is not None:
-            raise ValueError("truncation applies to method 'tbptt' only, not 'autograd'")
-    else:  # tbptt folds over "bptt" windows; the registry checks its truncation
-        stream = get_stream_method(method, truncation=truncation)
+        for key, given in (("truncation", truncation), ("order", order), ("seed", seed)):
+            if given is not None:
+                raise ValueError(f"{key} does not apply to method 'autograd'")
+    else:  # tbptt folds over "bptt" windows; the registry checks the options
+        stream = get_stream_method(method, truncation=truncation, order=order, seed=seed)
     if state is not None and not isinstance(state, SequenceState):
         raise TypeError(f"state must be a meshprop.SequenceState, got {type(state).__name__}")
     x = net.prepare_sequence(x)
@@ -208,7 +218,10 @@ class OnlineLearner:
       sensitivities (paper 000 Eq. 17) are carried forward across elements and across weight
       updates, so the gradient of element t is exact through the whole past (exact while the
       weights are frozen; with updates, the past's sensitivities were computed with the older
-      weights, as in RTRL).  Memory O(B·P·F), flat in the stream's length.
+      weights, as in RTRL).  Memory flat in the stream's length: O(B·P·F) on the dense
+      representation, O(B·K) on the pattern the topology can reach, whichever
+      :func:`meshprop.streams.fop_cost` finds cheaper (O(P) per tick on a recurrence of
+      self-loops only).
     - ``"tbptt"``: the loss of element t is backpropagated (reciprocal network) through the last
       ``truncation`` elements, from the state that entered them (a constant).
     - ``"snap"`` with ``order=k``: SnAp-k (:mod:`meshprop.streams.snap`), RTRL's sensitivities

@@ -16,18 +16,33 @@ from pathlib import Path
 
 from .workloads import Point
 
-__all__ = ["measure_peak_bytes"]
+__all__ = ["measure_peak_bytes", "probe_environment", "status_bytes"]
 
 #: the package folder holding this meshprop, so the probe imports the same code
 _SOURCE = str(Path(__file__).resolve().parents[2])
 
 
-def measure_peak_bytes(point: Point, engine: str, threads: int = 2, timeout: float = 600) -> int:
-    """Extra resident memory (bytes) of one step of ``engine`` on ``point``."""
+def probe_environment() -> dict[str, str]:
+    """The environment of a fresh probe process: this meshprop first on the path, glibc told to
+    mmap every block above 128 KiB (module docstring).  OSError off Linux."""
     if not os.path.exists("/proc/self/clear_refs"):
         raise OSError("peak memory needs Linux /proc/self/clear_refs")
     path = os.pathsep.join(p for p in (_SOURCE, os.environ.get("PYTHONPATH")) if p)
-    env = {**os.environ, "MALLOC_MMAP_THRESHOLD_": "131072", "PYTHONPATH": path}
+    return {**os.environ, "MALLOC_MMAP_THRESHOLD_": "131072", "PYTHONPATH": path}
+
+
+def status_bytes(key: str) -> int:
+    """A byte count of this process's /proc/self/status (``VmRSS``, ``VmHWM``)."""
+    with open("/proc/self/status") as handle:
+        for line in handle:
+            if line.startswith(key + ":"):
+                return int(line.split()[1]) * 1024
+    raise OSError(f"/proc/self/status has no {key}")
+
+
+def measure_peak_bytes(point: Point, engine: str, threads: int = 2, timeout: float = 600) -> int:
+    """Extra resident memory (bytes) of one step of ``engine`` on ``point``."""
+    env = probe_environment()
     command = [sys.executable, "-m", "meshprop.bench.probe", json.dumps(point.to_dict()), engine]
     result = subprocess.run(
         [*command, "--threads", str(threads)],

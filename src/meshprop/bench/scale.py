@@ -30,6 +30,8 @@ from typing import Any
 import torch
 from torch.profiler import ProfilerActivity, profile
 
+from ..allocator import keep_freed_memory
+from ..engines.sparse_layout import SparseAuto
 from ..memory import MemoryLimitError
 from ..mesh import MeshNet, gradient
 from ..topology import Topology
@@ -39,8 +41,10 @@ __all__ = [
     "DENSE_MAX",
     "SIZES",
     "TOPOLOGIES",
+    "ModelCheck",
     "ScaleRow",
     "bandwidth",
+    "model_checks",
     "plot",
     "probe_buffers",
     "run_scale",
@@ -211,6 +215,7 @@ def run_scale(
     if topology not in TOPOLOGIES:
         raise ValueError(f"unknown scale topology {topology!r}; expected one of {TOPOLOGIES}")
     device = torch.device(device)
+    keep_freed_memory()  # a step's large tensors reused, not faulted in afresh (allocator.py)
     rate = bandwidth(device=device)
     rows = []
     for n in sizes:
@@ -254,6 +259,36 @@ def run_scale(
                 if progress:
                     progress(f"scale N={n} T={T} {layout}/{engine}: {row.median_s} s")
     return rows, rate
+
+
+@dataclass
+class ModelCheck:
+    """The cost model's pick between the sparse ``fop`` and ``bptt`` against their measured
+    times at one (neurons, ticks): ``chosen_over_best`` ≤ 1.1 is the target."""
+
+    neurons: int
+    ticks: int
+    chosen: str
+    fop_over_bptt: float
+    chosen_over_best: float
+
+
+def model_checks(rows: list[ScaleRow], kind: str = "wired") -> list[ModelCheck]:
+    """For every (N, T) where both sparse ``fop`` and ``bptt`` were timed: the engine the cost
+    model of ``auto`` picks among the two (``SparseAuto(("fop", "bptt"))``) and how its
+    measured time compares with the faster one's."""
+    timed = {(r.neurons, r.ticks, r.engine): r for r in rows if r.layout == "sparse"}
+    out = []
+    for (n, T, engine), row in sorted(timed.items()):
+        other = timed.get((n, T, "bptt"))
+        if engine != "fop" or other is None or not row.median_s or not other.median_s:
+            continue
+        dyn = MeshNet(_topology(n, kind=kind), ticks=T, layout="sparse").dynamics
+        chosen = SparseAuto(("fop", "bptt")).choose(dyn, row.batch, 4)
+        times = {"fop": row.median_s, "bptt": other.median_s}
+        best = min(times.values())
+        out.append(ModelCheck(n, T, chosen, times["fop"] / times["bptt"], times[chosen] / best))
+    return out
 
 
 def slopes(rows: list[ScaleRow], min_neurons: int = 0) -> dict[str, float]:

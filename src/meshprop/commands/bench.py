@@ -95,7 +95,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         nargs="+",
         default=None,
         metavar="N",
-        help="neuron counts of --workload scale (default: 1000 3000 10000 30000 100000)",
+        help="neuron counts of --workload scale (default: 1000 3000 10000 30000 100000), or the "
+        "hidden sizes of --workload online's grid (default: 32 256 1024)",
     )
     p.add_argument(
         "--scale-topology",
@@ -110,6 +111,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         default="cpu",
         help="where --workload scale runs: cpu, or cuda (the other workloads run on the CPU) "
         "(default: cpu)",
+    )
+    p.add_argument(
+        "--quick",
+        action="store_true",
+        help="--workload online: a shorter run (online FOP at H = 32 only; the grid at 32 and "
+        "256 hidden neurons, 1 s per cell)",
     )
     p.add_argument("--json", action="store_true", help="print JSON rows instead of a table")
     p.add_argument("--output", default=None, metavar="PATH", help="also write the JSON rows here")
@@ -153,11 +160,23 @@ def _run(args: argparse.Namespace, threads: int) -> int:
     streams: list[dict] = []
     for name in args.workload:
         if name in STREAM_WORKLOADS:  # online FOP: ticks/s against H; memory against length
-            from ..bench import online, online_methods
+            from ..bench import online, online_grid
 
-            streams += online.throughput(threads=threads)
-            # every online method: ticks/s beside inference, cosine to the exact gradient
-            streams += online_methods.compare_methods(hidden=(16, 64), threads=threads)
+            if args.quick:
+                streams += online.throughput(hidden=[32], ticks=1000, rounds=3, threads=threads)
+            else:
+                streams += online.throughput(threads=threads)
+            # every online method against size, topology and layout: ticks/s beside inference,
+            # peak memory, cosine to the exact gradient (one fresh process per cell)
+            hidden = args.sizes or (
+                online_grid.QUICK_HIDDEN if args.quick else online_grid.GRID_HIDDEN
+            )
+            streams += online_grid.grid(
+                hidden=hidden,
+                budget_s=1.0 if args.quick else 3.0,
+                cosine_length=50 if args.quick else 100,
+                progress=progress,
+            )
             if args.memory == "all":
                 streams += online.stream_peak()
             continue
@@ -189,8 +208,14 @@ def _run(args: argparse.Namespace, threads: int) -> int:
     )
     if rows:
         print(table(rows))
+    grid_rows = [r for r in streams if r.get("workload") == "online-grid"]
     for record in streams:
-        print(json.dumps(record))
+        if record.get("workload") != "online-grid":
+            print(json.dumps(record))
+    if grid_rows:
+        from ..bench.online_grid import grid_table
+
+        print(grid_table(grid_rows))
     for line in summary(rows, rate if math.isfinite(rate) else None):
         print(line)
     return 0
@@ -207,6 +232,7 @@ def _run_scale(args: argparse.Namespace, threads: int, progress) -> int:
     )
     elapsed = time.perf_counter() - started
     fits = scale.slopes(rows)
+    checks = scale.model_checks(rows, args.scale_topology)
     records = [
         {
             "bandwidth_bytes_s": rate,
@@ -215,6 +241,7 @@ def _run_scale(args: argparse.Namespace, threads: int, progress) -> int:
             "topology": args.scale_topology,
             "slopes": fits,
             "slopes_n_ge_1e4": scale.slopes(rows, min_neurons=10_000),
+            "model_checks": [asdict(c) for c in checks],
         }
     ]
     records += scale.as_dicts(rows)
@@ -241,4 +268,9 @@ def _run_scale(args: argparse.Namespace, threads: int, progress) -> int:
     for key, slope in fits.items():
         tail = f", N >= 10^4: {large[key]:.2f}" if key in large else ""
         print(f"slope of log(time) vs log(edges), {key}: {slope:.2f} (all N){tail}")
+    for c in checks:
+        print(
+            f"sparse fop/bptt N={c.neurons} T={c.ticks}: {c.fop_over_bptt:.2f}x; the auto model "
+            f"picks {c.chosen}, measured {c.chosen_over_best:.2f}x the faster (target <= 1.10)"
+        )
     return 0

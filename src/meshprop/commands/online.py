@@ -51,6 +51,7 @@ import torch
 
 from ..atomic import atomic_write_text, atomic_write_with
 from ..data.tasks import TaskStream
+from ..devices import DEVICES, require_device
 from ..mesh import MeshNet
 from ..runs.artefacts import save_checkpoint_atomically
 from ..runs.folder import (
@@ -62,6 +63,7 @@ from ..runs.folder import (
     write_manifest,
 )
 from ..sequence import OnlineLearner, fast_adam, flush_denormals, sequence_gradient
+from ..streams import fop_cost
 from ..threads import DEFAULT_THREADS, thread_policy
 from .checks import declare_outputs, declare_ranges
 from .interrupts import stop_on_signals
@@ -217,6 +219,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         metavar="N",
         help="save the state every N elements (0: only on SIGINT/SIGTERM)",
     )
+    p.add_argument(
+        "--device",
+        default="cpu",
+        choices=DEVICES,
+        help="where the network and the stream live: cpu, or cuda (refused before any work "
+        "when torch sees no CUDA device) (default: cpu)",
+    )
     add_threads_option(p, DEFAULT_THREADS)
     p.set_defaults(handler=_handle)
     declare_outputs(p, out="dir")
@@ -227,8 +236,8 @@ def evaluate(net: MeshNet, task: TaskStream) -> tuple[dict[str, Any], torch.Tens
     """The test metric and the baselines of ``task`` for ``net`` (frozen, from a zero state),
     and the outputs of the held-out stream."""
     with torch.no_grad():
-        y, _ = net.unroll(task.x_test.to(net.parameter.dtype))
-    y = y.double()
+        y, _ = net.unroll(task.x_test.to(net.parameter.device, net.parameter.dtype))
+    y = y.double().cpu()
     return {task.metric_key: task.score(y), "baselines": dict(task.baselines)}, y
 
 
@@ -286,6 +295,7 @@ def run_online(
     )
     if args.start == "linear":
         linear_start_(net, stream)
+    net = net.to(torch.device(getattr(args, "device", "cpu")))
     optimizer = fast_adam(net.parameters(), args.lr)
     online = args.method in ONLINE
     learner = (
@@ -300,6 +310,8 @@ def run_online(
         if online
         else None
     )
+    if describe is not None and args.method == "fop":  # what exact fop will cost, before it runs
+        print(fop_cost(net.topology, 1, dtype).describe(), flush=True)
     curve: list[dict] = []
     window_loss, window_hits, window_n = 0.0, 0, 0
     first, spent = 0, 0.0  # the first element to train on; seconds spent before (resumed)
@@ -360,10 +372,13 @@ def run_online(
             bar.close()
             raise OnlineInterruptedError(tick)
 
-    x, y, m = stream.x_train.to(dtype), stream.y_train.to(dtype), stream.m_train
+    device = net.parameter.device
+    x, y = stream.x_train.to(device, dtype), stream.y_train.to(device, dtype)
+    m = stream.m_train.to(device)
     if learner is not None:
         masked = m[:, 0].tolist()
-        skip = torch.zeros(1, dtype=torch.bool)  # the mask of an element without a target
+        # the mask of an element without a target
+        skip = torch.zeros(1, dtype=torch.bool, device=device)
         log_every = args.log_every
         deadline = math.inf if budget is None else time.perf_counter() + budget
         for t in range(first, train_ticks):
@@ -619,6 +634,7 @@ def summary_line(metrics: dict[str, Any]) -> str:
 
 
 def _handle(args: argparse.Namespace) -> int:
+    require_device(args.device)
     out = Path(args.out)
     # before any work: a folder of another run (or of another command) is refused
     mode = RunFolder.check(out, "online", resume=args.resume, overwrite=args.overwrite).mode

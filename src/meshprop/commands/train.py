@@ -14,6 +14,7 @@ bit-identical to a run never interrupted; SIGINT/SIGTERM save and exit 130/143
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 import shlex
@@ -23,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from .. import distributed
+from ..devices import resumed_device
 from ..reporting import Reporter, format_table
 from ..runs import RunConfig, describe_model, run, summary_rows, write_run
 from ..runs.config import load_config_file
@@ -181,6 +183,10 @@ def handle(args: argparse.Namespace) -> int:
     saved_info = None
     if mode == "resume":
         config, saved_info = resumed_config(args, config, out)
+        device, note = resumed_device(config.device, "device" in typed_settings(args))
+        if note is not None:
+            config = dataclasses.replace(config, device=device)
+            print(f"meshprop train: {note}", file=sys.stderr)
     check_run(config, args.out)  # memory of the network, disk of the run folder: before work
     with thread_policy(args.threads, "--threads"), stop_on_signals(not data_parallel) as stop:
         # under torchrun (WORLD_SIZE > 1): join the process group; only rank 0 prints and writes

@@ -27,13 +27,15 @@ from .base import GradientEngine
 from .edge_ops import (
     edge_grad,
     edge_index_of,
+    input_edges,
     joined_state,
     propagate,
     sparse_step_autograd,
+    tick_edge_counts,
     tick_edges,
     transpose_product,
 )
-from .fop_sparse import sparse_fop_backward, sparse_fop_bytes, sparse_fop_flops, sparse_fop_forward
+from .fop_sparse import sparse_fop_bytes, sparse_fop_carry, sparse_fop_flops, sparse_fop_gradient
 from .guard import check_memory
 from .registry import get_engine
 
@@ -43,6 +45,7 @@ __all__ = [
     "SparseAutograd",
     "SparseBPTT",
     "SparseFOP",
+    "bptt_row_operations",
     "differentiable_sparse_output",
 ]
 
@@ -70,7 +73,7 @@ class SparseBPTT(SparseEngine):
         history = []
         for n in range(1, dyn.ticks + 1):
             ids, index = ticks[n - 1]  # tick n on R_n only: exact for y (tick_edges)
-            w_n = w if ids is None else w[ids]
+            w_n = w if ids is None else w.index_select(0, ids)
             S_prev = joined_state(dyn.clamped_state(x, n), h)
             h, D = dyn.activations(propagate(index, w_n, S_prev))  # Eq. 3
             history.append((S_prev, D))
@@ -79,7 +82,8 @@ class SparseBPTT(SparseEngine):
     def backward(self, dyn, w, x, saved, grad_y):
         ticks = tick_edges(dyn.topology, dyn.ticks, w.device)
         C, F, I = dyn.n_clamped, dyn.n_free, dyn.topology.n_inputs
-        delta = torch.zeros(grad_y.shape[0], F, dtype=w.dtype, device=w.device)
+        # neuron-major (δᵀ contiguous), the layout of every later δ and of the CSR products
+        delta = torch.zeros(F, grad_y.shape[0], dtype=w.dtype, device=w.device).T
         delta[:, F - dyn.n_outputs :] = grad_y
         dw = torch.zeros_like(w)
         grad_x = torch.zeros_like(x)
@@ -87,12 +91,15 @@ class SparseBPTT(SparseEngine):
             ids, index = ticks[n - 1]
             S_prev, D = saved[n - 1]
             e = delta * D  # through φ′ (rule 3); zero outside R_n
+            w_n = w if ids is None else w.index_select(0, ids)
             if ids is None:
                 dw += edge_grad(index, S_prev, e)  # Σ_b S_{n-1}ᵀ e_n at the edges
-                back = transpose_product(index, w, e)  # e Aᵀ (rules 4, 5), every neuron
             else:  # only the edges into R_n carry a non-zero term
                 dw.index_add_(0, ids, edge_grad(index, S_prev, e))
-                back = transpose_product(index, w[ids], e)
+            if n == 1:  # δ_0 only feeds dE/dx: e Aᵀ over the edges out of the inputs
+                ids, index = input_edges(dyn.topology, dyn.ticks, w.device)
+                w_n = w.index_select(0, ids)
+            back = transpose_product(index, w_n, e)  # e Aᵀ (rules 4, 5), every neuron
             if x.dim() == 3:
                 grad_x[n - 1] = back[:, :I]
             else:
@@ -112,7 +119,16 @@ class SparseBPTT(SparseEngine):
         )
 
     def estimate_flops(self, dyn, batch):
-        return 3 * dyn.ticks * 2 * batch * dyn.topology.n_edges
+        return int(GATHER * 2 * batch * bptt_row_operations(dyn))
+
+
+def bptt_row_operations(dyn: Dynamics) -> float:
+    """Row operations of one sparse ``bptt`` step, the unit of the cost model shared with the
+    sparse FOP (``fop_sparse.sparse_fop_row_operations``): per tick n the forward product and
+    the per-edge gradient over the edges into R_n, the transposed product over them (tick 1:
+    over the edges out of the inputs only)."""
+    into, from_inputs = tick_edge_counts(dyn.topology, dyn.ticks)
+    return float(2 * sum(into) + sum(into[1:]) + from_inputs)
 
 
 class SparseAutograd(SparseEngine):
@@ -161,10 +177,10 @@ class SparseFOP(SparseEngine):
     name = "fop"
 
     def forward(self, dyn, w, x):
-        return sparse_fop_forward(dyn, w, x)
+        return sparse_fop_carry(dyn, w, x)
 
     def backward(self, dyn, w, x, saved, grad_y):
-        return sparse_fop_backward(dyn, saved, grad_y).to(w.dtype), None
+        return sparse_fop_gradient(dyn, w, saved, grad_y), None
 
     def estimate_bytes(self, dyn, batch, itemsize):
         return sparse_fop_bytes(dyn, batch, itemsize)

@@ -27,9 +27,12 @@ def check_stream_memory(
     stored = f", {length} elements" if length > 1 else ""
 
     def explain(limit: int) -> str:
+        describe = getattr(method, "describe_cost", None)
+        detail = f" ({describe(dyn, batch, itemsize)})" if describe is not None else ""
         return (
             f"the stream method {method.name!r} would need about {format_bytes(need)} (batch "
-            f"{batch}{stored}, {dyn.ticks} ticks, {topo.n_neurons} neurons, {topo.n_edges} edges) "
+            f"{batch}{stored}, {dyn.ticks} ticks, {topo.n_neurons} neurons, {topo.n_edges} edges)"
+            f"{detail} "
             f"but the memory limit is {format_bytes(limit)}; use a smaller batch, a smaller "
             f"network, a shorter sequence or window, or method 'tbptt' with a short truncation "
             f"(its memory does not grow with the network's edges), or raise the limit "

@@ -6,11 +6,28 @@ forward tick after tick, element after element,
 
     Z_n = (Z_{n-1} A_f + S̃_{n-1}) D_n,        dE/dθ_p += Σ_{b,o} dE/dy[b, o] Z[b, p, o],
 
-so the gradient is exact through the whole past and nothing of the past is stored: memory
-O(B·P·F) whatever the stream's length.  Every column is carried (a loss may come at any element).
-The products use the dense view A of the weights (``Layout.dense``; the memory guard covers it:
-the sensitivities, O(P·F), are the larger part anyway); the gradient lands on the edges of the
-storage (``Layout.edge_grid`` / ``Layout.write_edge_values``), never off them.
+so the gradient is exact through the whole past and nothing of the past is stored: memory flat
+whatever the stream's length.  Every column is carried (a loss may come at any element).
+
+**What exact FOP costs.**  Z[p, o] can be non-zero only where the edge's target j_p reaches o
+by free edges; :mod:`meshprop.streams.cost` counts that pattern (K pairs, M transitions between
+them) from the edge list and ``fop`` runs whichever representation its cost model finds
+cheaper per tick:
+
+- *dense* (:class:`RTRLStepper`, below): all P·F entries, B·F²·P multiply-adds per tick (one
+  (F×F)·(F×P) product), memory O(B·P·F) — a full or strongly connected mesh, where the pattern
+  is everything (K = P·F, M = P·F²);
+- *pattern* (:class:`~meshprop.streams.pattern.PatternCarry` on the saturated pattern, the
+  machinery of SnAp-k at k ≥ its saturation order): B·(K + M + 2P) gathered entries per tick,
+  memory O(B·K) floats and O(K + M) indices — a recurrence of self-loops only
+  (K, M ≈ P·(1 + O): O(P) per tick), feed-forward paths inside a mesh, modular meshes.
+
+Both are exact (the pattern drops only entries that are zero forever);
+``meshprop.streams.fop_cost(topology, batch, dtype)`` says which one will run, its pairs,
+transitions, bytes and modelled time per tick before anything is built, and the memory guard
+checks that representation's bytes.  The products of the dense stepper use the dense view A of
+the weights (``Layout.dense``; the memory guard covers it); the gradient lands on the edges of
+the storage (``Layout.edge_grid`` / ``Layout.write_edge_values``), never off them.
 """
 
 from __future__ import annotations
@@ -23,6 +40,8 @@ import torch
 from ..dynamics import Dynamics
 from ..engines.fop import edge_index
 from ..layout import Layout
+from .cost import cost_for
+from .pattern import PatternCarry, pattern_plan
 from .protocol import StreamCarry, StreamMethod
 
 __all__ = ["RTRL", "RTRLCarry", "RTRLStepper"]
@@ -378,16 +397,21 @@ class RTRLCarry(StreamCarry):
 
 
 class RTRL(StreamMethod):
-    """ "fop": RTRL, exact through the whole past (module docstring)."""
+    """ "fop": RTRL, exact through the whole past, on the dense or the pattern representation,
+    whichever :func:`~meshprop.streams.cost.fop_cost` finds cheaper (module docstring)."""
 
     name = "fop"
     online = True
 
     def start(self, dyn, storage, theta, batch):
+        if cost_for(dyn.topology, batch, theta.element_size()).representation == "pattern":
+            plan = pattern_plan(dyn.topology, None)
+            return PatternCarry(dyn, storage, theta, batch, plan, exact=True)
         return RTRLCarry(dyn, storage, theta, batch)
 
     def estimate_bytes(self, dyn, storage, batch, itemsize, length=1):
-        topo = dyn.topology
-        N, F, O, P = topo.n_neurons, topo.n_free, topo.n_outputs, topo.n_edges
-        floats = 2 * batch * F * P + batch * F * F + 2 * N * N + P + 6 * batch * N + 4 * batch * O
-        return itemsize * floats + 3 * 8 * P  # + the int64 edge indices
+        return cost_for(dyn.topology, batch, itemsize).bytes
+
+    def describe_cost(self, dyn, batch, itemsize) -> str:
+        """One line for the memory guard's message: the representation and its size."""
+        return cost_for(dyn.topology, batch, itemsize).describe()
