@@ -95,8 +95,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         nargs="+",
         default=None,
         metavar="N",
-        help="neuron counts of --workload scale (default: 1000 3000 10000 30000 100000), or the "
-        "hidden sizes of --workload online's grid (default: 32 256 1024)",
+        help="neuron counts of --workload scale, or the hidden sizes of --workload online's grid "
+        "(default: 1000 3000 10000 30000 100000 for scale, 32 256 1024 for online)",
     )
     p.add_argument(
         "--scale-topology",

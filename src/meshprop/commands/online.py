@@ -177,7 +177,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--topology",
         "the network (default: chain for delayed-recall, copy, adding; full for prediction). "
         "full: fully connected; chain: relu features, then a delay line of --hidden identity "
-        "neurons (default 1.5 × the task's span) read by the output, links started at gain 1; "
+        "neurons (1.5 × the task's span unless --hidden) read by the output, links started at "
+        "gain 1; "
         "ring: a closed tanh chain; self-loops: a tanh layer with self-loops only, started at "
         "1; reservoir: sparse random tanh recurrence at spectral radius 0.9",
         choices=TOPOLOGIES,

@@ -88,7 +88,13 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         "at equal time per cell",
         description=__doc__,
     )
-    p.add_argument("--tasks", nargs="+", choices=STUDY_TASKS, default=list(STUDY_TASKS))
+    p.add_argument(
+        "--tasks",
+        nargs="+",
+        choices=STUDY_TASKS,
+        default=list(STUDY_TASKS),
+        help="tasks (default: all four)",
+    )
     p.add_argument(
         "--lengths", type=int, nargs="+", default=list(DEFAULT_LENGTHS), help="lengths n"
     )
