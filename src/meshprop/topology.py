@@ -518,18 +518,15 @@ class Topology:
         _check_count("inputs", inputs, 0)
         _check_count("hidden", hidden, 1)
         _check_count("outputs", outputs, 1)
-        f = inputs + int(bias)
-        layer = torch.arange(f, f + hidden)
-        out = torch.arange(f + hidden, f + hidden + outputs)
-        blocks = [
-            torch.cartesian_prod(torch.arange(inputs), layer).reshape(-1, 2),
-            torch.stack([layer, layer], 1),
-            torch.cartesian_prod(layer, out),
-        ]
-        if bias:
-            free = torch.arange(f, f + hidden + outputs)
-            blocks.append(torch.stack([torch.full_like(free, inputs), free], 1))
-        return cls(inputs, hidden, outputs, bias, edges=torch.cat(blocks))
+        first = inputs + int(bias)
+        layer = torch.arange(first, first + hidden)
+        return cls(
+            inputs,
+            hidden,
+            outputs,
+            bias,
+            edges=_recurrent_layer(inputs, hidden, outputs, bias, torch.stack([layer, layer], 1)),
+        )
 
     @classmethod
     def reservoir(
@@ -555,21 +552,18 @@ class Topology:
         degree = float(degree)
         if not 0 < degree <= hidden:
             raise ValueError(f"degree must be in (0, hidden = {hidden}], got {degree}")
-        f = inputs + int(bias)
-        layer = torch.arange(f, f + hidden)
-        out = torch.arange(f + hidden, f + hidden + outputs)
+        first = inputs + int(bias)
         generator = torch.Generator().manual_seed(0 if seed is None else int(seed))
         keep = max(1, round(degree * hidden))
         chosen = torch.randperm(hidden * hidden, generator=generator)[:keep]
-        blocks = [
-            torch.cartesian_prod(torch.arange(inputs), layer).reshape(-1, 2),
-            torch.stack([f + chosen // hidden, f + chosen % hidden], 1),
-            torch.cartesian_prod(layer, out),
-        ]
-        if bias:
-            free = torch.arange(f, f + hidden + outputs)
-            blocks.append(torch.stack([torch.full_like(free, inputs), free], 1))
-        return cls(inputs, hidden, outputs, bias, edges=torch.cat(blocks))
+        recurrent = torch.stack([first + chosen // hidden, first + chosen % hidden], 1)
+        return cls(
+            inputs,
+            hidden,
+            outputs,
+            bias,
+            edges=_recurrent_layer(inputs, hidden, outputs, bias, recurrent),
+        )
 
     @classmethod
     def layered(cls, sizes: Sequence[int], bias: bool = True) -> Topology:
@@ -730,6 +724,26 @@ class Topology:
             f"Topology(inputs={self.n_inputs}, bias={self.bias}, hidden={self.n_hidden}, "
             f"outputs={self.n_outputs}, edges={self.n_edges})"
         )
+
+
+def _recurrent_layer(
+    inputs: int, hidden: int, outputs: int, bias: bool, recurrent: torch.Tensor
+) -> torch.Tensor:
+    """The edges of one recurrent hidden layer: every input feeds every hidden neuron, the
+    hidden → hidden edges ``recurrent`` (k, 2), every hidden neuron feeds every output, and the
+    bias (when there is one) feeds every free neuron."""
+    first = inputs + int(bias)
+    layer = torch.arange(first, first + hidden)
+    out = torch.arange(first + hidden, first + hidden + outputs)
+    blocks = [
+        torch.cartesian_prod(torch.arange(inputs), layer).reshape(-1, 2),
+        recurrent,
+        torch.cartesian_prod(layer, out),
+    ]
+    if bias:
+        free = torch.arange(first, first + hidden + outputs)
+        blocks.append(torch.stack([torch.full_like(free, inputs), free], 1))
+    return torch.cat(blocks)
 
 
 def _bytes_hash(tensor: torch.Tensor) -> int:

@@ -25,7 +25,7 @@ from ..reporting import Reporter, format_table
 from ..runs import RunConfig, run
 from ..runs.config import setting
 from ..runs.folder import UNITS_FILE, RunFolder
-from ..runs.settings import check_fields
+from ..runs.settings import at_least_one, check_fields
 from . import online_study, reproduce_structure
 from .checks import declare_outputs
 from .interrupts import StopRequest
@@ -33,11 +33,6 @@ from .options import add_run_options, add_settings_options
 from .reproduce_fashion import add_parser as add_fashion_parser
 from .reproduce_mnist1d import add_parser as add_mnist1d_parser
 from .runner import run_command
-
-
-def _positive(value: int) -> bool:
-    return value >= 1
-
 
 #: hidden neurons per toy set (the reference: 5 each, spirals 15).
 TOY_HIDDEN = {"moons": 5, "circles": 5, "blobs": 5, "blobs2": 5, "spirals": 15}
@@ -96,8 +91,10 @@ class ToysConfig:
         choices=lambda: TOY_DATASETS,
         nargs="+",
     )
-    epochs: int = setting(1000, "epochs per set", group="experiment", check=(">= 1", _positive))
-    frames: int = setting(40, "GIF frames per set", group="experiment", check=(">= 1", _positive))
+    epochs: int = setting(1000, "epochs per set", group="experiment", check=(">= 1", at_least_one))
+    frames: int = setting(
+        40, "GIF frames per set", group="experiment", check=(">= 1", at_least_one)
+    )
     grad: str = setting("fop", "gradient engine", group="experiment")
     seed: int = setting(
         0, "seed of every set", group="experiment", check=(">= 0", lambda v: v >= 0)
@@ -111,8 +108,8 @@ class ToysConfig:
 class IrisConfig:
     """The settings of ``meshprop reproduce iris`` (saved as its ``config.json``)."""
 
-    seeds: int = setting(5, "seeds 0..SEEDS-1", group="experiment", check=(">= 1", _positive))
-    epochs: int = setting(1000, "epochs per run", group="experiment", check=(">= 1", _positive))
+    seeds: int = setting(5, "seeds 0..SEEDS-1", group="experiment", check=(">= 1", at_least_one))
+    epochs: int = setting(1000, "epochs per run", group="experiment", check=(">= 1", at_least_one))
     grad: str = setting("fop", "gradient engine", group="experiment")
     compare: str = setting(
         "autograd", "second engine run on the same seeds ('none' to skip)", group="experiment"

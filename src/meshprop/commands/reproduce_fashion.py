@@ -21,7 +21,7 @@ from ..experiment.fashion import CAE_BUDGET, PROTOCOL
 from ..reporting import Reporter
 from ..runs.config import setting
 from ..runs.folder import UNITS_FILE, RunFolder
-from ..runs.settings import check_fields
+from ..runs.settings import at_least_one, check_fields
 from .checks import declare_outputs
 from .interrupts import StopRequest
 from .options import add_run_options, add_settings_options
@@ -30,19 +30,15 @@ from .runner import run_command
 __all__ = ["FashionConfig", "add_parser", "run_fashion"]
 
 
-def _at_least_one(value: int) -> bool:
-    return value >= 1
-
-
 @dataclass
 class FashionConfig:
     """The settings of ``meshprop reproduce fashion-mnist`` (saved as its ``config.json``)."""
 
     runs: int = setting(
-        10, "runs per configuration", group="experiment", check=(">= 1", _at_least_one)
+        10, "runs per configuration", group="experiment", check=(">= 1", at_least_one)
     )
     epochs: int = setting(
-        PROTOCOL.epochs, "classifier epochs", group="experiment", check=(">= 1", _at_least_one)
+        PROTOCOL.epochs, "classifier epochs", group="experiment", check=(">= 1", at_least_one)
     )
     grad: str = setting(PROTOCOL.grad, "engine (auto: exact FOP)", group="experiment")
     compare: str = setting(
@@ -66,14 +62,14 @@ class FashionConfig:
         shown="$MESHPROP_CACHE/features or ~/.cache/meshprop/features",
     )
     cae_epochs: int = setting(
-        CAE_BUDGET.epochs, "CAE training epochs", group="data", check=(">= 1", _at_least_one)
+        CAE_BUDGET.epochs, "CAE training epochs", group="data", check=(">= 1", at_least_one)
     )
     cae_subset: int | None = setting(
         None,
         "train the CAE on the first N training images only",
         group="data",
         metavar="N",
-        check=(">= 1", _at_least_one),
+        check=(">= 1", at_least_one),
         shown="all",
     )
     structure: list[str] = setting(  # noqa: RUF009 (setting is dataclasses.field)
@@ -90,10 +86,10 @@ class FashionConfig:
         PROTOCOL.update_every,
         "optimiser steps between structural updates",
         group="experiment",
-        check=(">= 1", _at_least_one),
+        check=(">= 1", at_least_one),
     )
     cae_threads: int = setting(
-        2, "torch threads for the CAE", group="data", metavar="N", check=(">= 1", _at_least_one)
+        2, "torch threads for the CAE", group="data", metavar="N", check=(">= 1", at_least_one)
     )
 
     def __post_init__(self) -> None:

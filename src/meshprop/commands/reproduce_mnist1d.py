@@ -18,7 +18,7 @@ from ..experiment.mnist1d import BASELINES, PROTOCOL
 from ..reporting import Reporter
 from ..runs.config import setting
 from ..runs.folder import UNITS_FILE, RunFolder
-from ..runs.settings import check_fields
+from ..runs.settings import at_least_one, check_fields
 from .checks import declare_outputs
 from .interrupts import StopRequest
 from .options import add_run_options, add_settings_options
@@ -27,19 +27,15 @@ from .runner import run_command
 __all__ = ["Mnist1dConfig", "add_parser", "run_mnist1d"]
 
 
-def _at_least_one(value: int) -> bool:
-    return value >= 1
-
-
 @dataclass
 class Mnist1dConfig:
     """The settings of ``meshprop reproduce mnist1d`` (saved as its ``config.json``)."""
 
     runs: int = setting(
-        10, "runs per configuration", group="experiment", check=(">= 1", _at_least_one)
+        10, "runs per configuration", group="experiment", check=(">= 1", at_least_one)
     )
     epochs: int = setting(
-        PROTOCOL.epochs, "MNN/MLP epochs", group="experiment", check=(">= 1", _at_least_one)
+        PROTOCOL.epochs, "MNN/MLP epochs", group="experiment", check=(">= 1", at_least_one)
     )
     grad: str = setting(PROTOCOL.grad, "engine (auto: exact FOP)", group="experiment")
     compare: str = setting(

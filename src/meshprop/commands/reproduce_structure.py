@@ -21,7 +21,7 @@ from ..reporting import Reporter
 from ..runs import RunConfig, run
 from ..runs.config import setting
 from ..runs.folder import UNITS_FILE, RunFolder
-from ..runs.settings import ConfigError, check_fields
+from ..runs.settings import ConfigError, at_least_one, check_fields
 from ..structure import STRUCTURES
 from .checks import declare_outputs
 from .interrupts import StopRequest
@@ -40,10 +40,6 @@ __all__ = [
 DENSITIES = (1.0, 0.5, 0.2, 0.1, 0.05)
 #: built-in names under which the Fashion-MNIST features may be registered (included if present)
 FASHION_FEATURES = ("fashion-mnist-features", "fashion-features")
-
-
-def _at_least_one(value: int) -> bool:
-    return value >= 1
 
 
 @dataclass
@@ -75,8 +71,8 @@ class StructureConfig:
         choices=lambda: STRUCTURES,
         nargs="+",
     )
-    seeds: int = setting(3, "seeds 0..SEEDS-1", group="sweep", check=(">= 1", _at_least_one))
-    hidden: int = setting(32, "hidden neurons", group="run", check=(">= 1", _at_least_one))
+    seeds: int = setting(3, "seeds 0..SEEDS-1", group="sweep", check=(">= 1", at_least_one))
+    hidden: int = setting(32, "hidden neurons", group="run", check=(">= 1", at_least_one))
     degree: float | None = setting(
         None,
         "large sparse meshes: each run starts from Topology.sparse_random of mean degree D "
@@ -86,11 +82,11 @@ class StructureConfig:
         check=("> 0", lambda v: v > 0),
         shown="random meshes over all allowed edges",
     )
-    ticks: int = setting(3, "state transitions T", group="run", check=(">= 1", _at_least_one))
+    ticks: int = setting(3, "state transitions T", group="run", check=(">= 1", at_least_one))
     lr: float = setting(0.01, "Adam's learning rate", group="run", check=("> 0", lambda v: v > 0))
-    epochs: int = setting(60, "epochs per run", group="run", check=(">= 1", _at_least_one))
+    epochs: int = setting(60, "epochs per run", group="run", check=(">= 1", at_least_one))
     update_every: int = setting(
-        50, "steps between updates", group="run", check=(">= 1", _at_least_one)
+        50, "steps between updates", group="run", check=(">= 1", at_least_one)
     )
     drop_fraction: float = setting(
         0.3, "initial drop fraction", group="run", check=("in (0, 1)", lambda v: 0 < v < 1)

@@ -26,7 +26,7 @@ from ..layered import RULES
 from ..layout import LAYOUTS
 from ..structure import STRUCTURES
 from ..training import OPTIMIZERS
-from .settings import ConfigError, check_fields, load_settings_file, quote
+from .settings import ConfigError, check_fields, load_settings_file, positive, quote
 from .settings import field_type as settings_field_type
 
 __all__ = [
@@ -85,10 +85,6 @@ def setting(
     if isinstance(default, list):  # a fresh copy for every instance
         return field(default_factory=lambda: list(default), metadata=metadata)
     return field(default=default, metadata=metadata)
-
-
-def _positive(value: float) -> bool:
-    return value > 0
 
 
 @dataclass
@@ -157,7 +153,7 @@ class RunConfig:
         "--layout sparse for 10^4 neurons and more",
         group="network",
         metavar="D",
-        check=("> 0", _positive),
+        check=("> 0", positive),
     )
     layout: str = setting(
         "dense",
@@ -185,7 +181,7 @@ class RunConfig:
     optimizer: str = setting(
         "adam", "torch.optim optimiser", group="optimisation", choices=lambda: tuple(OPTIMIZERS)
     )
-    lr: float = setting(0.01, "learning rate", group="optimisation", check=("> 0", _positive))
+    lr: float = setting(0.01, "learning rate", group="optimisation", check=("> 0", positive))
     momentum: float = setting(
         0.0, "momentum of sgd and rmsprop", group="optimisation", check=(">= 0", lambda v: v >= 0)
     )
@@ -193,10 +189,10 @@ class RunConfig:
         0.0, "weight decay", group="optimisation", check=(">= 0", lambda v: v >= 0)
     )
     epochs: int = setting(
-        60, "passes over the training data", group="optimisation", check=(">= 1", _positive)
+        60, "passes over the training data", group="optimisation", check=(">= 1", positive)
     )
     batch_size: int = setting(
-        32, "samples per optimiser step", group="optimisation", check=(">= 1", _positive)
+        32, "samples per optimiser step", group="optimisation", check=(">= 1", positive)
     )
     seed: int = setting(
         0,
@@ -220,7 +216,7 @@ class RunConfig:
         None,
         "early stopping: epochs without validation improvement; needs --val-size",
         group="optimisation",
-        check=(">= 1", _positive),
+        check=(">= 1", positive),
     )
     dtype: str = setting("float64", "floating-point type", group="network", choices=lambda: DTYPES)
     device: str = setting(
@@ -257,7 +253,7 @@ class RunConfig:
         100,
         "optimiser steps between two structural updates (until three quarters of the steps)",
         group="network",
-        check=(">= 1", _positive),
+        check=(">= 1", positive),
     )
     drop_fraction: float = setting(
         0.3,

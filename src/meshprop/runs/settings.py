@@ -25,13 +25,25 @@ from typing import Any
 
 __all__ = [
     "ConfigError",
+    "at_least_one",
     "check_fields",
     "coerce",
     "field_type",
     "load_settings_file",
+    "positive",
     "settings_fields",
     "split_hint",
 ]
+
+
+def positive(value: float) -> bool:
+    """The check of a setting that must be above zero (``check=("> 0", positive)``)."""
+    return value > 0
+
+
+def at_least_one(value: float) -> bool:
+    """The check of a count that must be at least one (``check=(">= 1", at_least_one)``)."""
+    return value >= 1
 
 
 class ConfigError(ValueError):

@@ -37,7 +37,7 @@ from ..topology import Topology
 from ..training import History, TrainingCheckpoint, fit
 from .config import setting
 from .folder import STATE_FILE, RunFolder
-from .settings import ConfigError, check_fields
+from .settings import ConfigError, check_fields, positive
 
 __all__ = [
     "MODELS",
@@ -51,10 +51,6 @@ __all__ = [
 
 MODELS = ("fir", "narx", "mesh")
 SOURCES = ("mackey-glass",)
-
-
-def _positive(value: float) -> bool:
-    return value > 0
 
 
 @dataclass
@@ -79,17 +75,17 @@ class TimeseriesConfig:
         choices=lambda: SOURCES,
     )
     samples: int = setting(
-        1500, "Mackey-Glass: number of samples", group="series", check=(">= 1", _positive)
+        1500, "Mackey-Glass: number of samples", group="series", check=(">= 1", positive)
     )
     sample_every: float = setting(
         6.0,
         "Mackey-Glass: sampling interval in time units (multiple of 0.1)",
         group="series",
-        check=("> 0", _positive),
+        check=("> 0", positive),
     )
     model: str = setting("fir", "the network", group="network", choices=lambda: MODELS)
     taps: int = setting(
-        8, "taps of the input delay line (K)", group="network", check=(">= 1", _positive)
+        8, "taps of the input delay line (K)", group="network", check=(">= 1", positive)
     )
     hidden_taps: int = setting(
         2,
@@ -97,11 +93,11 @@ class TimeseriesConfig:
         group="network",
         check=(">= 0", lambda v: v >= 0),
     )
-    hidden: int = setting(10, "hidden neurons", group="network", check=(">= 1", _positive))
-    epochs: int = setting(600, "full-batch Adam steps", group="training", check=(">= 1", _positive))
-    lr: float = setting(0.01, "Adam learning rate", group="training", check=("> 0", _positive))
+    hidden: int = setting(10, "hidden neurons", group="network", check=(">= 1", positive))
+    epochs: int = setting(600, "full-batch Adam steps", group="training", check=(">= 1", positive))
+    lr: float = setting(0.01, "Adam learning rate", group="training", check=("> 0", positive))
     window: int = setting(
-        32, "training sequence length", group="training", check=(">= 1", _positive)
+        32, "training sequence length", group="training", check=(">= 1", positive)
     )
     train_fraction: float = setting(
         0.7,
