@@ -5,41 +5,50 @@ The grid: methods × tasks × lengths × seeds.  Methods: every registered onlin
 (``mp.ONLINE_METHODS``; truncated BPTT twice, with a window of k = n/2 and k = n elements for
 length n) and offline full BPTT.  Tasks and what their length n sets: ``delayed-recall``
 (the delay D = n), ``copy`` (the blank D = n after a pattern of 3), ``adding`` (episodes of
-L = n), ``mackey-glass`` (the horizon H = n).  Every cell runs ``meshprop online`` with the
-task's default network and settings, trains for ``--budget`` seconds of training time (or
-until ``--max-ticks`` elements) and is scored on the task's held-out part beside its
-baselines.  results.json is rewritten after every cell; ``--resume`` keeps the cells already
-there.  Writes table.md (per task: the metric's mean ± standard deviation over seeds and the
-mean training elements per second, per length and method) and study.png.
+L = n), ``mackey-glass`` (the horizon H = n).  Every cell is a ``meshprop online``
+configuration (:class:`~meshprop.runs.online_config.OnlineConfig`) with the task's default
+network and settings, trains for ``--budget`` seconds of training time (or until
+``--max-ticks`` elements) and is scored on the task's held-out part beside its baselines.
+Every cell is a unit of work of the run folder, saved in units.json as soon as it is done
+(by this process, also with ``--workers``): ``--resume`` keeps the cells done (by task,
+length, method, seed, budget and stream lengths; the grid may grow) and runs only the
+others.  Writes results.json (every cell of the grid), table.md (per task: the metric's mean
+± standard deviation over seeds and the mean training elements per second, per length and
+method) and study.png.
 """
 
 from __future__ import annotations
 
 import argparse
-import json
-import math
 import statistics
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ..atomic import atomic_write_text, atomic_write_with
+from ..runs.config import setting
+from ..runs.folder import UNITS_FILE, RunFolder
+from ..runs.online import run_online
+from ..runs.online_config import OnlineConfig
+from ..runs.settings import ConfigError, at_least_one, check_fields, positive
+from ..sequence import flush_denormals
 from ..threads import DEFAULT_THREADS, thread_policy
-from .checks import declare_outputs, declare_ranges
-from .online import DEFAULTS, check_args, flush_denormals, run_online
-from .options import add_threads_option
+from .checks import declare_outputs
+from .interrupts import StopRequest
+from .options import add_run_options, add_settings_options
+from .runner import run_command
 
 __all__ = [
     "STUDY_TASKS",
     "Cell",
-    "StudyResults",
+    "StudyConfig",
     "add_parser",
+    "cell_config",
     "cells_of",
     "method_labels",
     "solved",
-    "study_args",
 ]
 
 STUDY_TASKS = ("delayed-recall", "copy", "adding", "mackey-glass")
@@ -81,6 +90,88 @@ def _method(label: str, length: int) -> tuple[str, int | None]:
     return label, None
 
 
+@dataclass
+class StudyConfig:
+    """The settings of ``meshprop reproduce online`` (saved as its ``config.json``).  Every
+    one may change on ``--resume``: the cells done are kept by what defines each."""
+
+    tasks: list[str] = setting(  # noqa: RUF009 (setting is dataclasses.field)
+        list(STUDY_TASKS),
+        "tasks",
+        group="grid",
+        metavar="TASK",
+        choices=lambda: STUDY_TASKS,
+        nargs="+",
+        shown="all four",
+        free_on_resume=True,
+    )
+    lengths: list[int] = setting(  # noqa: RUF009 (setting is dataclasses.field)
+        list(DEFAULT_LENGTHS),
+        "lengths n",
+        group="grid",
+        metavar="N",
+        nargs="+",
+        check=(">= 2", lambda v: len(v) > 0 and all(n >= 2 for n in v)),
+        free_on_resume=True,
+    )
+    methods: list[str] | None = setting(  # noqa: RUF009 (setting is dataclasses.field)
+        None,
+        "method labels",
+        group="grid",
+        metavar="METHOD",
+        nargs="+",
+        shown="all of them: the online methods of the registry, tbptt as tbptt-half and "
+        "tbptt-full, and bptt",
+        free_on_resume=True,
+    )
+    seeds: int = setting(
+        3, "seeds per cell (0, 1, …)", group="grid", check=(">= 1", at_least_one),
+        free_on_resume=True,
+    )  # fmt: skip
+    budget: float = setting(
+        DEFAULT_BUDGET,
+        "training time of every cell",
+        group="cell",
+        metavar="SECONDS",
+        check=("a positive number of seconds", positive),
+        free_on_resume=True,
+    )
+    max_ticks: int = setting(
+        DEFAULT_MAX_TICKS,
+        "the training stream's length: a cell stops there if its budget lasts",
+        group="cell",
+        check=(">= 1", at_least_one),
+        free_on_resume=True,
+    )
+    test_ticks: int | None = setting(
+        None,
+        "held-out stream of delayed recall, copy and adding",
+        group="cell",
+        check=(">= 1", at_least_one),
+        shown="the task's, 5000",
+        free_on_resume=True,
+    )
+    workers: int = setting(
+        1, "cells run side by side (processes)", group="cell", check=(">= 1", at_least_one),
+        free_on_resume=True,
+    )  # fmt: skip
+
+    def __post_init__(self) -> None:
+        check_fields(self)
+        labels = method_labels()
+        unknown = [m for m in self.methods or [] if m not in labels]
+        if unknown:
+            raise ConfigError(
+                f"{{0}}: unknown method {unknown[0]!r}; expected some of {', '.join(labels)}",
+                "methods",
+            )
+
+    @property
+    def labels(self) -> list[str]:
+        """The method labels of the grid (all of them when ``methods`` is not given)."""
+        return list(self.methods or method_labels())
+
+
 def add_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "online",
@@ -88,142 +179,76 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         "at equal time per cell",
         description=__doc__,
     )
-    p.add_argument(
-        "--tasks",
-        nargs="+",
-        choices=STUDY_TASKS,
-        default=list(STUDY_TASKS),
-        help="tasks (default: all four)",
-    )
-    p.add_argument(
-        "--lengths", type=int, nargs="+", default=list(DEFAULT_LENGTHS), help="lengths n"
-    )
-    p.add_argument(
-        "--methods",
-        nargs="+",
-        metavar="METHOD",
-        help="method labels (default: all of them: the online methods of the registry, "
-        "tbptt as tbptt-half and tbptt-full, and bptt)",
-    )
-    p.add_argument("--seeds", type=int, default=3, help="seeds per cell (0, 1, …)")
-    p.add_argument(
-        "--budget",
-        type=float,
-        default=DEFAULT_BUDGET,
-        metavar="SECONDS",
-        help="training time of every cell (default: %(default)s)",
-    )
-    p.add_argument(
-        "--max-ticks",
-        type=int,
-        default=DEFAULT_MAX_TICKS,
-        help="the training stream's length: a cell stops there if its budget lasts "
-        "(default: %(default)s)",
-    )
-    p.add_argument(
-        "--test-ticks",
-        type=int,
-        help="held-out stream of delayed recall, copy and adding (default: the task's, 5000)",
-    )
-    p.add_argument("--workers", type=int, default=1, help="cells run side by side (processes)")
-    p.add_argument("--out", default="runs/reproduce-online", metavar="DIR", help="output directory")
-    p.add_argument(
-        "--resume",
-        action="store_true",
-        help="keep the cells already in DIR/results.json (same task, length, method, seed, "
-        "budget and stream) and run only the others",
-    )
-    add_threads_option(p, DEFAULT_THREADS)
+    add_settings_options(p, StudyConfig)
+    add_run_options(p, out="runs/reproduce-online", threads=DEFAULT_THREADS)
     p.set_defaults(handler=handle)
     declare_outputs(p, out="dir")
-    declare_ranges(
-        p, lengths=">= 2", seeds=">= 1", max_ticks=">= 1", workers=">= 1", test_ticks=">= 1"
-    )
 
 
-def study_args(
+def cell_config(
     task: str,
     length: int,
     label: str,
     seed: int,
     max_ticks: int,
     test_ticks: int | None = None,
-) -> argparse.Namespace:
-    """The ``meshprop online`` options of one cell (the command's defaults for the task)."""
+) -> OnlineConfig:
+    """The ``meshprop online`` configuration of one cell (the command's defaults for the
+    task)."""
     method, truncation = _method(label, length)
-    settings = {**DEFAULTS, "task": task, "method": method, "truncation": truncation,
-                "seed": seed, "train_ticks": max_ticks, LENGTH_OPTION[task]: length}  # fmt: skip
+    settings: dict[str, Any] = {"task": task, "method": method, "truncation": truncation,
+                                "seed": seed, "train_ticks": max_ticks,
+                                LENGTH_OPTION[task]: length}  # fmt: skip
     if task != "mackey-glass":
         settings["test_ticks"] = test_ticks
     if method == "bptt" and task != "mackey-glass":
         settings["sequence_length"] = 4 * (length + (3 if task == "copy" else 0))
-    args = argparse.Namespace(**settings)
-    check_args(args)
-    return args
+    return OnlineConfig(**settings)
 
 
-def cells_of(args: argparse.Namespace) -> dict[Cell, argparse.Namespace]:
-    """Every cell of the grid with its options (all validated before any training)."""
-    labels = method_labels()
-    methods = args.methods or list(labels)
-    unknown = [m for m in methods if m not in labels]
-    if unknown:
-        raise ValueError(f"unknown method {unknown[0]!r}; expected some of {labels}")
-    if not (math.isfinite(args.budget) and args.budget > 0):
-        raise ValueError(f"--budget must be a positive number of seconds, got {args.budget}")
+def cells_of(config: StudyConfig) -> dict[Cell, OnlineConfig]:
+    """Every cell of the grid with its configuration (all checked before any training)."""
     return {
-        (task, n, m, s): study_args(task, n, m, s, args.max_ticks, args.test_ticks)
-        for task in args.tasks
-        for n in args.lengths
-        for m in methods
-        for s in range(args.seeds)
+        (task, n, m, s): cell_config(task, n, m, s, config.max_ticks, config.test_ticks)
+        for task in config.tasks
+        for n in config.lengths
+        for m in config.labels
+        for s in range(config.seeds)
     }
 
 
-class StudyResults:
-    """The cells done so far (results.json: one record per cell, rewritten atomically after
-    each); on ``--resume`` a record is kept when its ``stream`` settings (budget, stream
-    lengths) equal this run's, and its cell is not run again."""
-
-    def __init__(self, path: Path, stream: dict[str, Any], resume: bool) -> None:
-        self.path, self.stream = path, stream
-        self.records: list[dict[str, Any]] = []
-        if resume and path.is_file():
-            try:
-                loaded = json.loads(path.read_text(encoding="utf-8"))
-            except json.JSONDecodeError as error:
-                raise ValueError(f"--resume: {path} is not valid JSON ({error})") from None
-            if not isinstance(loaded, list) or not all(
-                isinstance(r, dict) and "cell" in r for r in loaded
-            ):
-                raise ValueError(f"--resume: {path} does not hold the results of this study")
-            self.records = [r for r in loaded if self._matches(r)]
-
-    def _matches(self, record: dict[str, Any]) -> bool:
-        return all(record.get(key) == value for key, value in self.stream.items())
-
-    def done(self) -> set[Cell]:
-        return {tuple(r["cell"]) for r in self.records}
-
-    def add(self, cell: Cell, metrics: dict[str, Any]) -> None:
-        self.records.append({"cell": list(cell), **self.stream, **metrics})
-        atomic_write_text(self.path, json.dumps(self.records, indent=1) + "\n")
+def _stream(config: StudyConfig) -> dict[str, Any]:
+    """What besides the cell defines a cell's result: the budget and the streams' lengths."""
+    return {"budget": config.budget, "max_ticks": config.max_ticks, "test_ticks": config.test_ticks}
 
 
-def _run_cell(item: tuple[Cell, argparse.Namespace, float, int]) -> tuple[Cell, dict]:
-    cell, cell_args, budget, threads = item
+def unit_key(cell: Cell, config: StudyConfig) -> str:
+    """The cell's key in units.json: the cell and what else defines its result."""
+    task, n, label, seed = cell
+    stream = _stream(config)
+    return f"{task}/n={n}/{label}/seed={seed}/" + "/".join(f"{k}={v}" for k, v in stream.items())
+
+
+def _run_cell(item: tuple[Cell, OnlineConfig, float, int]) -> tuple[Cell, dict]:
+    cell, cell_config_, budget, threads = item
     with thread_policy(threads), flush_denormals():
-        result, _ = run_online(cell_args, progress=False, budget=budget)
+        result, _ = run_online(cell_config_, progress=False, budget=budget)
     return cell, result.metrics
 
 
-def _run(todo: list[tuple[Cell, argparse.Namespace]], args) -> Iterator[tuple[Cell, dict]]:
-    items = [(cell, a, args.budget, args.threads) for cell, a in todo]
-    if args.workers == 1:
+def _run(todo: list[tuple[Cell, OnlineConfig]], config: StudyConfig, threads: int
+         ) -> Iterator[tuple[Cell, dict]]:  # fmt: skip
+    """The cells' metrics as they finish (in order): in this process, or in ``workers``
+    processes; an interruption cancels the cells not started."""
+    items = [(cell, c, config.budget, threads) for cell, c in todo]
+    if config.workers == 1:
         yield from map(_run_cell, items)
         return
-    with ProcessPoolExecutor(max_workers=args.workers) as pool:
+    pool = ProcessPoolExecutor(max_workers=config.workers)
+    try:
         yield from pool.map(_run_cell, items)
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
 
 
 def solved(metrics: dict[str, Any]) -> bool:
@@ -237,19 +262,35 @@ def solved(metrics: dict[str, Any]) -> bool:
     return bool(value < min(baselines.values()))
 
 
+def _done(record: dict[str, Any]) -> Callable[[], dict[str, Any]]:
+    """The unit's computation when it was computed elsewhere (a worker): its record."""
+    return lambda: record
+
+
 def handle(args: argparse.Namespace) -> int:
-    cells = cells_of(args)
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    stream = {"budget": args.budget, "max_ticks": args.max_ticks, "test_ticks": args.test_ticks}
-    results = StudyResults(out / "results.json", stream, args.resume)
-    done = results.done()
-    todo = [(cell, a) for cell, a in cells.items() if cell not in done]
-    print(f"{len(cells)} cells, {len(cells) - len(todo)} from results.json; "
-          f"{args.budget:g} s of training each, {args.workers} worker(s)", flush=True)  # fmt: skip
+    def work(config: StudyConfig, folder: RunFolder, stop: StopRequest) -> int:
+        run_study(config, folder, args.threads)
+        return 0
+
+    return run_command(
+        args, "reproduce online", StudyConfig, work, prepare=cells_of, state=UNITS_FILE
+    )
+
+
+def run_study(config: StudyConfig, folder: RunFolder, threads: int) -> list[dict[str, Any]]:
+    """The grid into ``folder`` (see the module docstring); returns results.json's records."""
+    cells = cells_of(config)
+    saved = folder.load_units()
+    keys = {cell: unit_key(cell, config) for cell in cells}
+    kept = [saved[keys[cell]] for cell in cells if keys[cell] in saved]
+    todo = [(cell, c) for cell, c in cells.items() if keys[cell] not in saved]
+    print(f"{len(cells)} cells, {len(kept)} kept from {UNITS_FILE}; {config.budget:g} s of "
+          f"training each, {config.workers} worker(s)", flush=True)  # fmt: skip
+    records = list(kept)
     start = time.perf_counter()
-    for cell, metrics in _run(todo, args):
-        results.add(cell, metrics)
+    for cell, metrics in _run(todo, config, threads):
+        record = {"cell": list(cell), **_stream(config), **metrics}
+        records.append(folder.unit(keys[cell], _done(record)))
         metric = metrics["metric"]
         print(
             f"{cell[0]} n={cell[1]} {cell[2]} seed={cell[3]}: {metric} "
@@ -258,25 +299,22 @@ def handle(args: argparse.Namespace) -> int:
             flush=True,
         )
     wall = time.perf_counter() - start
-    records = [r for r in results.records if tuple(r["cell"]) in cells]
-    table = study_table(records, args)
+    table = study_table(records, config)
     summary = (
-        f"{table}\nBudget {args.budget:g} s of training per cell, {args.seeds} seed(s); cells: "
-        "mean ± standard deviation of the test metric over seeds (mean training elements per "
-        "second); ✓: solved on every seed (accuracy ≥ 0.95; adding: MSE ≤ a tenth of the "
-        "mean predictor's; prediction: NMSE below every baseline).  Wall time of this "
-        f"invocation {wall:.0f} s with {args.workers} worker(s)"
-        + (
-            f", {len(cells) - len(todo)} cells taken from results.json"
-            if len(todo) < len(cells)
-            else ""
-        )
+        f"{table}\nBudget {config.budget:g} s of training per cell, {config.seeds} seed(s); "
+        "cells: mean ± standard deviation of the test metric over seeds (mean training "
+        "elements per second); ✓: solved on every seed (accuracy ≥ 0.95; adding: MSE ≤ a "
+        "tenth of the mean predictor's; prediction: NMSE below every baseline).  Wall time of "
+        f"this invocation {wall:.0f} s with {config.workers} worker(s)"
+        + (f", {len(kept)} cells taken from the run's saved units ({UNITS_FILE})" if kept else "")
         + ".\n"
     )
-    atomic_write_text(out / "table.md", summary)
-    atomic_write_with(out / "study.png", lambda path: _plot(records, args, path))
+    folder.write_json("results.json", records)
+    folder.write_text("table.md", summary)
+    folder.write_with("study.png", lambda path: _plot(records, config, path))
+    folder.finish(folder.path(UNITS_FILE))
     print(summary)
-    return 0
+    return records
 
 
 def _of(records: list[dict], task: str, n: int, label: str) -> list[dict]:
@@ -295,11 +333,11 @@ def _cell_text(rows: list[dict]) -> str:
     return f"{mean:.3g}{spread}{mark} ({speed:,.0f}/s)"
 
 
-def study_table(records: list[dict], args: argparse.Namespace) -> str:
+def study_table(records: list[dict], config: StudyConfig) -> str:
     """One Markdown table per task: lengths × methods, with the baselines per length."""
-    labels = args.methods or list(method_labels())
+    labels = config.labels
     parts = []
-    for task in args.tasks:
+    for task in config.tasks:
         task_rows = [r for r in records if r["cell"][0] == task]
         if not task_rows:
             continue
@@ -307,7 +345,7 @@ def study_table(records: list[dict], args: argparse.Namespace) -> str:
         parts.append(f"**{task}** (test {metric}; n = {LENGTH_OPTION[task]})\n")
         parts.append("| n | " + " | ".join(labels) + " | baselines |")
         parts.append("| --- | " + " | ".join("---" for _ in labels) + " | --- |")
-        for n in args.lengths:
+        for n in config.lengths:
             rows = [r for r in task_rows if r["cell"][1] == n]
             base = rows[0]["baselines"] if rows else {}
             cells = [_cell_text(_of(records, task, n, m)) for m in labels]
@@ -317,21 +355,21 @@ def study_table(records: list[dict], args: argparse.Namespace) -> str:
     return "\n".join(parts)
 
 
-def _plot(records: list[dict], args: argparse.Namespace, path: Path) -> None:
+def _plot(records: list[dict], config: StudyConfig, path: Path) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    labels = args.methods or list(method_labels())
-    tasks = [t for t in args.tasks if any(r["cell"][0] == t for r in records)]
+    labels = config.labels
+    tasks = [t for t in config.tasks if any(r["cell"][0] == t for r in records)]
     fig, axes = plt.subplots(1, max(1, len(tasks)), figsize=(4.2 * max(1, len(tasks)), 3.6))
     axes = [axes] if len(tasks) <= 1 else list(axes)
     for ax, task in zip(axes, tasks, strict=False):
         metric = next(r["metric"] for r in records if r["cell"][0] == task)
         for k, label in enumerate(labels):
             xs, ys = [], []
-            for n in args.lengths:
+            for n in config.lengths:
                 rows = _of(records, task, n, label)
                 if rows:
                     xs.append(n)
@@ -339,7 +377,7 @@ def _plot(records: list[dict], args: argparse.Namespace, path: Path) -> None:
             ax.plot(xs, ys, marker="o", color=f"C{k}", label=label)
         names = sorted({b for r in records if r["cell"][0] == task for b in r["baselines"]})
         for name in names:
-            xs = [n for n in args.lengths if _of(records, task, n, labels[0])]
+            xs = [n for n in config.lengths if _of(records, task, n, labels[0])]
             ys = [_of(records, task, n, labels[0])[0]["baselines"][name] for n in xs]
             ax.plot(xs, ys, ls="--", color="gray", lw=1)
             if ys:

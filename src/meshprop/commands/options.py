@@ -252,10 +252,12 @@ def resolve_settings(
     cls: type,
     args: argparse.Namespace,
     merge: Callable[[list[dict[str, Any]]], dict[str, Any]] | None = None,
+    base: dict[str, Any] | None = None,
 ) -> Any:
-    """The configuration of class ``cls``: its defaults, overridden by the ``--config`` file,
-    overridden by the flags typed (``merge`` combines the two layers; default: the flags win
-    key by key).  Errors name the flag typed, or the key and the file."""
+    """The configuration of class ``cls``: its defaults (or ``base``, the settings of a run
+    ``--resume`` continues), overridden by the ``--config`` file, overridden by the flags typed
+    (``merge`` combines the layers; default: the later layer wins key by key).  Errors name
+    the flag typed, or the key and the file."""
     source = getattr(args, "config_file", None)
     file_values = {} if source is None else load_settings_file(cls, source)
     typed: dict[str, Any] = {}
@@ -267,8 +269,9 @@ def resolve_settings(
 
     try:
         typed = typed_settings_of(cls, args)
-        layers = [file_values, typed]
-        settings = merge(layers) if merge is not None else {**file_values, **typed}
+        layers = [file_values, typed] if base is None else [base, file_values, typed]
+        merged = {k: v for layer in layers for k, v in layer.items()}
+        settings = merge(layers) if merge is not None else merged
         return cls(**settings)
     except ConfigError as error:
         raise ValueError(error.describe(name)) from None

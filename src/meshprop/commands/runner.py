@@ -36,24 +36,48 @@ __all__ = ["resumed_settings", "run_command"]
 C = TypeVar("C")
 
 
-def resumed_settings(cls: type[C], args: argparse.Namespace, config: C, folder: RunFolder) -> C:
+def resumed_settings(
+    cls: type[C],
+    args: argparse.Namespace,
+    config: C | None,
+    folder: RunFolder,
+    error: ValueError | None = None,
+    merge: Callable[[list[dict[str, Any]]], dict[str, Any]] | None = None,
+) -> C:
     """The configuration of the run ``--resume`` continues (``config`` when the folder holds
-    none yet); the settings typed (flags, ``--config`` file) must equal the saved ones."""
+    none yet); the settings typed (flags, ``--config`` file) must equal the saved ones.
+    ``config`` is None when the settings typed make no configuration by themselves (``error``
+    says why): they are then taken over the saved ones (a typed option that only applies with
+    a saved one)."""
     document = folder.saved_config()
     if document is None:
+        if config is None:
+            assert error is not None
+            raise error
         return config
     names = {f.name for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
+    values = {k: v for k, v in document.items() if k in names}
     try:
-        saved = cls(**{k: v for k, v in document.items() if k in names})
-    except (ValueError, TypeError) as error:
-        reason = str(error).splitlines()[0] if str(error) else type(error).__name__
+        saved = cls(**values)
+    except (ValueError, TypeError) as problem:
+        reason = str(problem).splitlines()[0] if str(problem) else type(problem).__name__
         raise ValueError(
             f"--resume: {folder.path('config.json')} is not a readable configuration ({reason})"
         ) from None
+    if config is None:
+        try:
+            config = resolve_settings(cls, args, merge, base=values)
+        except ValueError:
+            assert error is not None
+            raise error from None
     given = set(typed_settings_of(cls, args))
     if getattr(args, "config_file", None) is not None:
         given |= set(load_settings_file(cls, args.config_file))
-    differ = [n for n in sorted(given) if getattr(config, n) != getattr(saved, n)]
+    fields = {f.name: f for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
+    free = {n for n in given if fields[n].metadata.get("free_on_resume")}
+    if free:  # the new values of these are taken
+        saved = cls(**{**values, **{n: getattr(config, n) for n in free}})
+    differ = [n for n in sorted(given - free) if getattr(config, n) != getattr(saved, n)]
     if differ:
         shown = ", ".join(
             f"{settings_flag(cls, n)} {getattr(config, n)!r} (the run: {getattr(saved, n)!r})"
@@ -83,13 +107,23 @@ def run_command(
     is touched; ``state``: the file of the saved state (a run that failed before writing it is
     discarded); ``at_once``: the first signal interrupts at once (the state is saved as the run
     goes) instead of being polled by ``work``."""
-    config = resolve_settings(cls, args, merge)
+    typed: C | None = None
+    error: ValueError | None = None
+    try:
+        typed = resolve_settings(cls, args, merge)
+    except ValueError as problem:
+        if not args.resume:
+            raise
+        error = problem  # the options typed may apply only with the run's saved ones
     folder = RunFolder.check(args.out, command, resume=args.resume, overwrite=args.overwrite)
     if folder.resuming:
-        config = resumed_settings(cls, args, config, folder)
+        config = resumed_settings(cls, args, typed, folder, error, merge)
+    else:
+        assert typed is not None
+        config = typed
     if prepare is not None:
         prepare(config)
-    document = dataclasses.asdict(config)
+    document = dataclasses.asdict(config)  # type: ignore[call-overload]
     seed = document.get("seed", 0)
     with thread_policy(getattr(args, "threads", 1), "--threads"):
         folder.start({**document, PROVENANCE_KEY: provenance(seed)})

@@ -61,6 +61,7 @@ def setting(
     shown: str | None = None,
     path: bool = False,
     nargs: str | None = None,
+    free_on_resume: bool = False,
 ) -> Any:
     """A :class:`RunConfig` field with its documentation.
 
@@ -69,7 +70,9 @@ def setting(
     as (description, predicate), e.g. ``(">= 1", lambda v: v >= 1)``; ``shown``: how the help
     states the default when it is not the plain value; ``path``: a file path, taken relative
     to the configuration file that gives it; ``nargs``: a list typed as several words
-    (``"+"``, or ``"*"`` when an empty list means none) instead of comma-separated.
+    (``"+"``, or ``"*"`` when an empty list means none) instead of comma-separated;
+    ``free_on_resume``: ``--resume`` takes a new value typed instead of refusing it (a sweep's
+    grid, whose units are kept by what defines each).
     """
     metadata = {
         "help": help,
@@ -81,6 +84,7 @@ def setting(
         "shown": shown,
         "path": path,
         "nargs": nargs,
+        "free_on_resume": free_on_resume,
     }
     if isinstance(default, list):  # a fresh copy for every instance
         return field(default_factory=lambda: list(default), metadata=metadata)

@@ -34,6 +34,7 @@ from typing import Any
 
 from ..atomic import (
     TEMP_MARK,
+    atomic_write_bytes,
     atomic_write_text,
     atomic_write_with,
     file_sha256,
@@ -83,7 +84,9 @@ RUN_FILES = (
     "learning_curve.png",
     "prediction.png",  # meshprop timeseries
     "diagram.png",
-    "results.json",  # reproduce fashion-mnist, mnist1d
+    "results.json",  # reproduce fashion-mnist, mnist1d, online
+    "table.md",  # reproduce online
+    "study.png",
     "details.json",
     "results.md",
     "accuracies.png",
@@ -258,9 +261,10 @@ class RunFolder:
     2. :meth:`start`: ``--overwrite`` removes the previous run; ``run.json`` is written marked
        unfinished (keeping the run's id on resume), then ``config.json``;
     3. the command writes its files with :meth:`write_text`, :meth:`write_json`,
-       :meth:`write_with` (atomic, each recorded for the manifest) and saves the state
-       ``--resume`` continues from (:meth:`save_units` for a run made of independent units, or
-       its own file such as ``training-state.pt``, given to :meth:`finish`);
+       :meth:`write_with`, :meth:`write_bytes` (atomic, each recorded for the manifest) and
+       saves the state ``--resume`` continues from (:meth:`save_units` for a run made of
+       independent units, or its own file such as ``training-state.pt``, given to
+       :meth:`finish`);
     4. :meth:`finish`: ``run.json`` marked complete, listing every file with its size and
        SHA-256.
 
@@ -342,6 +346,9 @@ class RunFolder:
 
     def write_text(self, name: str, text: str) -> Path:
         return self._record(atomic_write_text(self.out / name, text))
+
+    def write_bytes(self, name: str, data: bytes) -> Path:
+        return self._record(atomic_write_bytes(self.out / name, data))
 
     def write_json(self, name: str, document: Any) -> Path:
         return self.write_text(name, json.dumps(document, indent=2, default=float) + "\n")

@@ -6,67 +6,56 @@ SIGINT/SIGTERM) holds the settings it belongs to, the next element's index, the 
 optimizer's state, the learner's carried state (:meth:`meshprop.OnlineLearner.state_dict`: h,
 the RTRL sensitivities or the truncated-BPTT window), the learning curve so far with its open
 window, and the training seconds spent.  The stream itself is not saved: it is drawn again from
-the seed.  A resumed run gives bit-identical weights, curve and metrics (tests/test_online_cli.py
-kills real runs to check it).
+the seed.  A resumed run gives bit-identical weights, curve and metrics (the tests kill real
+runs to check it).
 """
 
 from __future__ import annotations
 
 import io
-from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
 
-from ..atomic import atomic_write_bytes
+from ..training import TrainingInterruptedError
+from .folder import RunFolder
 
 __all__ = [
+    "STATE_FILE",
     "STATE_FORMAT",
-    "OnlineCheckpoint",
     "OnlineInterruptedError",
     "read_state",
     "write_state",
 ]
 
+#: the state ``--resume`` continues from, in the run folder
+STATE_FILE = "online-state.pt"
 STATE_FORMAT = "meshprop-online-state"
 STATE_VERSION = 1
 
 
-class OnlineInterruptedError(Exception):
-    """A stop request (SIGINT/SIGTERM) ended the stream after ``tick`` elements, all saved."""
+class OnlineInterruptedError(TrainingInterruptedError):
+    """A stop request (SIGINT/SIGTERM) ended the stream after ``tick`` elements, all saved in
+    ``path`` (a :class:`~meshprop.training.TrainingInterruptedError`, as ``fit``'s: the
+    commands' runner says how to resume and exits 130/143)."""
 
-    def __init__(self, tick: int) -> None:
-        super().__init__(f"interrupted after element {tick}")
+    def __init__(self, tick: int, path: Path) -> None:
+        super().__init__(0, tick, path)
         self.tick = tick
+        self.args = (f"interrupted after element {tick}; state in {path}",)
 
 
-@dataclass
-class OnlineCheckpoint:
-    """Where and how often :func:`meshprop.commands.online.run_online` saves its state.
-
-    path: the state file.  every: elements between saves (0: only on a stop request).
-    resume: continue from ``path`` when it exists.  stop_requested: polled after every element
-    (sequence, for full BPTT); when true the state is saved and
-    :class:`OnlineInterruptedError` raised."""
-
-    path: Path
-    every: int
-    resume: bool = False
-    stop_requested: Callable[[], bool] | None = None
-
-
-def write_state(path: Path, settings: dict[str, Any], tick: int, **parts: Any) -> None:
+def write_state(folder: RunFolder, settings: dict[str, Any], tick: int, **parts: Any) -> Path:
     """Save the state after ``tick`` elements (``parts``: weights, optimizer, learner, curve,
-    window, elapsed) atomically."""
+    window, elapsed) atomically into ``folder`` (:data:`STATE_FILE`, listed in its manifest)."""
     buffer = io.BytesIO()
     torch.save(
         {"format": STATE_FORMAT, "version": STATE_VERSION, "settings": settings, "tick": tick,
          **parts},
         buffer,
     )  # fmt: skip
-    atomic_write_bytes(path, buffer.getvalue())
+    return folder.write_bytes(STATE_FILE, buffer.getvalue())
 
 
 def read_state(path: Path, settings: dict[str, Any]) -> dict[str, Any]:

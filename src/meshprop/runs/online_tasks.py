@@ -3,13 +3,13 @@ for it (a network and learning rate able to learn it), the task's streams
 (:mod:`meshprop.data.tasks`) and the network.
 
 An option that does not apply to the chosen task is refused (one line, before anything is
-written) instead of being ignored.  A CSV series (``--data FILE --column NAME``) is the task
-``series``: a prediction task like ``mackey-glass``.
+written) instead of being ignored (:class:`~meshprop.runs.online_config.OnlineConfig`).  A CSV
+series (``--data FILE --column NAME``) is the task ``series``: a prediction task like
+``mackey-glass``.
 """
 
 from __future__ import annotations
 
-import argparse
 from pathlib import Path
 from typing import Any
 
@@ -26,7 +26,7 @@ from ..data.tasks import (
 )
 from ..mesh import MeshNet
 from ..recurrent_init import set_edge_weights_
-from .online_networks import DEFAULT_INIT_SCALE, TOPOLOGIES, build_net, line_length, shape_of
+from .online_networks import DEFAULT_INIT_SCALE, TOPOLOGIES, build_net, shape_of
 
 __all__ = [
     "APPLIES_TO",
@@ -42,7 +42,6 @@ __all__ = [
     "linear_start_",
     "make_task",
     "memory_span",
-    "resolve_task",
 ]
 
 TASK_CHOICES = ("delayed-recall", "copy", "adding", "mackey-glass")
@@ -81,54 +80,7 @@ TASK_DEFAULTS: dict[str, dict[str, Any]] = {
 }
 
 
-def _flag(name: str) -> str:
-    return "--" + name.replace("_", "-")
-
-
-def resolve_task(args: argparse.Namespace) -> None:
-    """Settle ``args.task`` (``--data`` makes it :data:`SERIES`), refuse the options that do not
-    apply to it and fill the task's defaults into the options left out (None)."""
-    if args.data is not None:
-        if args.column is None:
-            raise ValueError("--data needs --column NAME")
-        if args.task not in (None, SERIES):
-            raise ValueError(
-                f"--task {args.task} and --data: a CSV series is a task of its own; give one"
-            )
-        if not Path(args.data).is_file():
-            raise FileNotFoundError(f"no such file: {args.data}")
-        args.task = SERIES
-    else:
-        if args.column is not None:
-            raise ValueError("--column applies with --data FILE.csv only")
-        if args.task is None:
-            args.task = "delayed-recall"
-        if args.task == SERIES:
-            raise ValueError("the series task needs --data FILE.csv --column NAME")
-    task = args.task
-    for name, tasks in APPLIES_TO.items():
-        if getattr(args, name) is not None and task not in tasks:
-            where = ", ".join("a --data series" if t == SERIES else t for t in tasks)
-            what = "a --data series" if task == SERIES else f"--task {task}"
-            raise ValueError(f"{_flag(name)} does not apply to {what} (only to {where})")
-    if args.start == "linear" and task not in PREDICTION:
-        raise ValueError("--start linear applies to prediction tasks only (mackey-glass, --data)")
-    if args.start is None and args.topology not in (None, "full"):
-        args.start = "random"  # the linear start needs the full mesh's input → output edges
-    for name, value in TASK_DEFAULTS[task].items():
-        if getattr(args, name) is None:
-            setattr(args, name, value)
-    if args.start == "linear" and args.topology != "full":
-        raise ValueError(
-            "--start linear needs --topology full (its input → output edges hold the fit)"
-        )
-    if args.hidden is None:  # a delay line as long as the memory the task needs, and more
-        span = memory_span(args)
-        line = args.topology in ("chain", "ring")
-        args.hidden = line_length(span) if line and span is not None else HIDDEN
-
-
-def memory_span(args: argparse.Namespace) -> int | None:
+def memory_span(args: Any) -> int | None:
     """How many elements back the answer of a memory task lies: D for delayed recall, K + D
     for copy, L for adding; None for prediction tasks."""
     return {
@@ -153,8 +105,9 @@ def default_train_ticks(
     return {"copy": 50_000, "adding": 200_000}.get(task, 100_000)
 
 
-def make_task(args: argparse.Namespace, train_ticks: int) -> TaskStream:
-    """The task's streams for resolved ``args`` (after :func:`resolve_task`)."""
+def make_task(args: Any, train_ticks: int) -> TaskStream:
+    """The task's streams of a resolved configuration ``args`` (an
+    :class:`~meshprop.runs.online_config.OnlineConfig`)."""
     task = args.task
     if task == "delayed-recall":
         return delayed_recall(args.delay, train_ticks, args.test_ticks, args.seed)
@@ -195,7 +148,7 @@ def linear_start_(net: MeshNet, task: TaskStream) -> MeshNet:
     return set_edge_weights_(net, into, values)
 
 
-def describe_network(args: argparse.Namespace, task: TaskStream, train_ticks: int) -> str:
+def describe_network(args: Any, task: TaskStream, train_ticks: int) -> str:
     """One line: the network, method and training length the run uses."""
     method = args.method + (f" (window {args.truncation})" if args.method == "tbptt" else "")
     if args.method == "bptt":
