@@ -4,7 +4,6 @@ run (every method), and the run folder's rules match ``meshprop train``'s."""
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import random
@@ -19,17 +18,22 @@ import torch
 from safetensors.torch import load_file
 
 from meshprop.cli import main
-from meshprop.commands.online import DEFAULTS, check_args, run_online
-from meshprop.commands.online_resume import OnlineCheckpoint, OnlineInterruptedError
+from meshprop.runs.folder import RunFolder
+from meshprop.runs.online import run_online
+from meshprop.runs.online_config import OnlineConfig
+from meshprop.runs.online_state import OnlineInterruptedError
 
 SOURCE = str(Path(__file__).resolve().parents[1] / "src")
 TIMING = ("train_seconds", "ticks_per_second", "peak_memory_mib")
 
 
-def _args(**settings) -> argparse.Namespace:
-    args = argparse.Namespace(**{**DEFAULTS, **settings})
-    check_args(args)
-    return args
+def _args(**settings) -> OnlineConfig:
+    return OnlineConfig(**settings)
+
+
+def _folder(path: Path, resume: bool) -> RunFolder:
+    """The run folder ``path`` as ``meshprop online`` checked it (new, or ``--resume``)."""
+    return RunFolder(path, "online", "resume" if resume else "new", path.exists())
 
 
 @pytest.mark.slow
@@ -48,10 +52,11 @@ def test_a_run_stopped_and_resumed_equals_one_run(tmp_path, settings) -> None:
     """Stopped (as by a signal) at two points, resumed twice: the same curve, metrics and
     weights as one run."""
     held_out = {} if settings.get("task") == "mackey-glass" else {"test_ticks": 200}
-    settings = {**held_out, "log_every": 50, **settings}  # (a series' test part is its own)
-    (whole, whole_net) = run_online(_args(**settings), progress=False)
-    path = tmp_path / "state.pt"
+    settings = {**held_out, "log_every": 50, "checkpoint_every": 100, **settings}
+    (whole, whole_net) = run_online(_args(**settings), progress=False)  # (no state saved)
+    path = tmp_path / "online-state.pt"
     args = _args(**settings)
+    assert args.train_ticks is not None
     polls = args.train_ticks // (args.sequence_length if args.method == "bptt" else 1)
     for stop_at in (int(0.37 * polls), int(0.33 * polls)):  # the second after the resume
         calls = {"n": 0}
@@ -60,11 +65,10 @@ def test_a_run_stopped_and_resumed_equals_one_run(tmp_path, settings) -> None:
             calls["n"] += 1
             return calls["n"] >= stop_at
 
-        checkpoint = OnlineCheckpoint(path, every=100, resume=path.exists(), stop_requested=stop)
+        folder = _folder(tmp_path, resume=path.exists())
         with pytest.raises(OnlineInterruptedError):
-            run_online(_args(**settings), progress=False, checkpoint=checkpoint)
-    checkpoint = OnlineCheckpoint(path, every=100, resume=True)
-    result, net = run_online(_args(**settings), progress=False, checkpoint=checkpoint)
+            run_online(_args(**settings), progress=False, folder=folder, stop_requested=stop)
+    result, net = run_online(_args(**settings), progress=False, folder=_folder(tmp_path, True))
     assert result.curve == whole.curve
     assert {k: v for k, v in result.metrics.items() if k not in TIMING} == {
         k: v for k, v in whole.metrics.items() if k not in TIMING
@@ -73,13 +77,15 @@ def test_a_run_stopped_and_resumed_equals_one_run(tmp_path, settings) -> None:
 
 
 def test_a_state_of_other_settings_is_refused(tmp_path) -> None:
-    path = tmp_path / "state.pt"
-    run_online(_args(train_ticks=120, hidden=4), False, OnlineCheckpoint(path, every=50))
+    path = tmp_path / "online-state.pt"
+    run_online(
+        _args(train_ticks=120, hidden=4, checkpoint_every=50), False, _folder(tmp_path, False)
+    )
     with pytest.raises(ValueError, match=r"saved by a run with other settings \(hidden\)"):
-        run_online(_args(train_ticks=120, hidden=5), False, OnlineCheckpoint(path, 50, True))
+        run_online(_args(train_ticks=120, hidden=5), False, _folder(tmp_path, True))
     path.write_bytes(b"not a state")
     with pytest.raises(ValueError, match="not a readable online state"):
-        run_online(_args(train_ticks=120, hidden=4), False, OnlineCheckpoint(path, 50, True))
+        run_online(_args(train_ticks=120, hidden=4), False, _folder(tmp_path, True))
 
 
 @pytest.mark.slow
@@ -105,7 +111,7 @@ def test_the_run_folder_rules(tmp_path, capsys) -> None:
     again = json.loads((out / "metrics.json").read_text())
     assert again["test_accuracy"] == json.loads(first)["test_accuracy"]
     assert main([*base, "--overwrite", "--seed", "1"]) == 0
-    assert json.loads((out / "config.json").read_text())["settings"]["seed"] == 1
+    assert json.loads((out / "config.json").read_text())["seed"] == 1
     stranger = tmp_path / "stranger"
     stranger.mkdir()
     (stranger / "notes.txt").write_text("mine")
@@ -113,13 +119,13 @@ def test_the_run_folder_rules(tmp_path, capsys) -> None:
     assert (stranger / "notes.txt").read_text() == "mine"
 
 
-def _arguments(out: Path, *extra: str, ticks: int = 30000, every: int = 2500) -> list[str]:
+def _arguments(out: Path, *extra: str, ticks: int = 30000, every: int = 500) -> list[str]:
     return ["online", "--delay", "3", "--hidden", "6", "--train-ticks", str(ticks),
             "--test-ticks", "300", "--log-every", "500", "--checkpoint-every", str(every),
             "--no-progress", "--out", str(out), *extra]  # fmt: skip
 
 
-def _command(out: Path, *extra: str, ticks: int = 30000, every: int = 2500) -> list[str]:
+def _command(out: Path, *extra: str, ticks: int = 30000, every: int = 500) -> list[str]:
     return [sys.executable, "-m", "meshprop", *_arguments(out, *extra, ticks=ticks, every=every)]
 
 
@@ -163,7 +169,7 @@ def _start(command: list[str], stderr: Path) -> subprocess.Popen[bytes]:
 def test_sigkill_at_a_random_moment_then_resume_equals_one_run(tmp_path) -> None:
     """One SIGKILL of a real process at a random moment after its first saved state; the
     uninterrupted reference and the resume run in this process (no second start-up)."""
-    small = {"ticks": 8000, "every": 1000}
+    small = {"ticks": 3000, "every": 500}
     out = tmp_path / "killed"
     process = _start(_command(out, **small), tmp_path / "stderr-0.txt")
     _started(out)  # killed while training, not while starting

@@ -3,15 +3,15 @@ the table and plot, resuming cell by cell, and what it refuses (tiny grids)."""
 
 from __future__ import annotations
 
-import argparse
 import json
 
 import pytest
 
 import meshprop as mp
 from meshprop.cli import main
-from meshprop.commands.online import DEFAULTS, check_args, run_online
-from meshprop.commands.online_study import cells_of, method_labels, solved, study_args
+from meshprop.commands.online_study import StudyConfig, cell_config, cells_of, method_labels, solved
+from meshprop.runs.online import run_online
+from meshprop.runs.online_config import OnlineConfig
 
 TINY = ["--lengths", "2", "--seeds", "1", "--budget", "0.02", "--max-ticks", "40",
         "--test-ticks", "20"]  # fmt: skip
@@ -27,18 +27,17 @@ def test_the_methods_are_the_registry_s_online_ones_and_full_bptt() -> None:
 
 
 def test_a_cell_sets_the_task_s_length_and_the_tbptt_windows() -> None:
-    recall = study_args("delayed-recall", 40, "tbptt-half", 1, 500)
+    recall = cell_config("delayed-recall", 40, "tbptt-half", 1, 500)
     assert (recall.delay, recall.truncation, recall.seed) == (40, 20, 1)
     assert (recall.topology, recall.hidden) == ("chain", 60)  # the task's default network
-    assert study_args("copy", 20, "tbptt-full", 0, 500).truncation == 20
-    assert study_args("adding", 10, "fop", 0, 500).length == 10
-    mg = study_args("mackey-glass", 20, "bptt", 0, 500)
+    assert cell_config("copy", 20, "tbptt-full", 0, 500).truncation == 20
+    assert cell_config("adding", 10, "fop", 0, 500).length == 10
+    mg = cell_config("mackey-glass", 20, "bptt", 0, 500)
     assert (mg.horizon, mg.method, mg.start) == (20, "bptt", "linear")
 
 
 def test_a_time_budget_stops_training() -> None:
-    args = argparse.Namespace(**{**DEFAULTS, "delay": 2, "train_ticks": 50, "test_ticks": 20})
-    check_args(args)
+    args = OnlineConfig(delay=2, train_ticks=50, test_ticks=20)
     assert run_online(args, progress=False, budget=0.0)[0].metrics["train_ticks"] == 0
     assert run_online(args, progress=False, budget=60.0)[0].metrics["train_ticks"] == 50
 
@@ -92,14 +91,16 @@ def test_reproduce_online_tiny_grid_and_resume(tmp_path, capsys) -> None:
     assert "chance 0.5" in table and "mean " in table and "/s)" in table
     assert (out / "study.png").stat().st_size > 0
     # --resume keeps the finished cells (one marked here) and runs only the new seed
-    results[0]["test_accuracy"] = 0.125
-    (out / "results.json").write_text(json.dumps(results))
+    units = json.loads((out / "units.json").read_text())
+    (first,) = [u for u in units["units"].values() if u["cell"] == results[0]["cell"]]
+    first["test_accuracy"] = 0.125
+    (out / "units.json").write_text(json.dumps(units))
     more = [a if a != "1" else "2" for a in argv]  # --seeds 2
     assert main([*more, "--resume"]) == 0
     resumed = json.loads((out / "results.json").read_text())
     assert len(resumed) == 8 and resumed[0]["test_accuracy"] == 0.125
     assert sorted(r["cell"][3] for r in resumed[4:]) == [1, 1, 1, 1]
-    assert "4 cells taken from results.json" in (out / "table.md").read_text()
+    assert "4 cells taken from the run's saved units" in (out / "table.md").read_text()
     # another budget is another study: nothing is reused
     other = [a if a != "0.02" else "0.03" for a in argv]
     assert main([*other, "--resume"]) == 0
@@ -108,9 +109,9 @@ def test_reproduce_online_tiny_grid_and_resume(tmp_path, capsys) -> None:
 
 
 def test_the_full_grid_is_every_task_length_method_and_seed() -> None:
-    args = argparse.Namespace(tasks=["delayed-recall", "copy", "adding", "mackey-glass"],
-                              lengths=[10, 20, 40, 80], methods=None, seeds=3, budget=8.0,
-                              max_ticks=1000, test_ticks=None)  # fmt: skip
+    args = StudyConfig(tasks=["delayed-recall", "copy", "adding", "mackey-glass"],
+                       lengths=[10, 20, 40, 80], methods=None, seeds=3, budget=8.0,
+                       max_ticks=1000, test_ticks=None)  # fmt: skip
     cells = cells_of(args)
     assert len(cells) == 4 * 4 * len(method_labels()) * 3
 

@@ -5,8 +5,8 @@ when it refuses."""
 
 from __future__ import annotations
 
-import argparse
 import json
+import re
 
 import numpy as np
 import pytest
@@ -14,13 +14,7 @@ import torch
 
 import meshprop as mp
 from meshprop.cli import main
-from meshprop.commands.online import DEFAULTS, check_args, run_online
-from meshprop.commands.online_networks import CHAIN_FEATURES, build_net, line_length
-from meshprop.commands.online_tasks import (
-    DEFAULT_INIT_SCALE,
-    default_train_ticks,
-    linear_start_,
-)
+from meshprop.commands.options import settings_flag
 from meshprop.data.tasks import (
     adding_problem,
     chance_accuracy,
@@ -35,6 +29,15 @@ from meshprop.data.tasks import (
     score,
     series_task,
 )
+from meshprop.runs.online import run_online
+from meshprop.runs.online_config import OnlineConfig
+from meshprop.runs.online_networks import CHAIN_FEATURES, build_net, line_length
+from meshprop.runs.online_tasks import (
+    DEFAULT_INIT_SCALE,
+    default_train_ticks,
+    linear_start_,
+)
+from meshprop.runs.settings import ConfigError
 
 
 def test_delayed_recall_targets_are_the_bits_d_elements_earlier() -> None:
@@ -214,7 +217,7 @@ def test_a_csv_run_records_its_own_settings_and_baselines(tmp_path, capsys, sine
     assert "cycled to 60 elements" in printed and "3 tanh hidden, 1 identity output" in printed
     assert "output started at the ridge fit of the window" in printed
     assert "test nmse " in printed and "baselines: persistence " in printed
-    settings = json.loads((out / "config.json").read_text())["settings"]
+    settings = json.loads((out / "config.json").read_text())
     assert settings["task"] == "series" and settings["delay"] is None
     assert settings["horizon"] == 1 and settings["window"] == 5
     metrics = json.loads((out / "metrics.json").read_text())
@@ -229,9 +232,7 @@ def test_a_csv_run_records_its_own_settings_and_baselines(tmp_path, capsys, sine
     [("copy", "test_accuracy", {"chance", "majority"}), ("adding", "test_mse", {"mean"})],
 )
 def test_copy_and_adding_run(task, key, baselines) -> None:
-    args = argparse.Namespace(**{**DEFAULTS, "task": task, "hidden": 3, "train_ticks": 60,
-                                 "test_ticks": 40, "log_every": 20})  # fmt: skip
-    check_args(args)
+    args = OnlineConfig(task=task, hidden=3, train_ticks=60, test_ticks=40, log_every=20)
     result, net = run_online(args, progress=False)
     assert set(result.metrics["baselines"]) == baselines and key in result.metrics
     assert net.topology.n_inputs == 2
@@ -241,9 +242,7 @@ def test_copy_and_adding_run(task, key, baselines) -> None:
 
 def test_task_defaults_are_resolved_per_task() -> None:
     def resolved(**typed):
-        args = argparse.Namespace(**{**DEFAULTS, **typed})
-        check_args(args)
-        return args
+        return OnlineConfig(**typed)
 
     recall = resolved()
     assert (recall.task, recall.delay, recall.lr) == ("delayed-recall", 10, 1e-3)
@@ -277,9 +276,10 @@ def test_task_defaults_are_resolved_per_task() -> None:
     ],
 )
 def test_start_and_lr_decay_refuse_what_does_not_fit(typed, message) -> None:
-    args = argparse.Namespace(**{**DEFAULTS, **typed})
-    with pytest.raises(ValueError, match=message):
-        check_args(args)
+    with pytest.raises(ConfigError) as refused:
+        OnlineConfig(**typed)
+    # as the command says it: naming the flags
+    assert re.search(message, refused.value.describe(lambda f: settings_flag(OnlineConfig, f)))
 
 
 @pytest.mark.parametrize("method", ["fop", "tbptt"])
@@ -375,7 +375,7 @@ def test_the_approximate_methods_run_from_the_command_line(tmp_path, capsys, met
             "--no-progress", "--out", str(out)]  # fmt: skip
     assert main(argv) == 0
     assert f"method {method}" in capsys.readouterr().out
-    settings = json.loads((out / "config.json").read_text())["settings"]
+    settings = json.loads((out / "config.json").read_text())
     assert settings["method"] == method
     assert settings["order"] == (1 if method == "snap" else None)
     metrics = json.loads((out / "metrics.json").read_text())
@@ -383,11 +383,10 @@ def test_the_approximate_methods_run_from_the_command_line(tmp_path, capsys, met
 
 
 def test_the_learning_rate_decays_to_lr_times_decay_and_resumes_on_the_curve() -> None:
-    from meshprop.commands.online import advance, lr_schedule
+    from meshprop.runs.online import advance, lr_schedule
     from meshprop.sequence import fast_adam
 
-    args = argparse.Namespace(**{**DEFAULTS, "task": "mackey-glass"})
-    check_args(args)
+    args = OnlineConfig(task="mackey-glass")
     assert (args.lr, args.lr_decay) == (1e-4, 1e-2)
     net = build_net(2, 0, torch.float64, inputs=5, output="identity")
     optimizer = fast_adam(net.parameters(), args.lr)

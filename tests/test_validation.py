@@ -479,6 +479,8 @@ def test_doc_links_stay_inside_the_repository():
 #: the commands on the run-folder mechanism: every shared option, each with its one help text
 RUN_COMMANDS = [
     ("timeseries",),
+    ("online",),
+    ("reproduce", "online"),
     ("reproduce", "structure"),
     ("reproduce", "fashion-mnist"),
     ("reproduce", "mnist1d"),
@@ -493,8 +495,6 @@ def test_the_shared_options_mean_the_same_in_every_parser():
     for path, parser in parsers():
         if not any("--resume" in a.option_strings for a in parser._actions):
             continue  # not a run folder: predict's and export's --out name one file
-        if path == ("reproduce", "online"):
-            continue  # its own cell-by-cell resume, without the run folder's refusal
         for action in parser._actions:
             for option in action.option_strings:
                 if option in SHARED_OPTIONS:

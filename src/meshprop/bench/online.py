@@ -9,12 +9,14 @@
 - :func:`stream_peak`: peak extra resident memory against the stream length L for online FOP (a
   stream of L elements through the learner, its input drawn chunk by chunk: flat in L) and full
   BPTT (``sequence_gradient`` over one sequence of L elements: the stored trajectory grows with
-  L; lengths above ``bptt_max`` are skipped), each (method, L) in a fresh process::
+  L; lengths above ``bptt_max`` are skipped), each (method, L) in a fresh process, or with
+  ``per_method=True`` each method's lengths in one process, the longest first::
 
-      python -m meshprop.bench.online METHOD LENGTH HIDDEN
+      python -m meshprop.bench.online METHOD LENGTH[,LENGTH...] HIDDEN
 
-  prints ``{"peak_bytes": ...}``: VmHWM − VmRSS, the resident set's high-water mark (reset by
-  /proc/self/clear_refs after a 50-element warm-up) minus the resident set before the run, with
+  prints ``{"length": ..., "peak_bytes": ...}`` per length: VmHWM − VmRSS, the resident set's
+  high-water mark (reset by /proc/self/clear_refs after a 50-element warm-up) minus the
+  resident set before the run, with
   glibc told to mmap every block above 128 KiB so that torch's CPU allocations show (tracemalloc
   does not see them).  Linux only.
 """
@@ -223,52 +225,69 @@ def stream_peak(
     hidden: int = 32,
     timeout: float = 3600,
     bptt_max: int = BPTT_MAX_LENGTH,
+    per_method: bool = False,
 ) -> list[dict]:
     """Rows {workload, method, hidden, length, peak_bytes, seconds}, one fresh process each,
-    the methods side by side at each length (full BPTT up to ``bptt_max`` elements)."""
+    the methods side by side at each length (full BPTT up to ``bptt_max`` elements).  With
+    ``per_method`` one process measures all the lengths of a method, the longest first (its
+    run bears whatever a first run costs, so the shorter ones are not favoured by it); each
+    length is still measured from its own reset high-water mark (``seconds``: the process's
+    time, on its first row)."""
     if not os.path.exists("/proc/self/clear_refs"):
         raise OSError("peak memory needs Linux /proc/self/clear_refs")
     path = os.pathsep.join(p for p in (_SOURCE, os.environ.get("PYTHONPATH")) if p)
     env = {**os.environ, "MALLOC_MMAP_THRESHOLD_": "131072", "PYTHONPATH": path}
-    rows = []
-    for length in lengths:
+    runs: list[tuple[str, list[int]]] = []
+    if per_method:
         for method in methods:
-            if method == "bptt" and length > bptt_max:
-                continue
-            began = time.perf_counter()
-            command = [sys.executable, "-m", "meshprop.bench.online", method, str(length)]
-            result = subprocess.run(
-                [*command, str(hidden)],
-                capture_output=True,
-                text=True,
-                timeout=timeout,
-                check=False,
-                env=env,
-            )
-            if result.returncode != 0:
-                raise RuntimeError(f"stream probe failed: {result.stderr.strip()[-500:]}")
-            peak = int(json.loads(result.stdout.strip().splitlines()[-1])["peak_bytes"])
+            kept = [n for n in lengths if method != "bptt" or n <= bptt_max]
+            if kept:
+                runs.append((method, sorted(kept, reverse=True)))
+    else:
+        runs = [(m, [n]) for n in lengths for m in methods if m != "bptt" or n <= bptt_max]
+    rows = []
+    for method, group in runs:
+        began = time.perf_counter()
+        command = [sys.executable, "-m", "meshprop.bench.online", method]
+        result = subprocess.run(
+            [*command, ",".join(map(str, group)), str(hidden)],
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            check=False,
+            env=env,
+        )
+        if result.returncode != 0:
+            raise RuntimeError(f"stream probe failed: {result.stderr.strip()[-500:]}")
+        seconds = time.perf_counter() - began
+        for line in result.stdout.strip().splitlines()[-len(group) :]:
+            measured = json.loads(line)
             rows.append(
                 {
                     "workload": "online",
                     "method": method,
                     "hidden": hidden,
-                    "length": length,
-                    "peak_bytes": peak,
-                    "seconds": time.perf_counter() - began,
+                    "length": int(measured["length"]),
+                    "peak_bytes": int(measured["peak_bytes"]),
+                    "seconds": seconds,
                 }
             )
+            seconds = 0.0
     return rows
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = list(sys.argv[1:] if argv is None else argv)
     if len(args) != 3:
-        print("usage: python -m meshprop.bench.online METHOD LENGTH HIDDEN", file=sys.stderr)
+        print(
+            "usage: python -m meshprop.bench.online METHOD LENGTH[,LENGTH...] HIDDEN",
+            file=sys.stderr,
+        )
         return 2
     with thread_policy(1), flush_denormals():
-        peak = peak_here(args[0], int(args[1]), int(args[2]))
-    print(json.dumps({"peak_bytes": peak}))
+        for length in (int(n) for n in args[1].split(",")):
+            peak = peak_here(args[0], length, int(args[2]))
+            print(json.dumps({"length": length, "peak_bytes": peak}), flush=True)
     return 0
 
 
