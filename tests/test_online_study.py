@@ -4,11 +4,14 @@ the table and plot, resuming cell by cell, and what it refuses (tiny grids)."""
 from __future__ import annotations
 
 import json
+import os
+import signal
 
 import pytest
 
 import meshprop as mp
 from meshprop.cli import main
+from meshprop.commands import online_study
 from meshprop.commands.online_study import StudyConfig, cell_config, cells_of, method_labels, solved
 from meshprop.runs.online import run_online
 from meshprop.runs.online_config import OnlineConfig
@@ -130,3 +133,47 @@ def test_two_workers_give_the_cells_of_one(tmp_path, capsys) -> None:
     assert [r["test_accuracy"] for r in one] == [r["test_accuracy"] for r in two]
     assert all(r["train_ticks"] == 30 for r in one + two)
     capsys.readouterr()
+
+
+def test_a_second_run_is_refused_and_resume_after_a_cut_keeps_the_cells(
+    tmp_path, capsys, monkeypatch
+) -> None:
+    """A SIGINT while the second cell starts: one line saying how to resume, exit 130, the
+    first cell saved as a unit.  The same command again is refused (one line); ``--resume``
+    runs only the cell not done and keeps the saved one."""
+    out = tmp_path / "study"
+    argv = ["reproduce", "online", *TINY, "--tasks", "delayed-recall", "--methods", "fop",
+            "uoro", "--out", str(out)]  # fmt: skip
+    run_cell, started = online_study._run_cell, []
+
+    def cut_at_the_second(item):
+        started.append(item[0])
+        if len(started) == 2:
+            os.kill(os.getpid(), signal.SIGINT)
+        return run_cell(item)
+
+    monkeypatch.setattr(online_study, "_run_cell", cut_at_the_second)
+    assert main(argv) == 130
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "resume with: meshprop reproduce online --out" in err[0], err
+    units = json.loads((out / "units.json").read_text())["units"]
+    assert [u["cell"] for u in units.values()] == [["delayed-recall", 2, "fop", 0]]
+    assert json.loads((out / "run.json").read_text())["complete"] is False
+    assert main(argv) == 2
+    (line,) = capsys.readouterr().err.strip().splitlines()
+    assert "already holds an unfinished run: give --resume to continue it" in line
+    ((key, unit),) = units.items()
+    unit["test_accuracy"] = 0.125  # marked: a cell run again would not keep it
+    (out / "units.json").write_text(json.dumps({"units": {key: unit}}))
+    assert main([*argv, "--resume"]) == 0
+    assert [c[2] for c in started] == ["fop", "uoro", "uoro"]
+    results = json.loads((out / "results.json").read_text())
+    assert [r["cell"][2] for r in results] == ["fop", "uoro"]
+    assert results[0]["test_accuracy"] == 0.125
+    manifest = json.loads((out / "run.json").read_text())
+    assert manifest["complete"] is True
+    assert {"config.json", "units.json", "results.json", "table.md", "study.png"} <= set(
+        manifest["files"]
+    )
+    assert main(argv) == 2  # a finished study is not run over either
+    assert "already holds a finished run" in capsys.readouterr().err

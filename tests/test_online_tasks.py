@@ -208,9 +208,17 @@ def test_refusals_write_nothing(tmp_path, capsys, sine_csv, argv, message) -> No
 
 
 def test_a_csv_run_records_its_own_settings_and_baselines(tmp_path, capsys, sine_csv) -> None:
+    """Also: the data is checked before anything is written (a bad file is refused and leaves
+    nothing behind; the same command once it is fixed runs), and ``--resume`` takes the run's
+    settings, comparing an option of its task typed alone (the series' window) with them."""
     out = tmp_path / "run"
     argv = ["online", "--data", str(sine_csv), "--column", "value", "--train-ticks", "60",
             "--hidden", "3", "--log-every", "20", "--no-progress", "--out", str(out)]  # fmt: skip
+    good = sine_csv.read_text()
+    sine_csv.write_text("t,value\n0,1\n1,\n2,3\n")
+    assert main(argv) == 2
+    assert "blank cell" in capsys.readouterr().err and not out.exists()
+    sine_csv.write_text(good)
     assert main(argv) == 0
     printed = capsys.readouterr().out
     assert "training part the first 42 (70 %), test part the last 18" in printed
@@ -225,6 +233,14 @@ def test_a_csv_run_records_its_own_settings_and_baselines(tmp_path, capsys, sine
     assert set(metrics["baselines"]) == {"persistence", "ridge_ar5"}
     assert metrics["baselines"]["persistence"] > 0 and metrics["test_nmse"] >= 0
     assert (out / "learning_curve.png").stat().st_size > 0
+    manifest = json.loads((out / "run.json").read_text())
+    assert manifest["complete"] and "online-state.pt" in manifest["files"]
+    resume = ["online", "--out", str(out), "--resume", "--no-progress"]
+    assert main([*resume, "--window", "5"]) == 0
+    assert json.loads((out / "metrics.json").read_text())["test_nmse"] == metrics["test_nmse"]
+    capsys.readouterr()
+    assert main([*resume, "--window", "4"]) == 2
+    assert "--window 4 (the run: 5)" in capsys.readouterr().err
 
 
 @pytest.mark.parametrize(
