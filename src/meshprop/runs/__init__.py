@@ -6,7 +6,10 @@ and ``reproduce``.
 - :mod:`~meshprop.runs.run`: :func:`run` (data, network, ``fit``, test metrics);
 - :mod:`~meshprop.runs.artefacts`: the files of a run folder (:func:`write_run`);
 - :mod:`~meshprop.runs.evaluation`: test metrics, evaluation data, predictions;
-- :mod:`~meshprop.runs.summary`: what ``meshprop train`` prints.
+- :mod:`~meshprop.runs.summary`: what ``meshprop train`` prints;
+- :mod:`~meshprop.runs.online_config`, :mod:`~meshprop.runs.online`,
+  :mod:`~meshprop.runs.online_outputs`: ``meshprop online``'s configuration
+  (:class:`~meshprop.runs.online_config.OnlineConfig`), experiment and files.
 """
 
 from __future__ import annotations
