@@ -101,9 +101,11 @@ def test_bench_online_fop_peak_does_not_grow_and_bptt_does() -> None:
     high-water mark; the longer first, so the process's first run does not favour it), full
     BPTT at 2,000.  Online FOP keeps nothing per element: 8,000 more elements add less than
     256 KiB to the resident high-water mark (a leak of ≥ 32 bytes per element would exceed
-    it).  Full BPTT keeps its trajectory: ≥ 1 MB more than online FOP on the same 2,000."""
+    it).  Full BPTT keeps its trajectory: on 2,000 elements ≥ 1 MB more than either FOP
+    peak."""
     rows = bench_online.stream_peak(lengths=(2000, 10000), hidden=4, bptt_max=2000, per_method=True)
     peak = {(r["method"], r["length"]): r["peak_bytes"] for r in rows}
     assert set(peak) == {("fop", 2000), ("bptt", 2000), ("fop", 10000)}
     assert peak["fop", 10000] <= peak["fop", 2000] + 256 * 1024, peak
-    assert peak["bptt", 2000] > peak["fop", 2000] + 1_000_000, peak
+    # (against FOP's higher peak: the first run of its process, which bears the warm-up)
+    assert peak["bptt", 2000] > max(peak["fop", 2000], peak["fop", 10000]) + 1_000_000, peak
