@@ -10,6 +10,7 @@ import random
 import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -186,16 +187,23 @@ def test_sigkill_at_a_random_moment_then_resume_equals_one_run(tmp_path) -> None
     assert torch.equal(got[2], expected[2])
 
 
-@pytest.mark.subprocess
 # SIGTERM takes the same path, exit status 143 (test_run_folder.py, in-process)
 @pytest.mark.parametrize(("signum", "code"), [(signal.SIGINT, 130)])
-def test_a_signal_saves_says_how_to_resume_and_exits(tmp_path, signum, code) -> None:
+def test_a_signal_saves_says_how_to_resume_and_exits(tmp_path, capsys, signum, code) -> None:
+    """A real signal, sent to this process (the command runs in it: no second start-up) once
+    the run has saved its first state: the state saved, one line saying how to resume, the
+    exit status of the signal, the run marked unfinished."""
     out = tmp_path / "run"
-    process = _start(_command(out), tmp_path / "stderr.txt")
-    _started(out)
-    process.send_signal(signum)
-    assert process.wait(timeout=60) == code
-    err = (tmp_path / "stderr.txt").read_text()
+
+    def signal_once_saved() -> None:
+        _started(out)
+        os.kill(os.getpid(), signum)
+
+    watcher = threading.Thread(target=signal_once_saved, daemon=True)
+    watcher.start()
+    assert main(_arguments(out)) == code
+    watcher.join(timeout=60)
+    err = capsys.readouterr().err
     lines = [line for line in err.splitlines() if line.strip()]
     assert len(lines) == 1 and "resume with: meshprop online --out" in lines[0], err
     assert "Traceback" not in err
