@@ -118,11 +118,11 @@ def test_baselines_saved_by_an_interrupted_run_are_not_trained_again(monkeypatch
 #: the sweeps killed after their first unit: the command (each unit a few tenths of a second, so
 #: that the kill lands before the last one ends), its number of units and its results
 SWEEPS = {
-    "mnist1d": (["mnist1d", "--samples", "500", "--runs", "1", "--epochs", "10", "--compare",
+    "mnist1d": (["mnist1d", "--samples", "500", "--runs", "1", "--epochs", "15", "--compare",
                  "none", "--baselines"], 4, ("results.json", "results.md")),
-    "iris": (["iris", "--seeds", "3", "--epochs", "10", "--compare", "none"], 3,
+    "iris": (["iris", "--seeds", "3", "--epochs", "15", "--compare", "none"], 3,
              ("iris.json", "iris.md")),
-    "toys": (["toys", "--sets", "moons", "circles", "--epochs", "1", "--frames", "1"], 2,
+    "toys": (["toys", "--sets", "moons", "circles", "--epochs", "3", "--frames", "1"], 2,
              ("summary.json", "summary.md")),
 }  # fmt: skip
 
