@@ -44,8 +44,8 @@ class Mnist1dConfig:
     )
     samples: int = setting(
         MNIST1D_SAMPLES,
-        "MNIST-1D sequences generated, 80 % for training and 20 % for the test (the default is "
-        "the published set; fewer make a quick check, not comparable with the published "
+        "MNIST-1D sequences generated, 80 % for training and 20 % for the test (5000: the "
+        "published set; fewer make a quick check, not comparable with the published "
         "accuracies)",
         group="experiment",
         check=(">= 10", lambda v: v >= 10),
