@@ -226,10 +226,10 @@ def run_scale(
     for n in sizes:
 
         def measure(n: int = n) -> dict[str, Any]:
+            limits = {"bptt": dense_bptt_max, "fop_factored": dense_max}
             measured = _size_rows(
-                n, ticks, batch, repeats, dense_max, dense_bptt_max, topology, slow_s, device,
-                rate, progress,
-            )  # fmt: skip
+                n, ticks, batch, repeats, limits, topology, slow_s, device, rate, progress
+            )
             return {"rows": as_dicts(measured)}
 
         rows += [ScaleRow(**row) for row in memo(f"scale/N={n}", measure)["rows"]]
@@ -241,15 +241,15 @@ def _size_rows(
     ticks: tuple[int, ...],
     batch: int,
     repeats: int,
-    dense_max: int,
-    dense_bptt_max: int,
+    limits: dict[str, int],
     topology: str,
     slow_s: float,
     device: torch.device,
     rate: float,
     progress,
 ) -> list[ScaleRow]:
-    """The rows of one size ``n`` (see :func:`run_scale`)."""
+    """The rows of one size ``n`` (see :func:`run_scale`; ``limits``: the largest N each dense
+    engine is timed at)."""
     rows = []
     topo = _topology(n, kind=topology)
     for T in ticks:
@@ -258,7 +258,6 @@ def _size_rows(
         labels = torch.randint(0, 10, (batch,), generator=g).to(device)
         moved = min_bytes_moved(topo, T, batch)
         plans = [("sparse", e) for e in SPARSE_ENGINES]
-        limits = {"bptt": dense_bptt_max, "fop_factored": dense_max}
         plans += [("dense", e) for e in DENSE_ENGINES if n <= limits[e]]
         for layout, engine in plans:
             row = ScaleRow(
