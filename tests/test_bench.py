@@ -82,9 +82,11 @@ def test_bench_table_and_summary():
 
 def test_bench_rejects_unknown_names(capsys):
     assert cli.main(["bench", "--workload", "huge"]) == 2
-    assert "unknown workload 'huge'" in capsys.readouterr().err
+    assert "--workload must be one of paper, published" in capsys.readouterr().err
     assert cli.main(["bench", "--workload", "tiny", "--engines", "magic"]) == 2
-    assert "unknown engine 'magic'" in capsys.readouterr().err
+    assert "--engines must be one of fop, bptt" in capsys.readouterr().err
+    assert cli.main(["bench", "--workload", "tiny", "--device", "cuda"]) == 2
+    assert "--device cuda: only --workload scale runs on a GPU" in capsys.readouterr().err
 
 
 @pytest.mark.subprocess
@@ -164,3 +166,143 @@ def test_peak_tensor_bytes_keeps_stderr_but_for_the_profiler_log_lines(capfd):
     assert "a line from inside the step" in err
     assert "USDT:" not in err and "profiler_start" not in err
     assert peak >= 8000
+
+
+# ------------------------------------------------------------------ the run folder (--out DIR)
+def _fake_row(name: str, ticks: int) -> dict:
+    times = {"median_s": 1e-3 * ticks, "min_s": 1e-3, "max_s": 2e-3 * ticks}
+    return {"engine": "fop", "workload": name, "ticks": ticks, "neurons": 10, "batch": 2,
+            **times, "peak_bytes": None}  # fmt: skip
+
+
+@pytest.fixture
+def fake_measurements(monkeypatch):
+    """Workloads measured instantly (rows from the name); the calls are recorded, and the
+    workload ``paper`` stops the sweep as Ctrl-C would (SIGINT to this process)."""
+    import os
+    import signal
+
+    from meshprop.bench import Row, sweep
+
+    calls: list[str] = []
+    stopped = []
+
+    def run_workload(name, engines=None, **options):
+        calls.append(name)
+        if name == "paper" and not stopped:
+            stopped.append(name)
+            os.kill(os.getpid(), signal.SIGINT)
+        return [Row(**_fake_row(name, t)) for t in (1, 3)]
+
+    monkeypatch.setattr(sweep, "run_workload", run_workload)
+    monkeypatch.setattr(sweep, "matmul_rate", lambda: calls.append("matmul") or 1e10)
+    return calls
+
+
+def test_bench_run_folder_resumes_the_workloads_not_measured(tmp_path, capsys, fake_measurements):
+    """SIGINT during the second workload: one line, status 130, the first workload saved;
+    --resume measures only the rest; the folder lists its files; another run is refused."""
+    out = tmp_path / "bench"
+    argv = ["bench", "--workload", "tiny", "paper", "ticks", "--memory", "none", "--no-progress"]
+    assert cli.main([*argv, "--out", str(out)]) == 130
+    err = capsys.readouterr().err.strip()
+    assert err == (
+        f"SIGINT: stopped; the state saved last is in {out}; resume with: meshprop bench --out "
+        f"{out} --resume"
+    )
+    units = json.loads((out / "units.json").read_text())["units"]
+    assert list(units) == ["matmul-rate", "workload/tiny"]
+    assert not json.loads((out / "run.json").read_text())["complete"]
+    assert fake_measurements == ["matmul", "tiny", "paper"]
+    fake_measurements.clear()
+    assert cli.main(["bench", "--out", str(out), "--resume", "--json"]) == 0
+    assert fake_measurements == ["paper", "ticks", "matmul"]  # tiny and the first rate kept
+    rows = json.loads(capsys.readouterr().out)
+    assert rows == json.loads((out / "bench.json").read_text())
+    assert [(r["workload"], r["ticks"]) for r in rows[1:]] == [
+        (name, t) for name in ("tiny", "paper", "ticks") for t in (1, 3)
+    ]
+    assert {key: rows[1][key] for key in _fake_row("tiny", 1)} == _fake_row("tiny", 1)
+    manifest = json.loads((out / "run.json").read_text())
+    assert manifest["complete"] and manifest["command"] == "bench"
+    assert set(manifest["files"]) == {"config.json", "units.json", "bench.json"}
+    assert json.loads((out / "config.json").read_text())["workload"] == ["tiny", "paper", "ticks"]
+    fake_measurements.clear()
+    assert cli.main([*argv, "--out", str(out)]) == 2
+    assert "already holds a finished run" in capsys.readouterr().err
+    assert cli.main(["bench", "--out", str(out), "--resume", "--workload", "tiny"]) == 2
+    assert "--workload ['tiny'] (the run: ['tiny', 'paper', 'ticks'])" in capsys.readouterr().err
+    assert fake_measurements == []  # both refused before any measurement
+
+
+def test_bench_output_file_is_written_without_a_run_folder(tmp_path, capsys, fake_measurements):
+    path = tmp_path / "rows.json"
+    argv = ["bench", "--workload", "tiny", "--no-progress", "--output", str(path)]
+    assert cli.main(argv) == 0
+    assert "tiny" in capsys.readouterr().out  # the table, as without --output
+    rows = json.loads(path.read_text())
+    assert rows[0]["engine"] == "matmul" and [r["ticks"] for r in rows[1:]] == [1, 3]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["rows.json"]  # no temporaries left
+    assert cli.main(["bench", "--workload", "tiny", "--resume"]) == 2
+    assert "--resume and --overwrite need --out DIR" in capsys.readouterr().err
+
+
+def test_scale_and_grid_units_saved_are_not_measured_again(monkeypatch):
+    """--workload scale saves the bandwidth and each size, the online grid each cell: a unit
+    the saved units hold is taken as it is."""
+    import subprocess as process
+
+    from meshprop.bench import online_grid, scale
+
+    measured = []
+
+    def size_rows(n, *args):
+        measured.append(n)
+        return [scale.ScaleRow("sparse", "fop", n, 10 * n, 2, 32, 1e-3, 100, 1000, 1e-4)]
+
+    monkeypatch.setattr(scale, "_size_rows", size_rows)
+    saved = {"scale/bandwidth": {"bytes_s": 1e10}}
+    saved["scale/N=100"] = {"rows": scale.as_dicts(size_rows(100))}
+    measured.clear()
+
+    def memo(key, compute):
+        if key not in saved:
+            saved[key] = compute()
+        return saved[key]
+
+    rows, rate = scale.run_scale(sizes=(100, 200), memo=memo)
+    assert measured == [200] and rate == 1e10 and [r.neurons for r in rows] == [100, 200]
+    assert list(saved) == ["scale/bandwidth", "scale/N=100", "scale/N=200"]
+
+    def no_process(*args, **kwargs):
+        raise AssertionError("a saved cell was measured again")
+
+    monkeypatch.setattr(process, "run", no_process)
+    key = "online-grid/self-loops/H=4/dense/fop"
+    saved[key] = {"workload": "online-grid", "method": "fop", "ticks_per_second": 5.0}
+    (row,) = online_grid.grid(
+        hidden=[4], topologies=["self-loops"], layouts=["dense"], methods=["fop"], memo=memo
+    )
+    assert row is saved[key]
+
+
+def test_scale_run_folder_lists_its_plot(tmp_path, capsys, monkeypatch):
+    from meshprop.bench import scale
+
+    def size_rows(n, *args):
+        return [scale.ScaleRow("sparse", "fop", n, 10 * n, 2, 32, 1e-3 * n, 100, 1000, 1e-4)]
+
+    monkeypatch.setattr(scale, "_size_rows", size_rows)
+    monkeypatch.setattr(scale, "bandwidth", lambda device: 1e10)
+    out = tmp_path / "scale"
+    argv = ["bench", "--workload", "scale", "--sizes", "100", "200", "--no-progress"]
+    assert cli.main([*argv, "--out", str(out), "--output", str(tmp_path / "rows.json")]) == 0
+    assert "slope of log(time) vs log(edges), sparse/fop T=2: 1.00" in capsys.readouterr().out
+    manifest = json.loads((out / "run.json").read_text())
+    assert set(manifest["files"]) == {"config.json", "units.json", "bench.json", "scale.png"}
+    assert (out / "bench.json").read_text() != "" and (tmp_path / "rows.png").stat().st_size > 0
+    assert json.loads((out / "bench.json").read_text()) == json.loads(
+        (tmp_path / "rows.json").read_text()
+    )
+    units = json.loads((out / "units.json").read_text())["units"]
+    assert list(units) == ["scale/bandwidth", "scale/N=100", "scale/N=200"]

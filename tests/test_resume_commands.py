@@ -1,11 +1,13 @@
-"""Every long command resumes: ``meshprop reproduce structure`` and ``reproduce fashion-mnist``
-killed (SIGKILL, a real process) once they saved a unit of work, continued with ``--resume``,
-write the results of the run never interrupted; the run folder rules they share with
+"""Every long command resumes: ``meshprop reproduce structure``, ``fashion-mnist``, ``mnist1d``,
+``iris`` and ``toys`` killed (SIGKILL, a real process) once they saved a unit of work, continued
+with ``--resume``, write the results of the run never interrupted; the run folder rules they
+share with
 ``meshprop train`` (a second run refused, ``--resume`` options checked, nothing written before
 the inputs are checked).  ``meshprop timeseries``'s own kill test is in test_timeseries.py."""
 
 from __future__ import annotations
 
+import functools
 import json
 
 import pytest
@@ -113,33 +115,34 @@ def test_baselines_saved_by_an_interrupted_run_are_not_trained_again(monkeypatch
     assert result.accuracies == [0.25, 0.5] and set(saved) == {"logreg/seed-0", "logreg/seed-1"}
 
 
-@pytest.mark.parametrize(
-    ("argv", "outputs"),
-    [
-        (["iris", "--seeds", "2", "--epochs", "2"], ("iris.json", "iris.md")),
-        pytest.param(
-            ["toys", "--sets", "moons", "blobs", "--epochs", "2", "--frames", "1"],
-            ("summary.json", "summary.md"),
-            marks=pytest.mark.slow,  # four GIFs and decision boundaries: seconds
-        ),
-    ],
-    ids=["iris", "toys"],
-)
-def test_a_sweep_cut_after_a_unit_resumes_to_the_same_results(tmp_path, argv, outputs) -> None:
-    """As a kill after the first unit leaves it (the units' file holding one unit, the run
-    unfinished): ``--resume`` runs the other unit and writes what one run wrote."""
-    out, whole = tmp_path / "cut", tmp_path / "whole"
+#: the sweeps killed after their first unit: the command (each unit a few tenths of a second, so
+#: that the kill lands before the last one ends), its number of units and its results
+SWEEPS = {
+    "mnist1d": (["mnist1d", "--samples", "500", "--runs", "1", "--epochs", "15", "--compare",
+                 "none", "--baselines"], 4, ("results.json", "results.md")),
+    "iris": (["iris", "--seeds", "3", "--epochs", "15", "--compare", "none"], 3,
+             ("iris.json", "iris.md")),
+    "toys": (["toys", "--sets", "moons", "circles", "--epochs", "3", "--frames", "1"], 2,
+             ("summary.json", "summary.md")),
+}  # fmt: skip
+
+
+@pytest.mark.subprocess
+@pytest.mark.slow
+@pytest.mark.parametrize("sweep", list(SWEEPS))
+def test_a_sweep_killed_after_a_unit_resumes_to_the_same_results(tmp_path, monkeypatch, sweep):
+    """``meshprop reproduce SWEEP`` killed (SIGKILL, a real process) once it saved its first
+    unit: ``--resume`` runs the units not saved and writes the numbers of the run never
+    interrupted, bit for bit (the wall times aside)."""
+    argv, units, outputs = SWEEPS[sweep]
     command = ["reproduce", *argv, "--no-progress"]
-    assert main([*command, "--out", str(whole)]) == 0
-    assert main([*command, "--out", str(out)]) == 0
-    units = json.loads((out / "units.json").read_text())["units"]
-    first = next(iter(units))
-    (out / "units.json").write_text(json.dumps({"units": {first: units[first]}}))
-    manifest = json.loads((out / "run.json").read_text())
-    (out / "run.json").write_text(json.dumps({**manifest, "complete": False, "files": {}}))
-    for name in outputs:
-        (out / name).unlink()
+    out, whole = tmp_path / "killed", tmp_path / "whole"
+    status = kill_when([*command, "--out", str(out)], lambda: _units(out) >= 1, tmp_path / "log")
+    assert status == -9 and 1 <= _units(out) < units, (tmp_path / "log").read_text()
+    assert not json.loads((out / "run.json").read_text())["complete"]
+    monkeypatch.setattr(mnist1d, "load", functools.cache(mnist1d.load))  # generated once here
     assert main([*command, "--out", str(out), "--resume"]) == 0
+    assert main([*command, "--out", str(whole)]) == 0
     for name in outputs:
         got, expected = (out / name).read_text(), (whole / name).read_text()
         if name.endswith(".json"):
@@ -147,7 +150,9 @@ def test_a_sweep_cut_after_a_unit_resumes_to_the_same_results(tmp_path, argv, ou
         else:
             got, expected = _mask_times(got), _mask_times(expected)
         assert got == expected, name
-    assert json.loads((out / "run.json").read_text())["complete"]
+    manifest = json.loads((out / "run.json").read_text())
+    assert manifest["complete"] and manifest["command"] == f"reproduce {sweep}"
+    assert set(manifest["files"]) == set(json.loads((whole / "run.json").read_text())["files"])
 
 
 def _without_times(document):

@@ -51,7 +51,7 @@ def no_training(monkeypatch):
 
     monkeypatch.setattr("meshprop.commands.train.run", forbidden)
     monkeypatch.setattr("meshprop.commands.timeseries.train_diagram", forbidden)
-    monkeypatch.setattr("meshprop.commands.bench._run", forbidden)
+    monkeypatch.setattr("meshprop.commands.bench._measure", forbidden)
 
 
 def write_csv(path: Path, rows: int = 40) -> None:
@@ -85,6 +85,7 @@ COMMANDS = {
     "timeseries": ["timeseries", "--dataset", "mackey-glass", "--out"],
     "online": ["online", "--train-ticks", "10", "--out"],
     "reproduce toys": ["reproduce", "toys", "--out"],
+    "bench": ["bench", "--workload", "tiny", "--out"],
 }
 
 
@@ -485,6 +486,7 @@ RUN_COMMANDS = [
     ("reproduce", "fashion-mnist"),
     ("reproduce", "mnist1d"),
     ("reproduce", "iris"),
+    ("bench",),
 ]
 
 

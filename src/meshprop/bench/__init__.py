@@ -6,7 +6,9 @@
 - :mod:`~meshprop.bench.peak`: :func:`measure_peak_bytes`, which runs the probe
   :mod:`meshprop.bench.probe` in a fresh process;
 - :mod:`~meshprop.bench.suite`: :func:`run_workload` (a whole workload);
-- :mod:`~meshprop.bench.report`: the table and summary of ``meshprop bench``.
+- :mod:`~meshprop.bench.report`: the table and summary of ``meshprop bench``;
+- :mod:`~meshprop.bench.sweep`: the sweep ``meshprop bench`` runs, in units of work that an
+  interrupted sweep keeps (:mod:`~meshprop.bench.memo`).
 """
 
 from __future__ import annotations

@@ -26,7 +26,7 @@ A cell that cannot run says so instead of a number — "refused: would need X > 
 memory guard's estimate above the limit) or "too slow: est. X s/tick" (exact fop's modelled
 time per tick above ``max_tick_s``) — and is never dropped silently.
 ``meshprop bench --workload online`` prints the grid as a table and writes its rows with
-``--output``.
+``--output`` or into its run folder ``--out`` (one unit of work per cell).
 """
 
 from __future__ import annotations
@@ -49,6 +49,7 @@ from ..streams import check_stream_memory, fop_cost, get_stream_method
 from ..streams.pattern import PatternCarry
 from ..threads import thread_policy
 from ..topology import Topology
+from .memo import Memo, no_memo
 from .online_methods import METHODS, _stream
 from .peak import probe_environment, status_bytes
 
@@ -222,14 +223,18 @@ def grid(
     max_tick_s: float = 0.005,
     timeout: float = 900,
     progress: Callable[[str], None] | None = None,
+    memo: Memo | None = None,
 ) -> list[dict]:
     """Rows {workload "online-grid", topology, hidden, neurons, edges, layout, method, note,
     and the cell's results (:func:`run_cell`; absent where ``note`` says why)}, one fresh
-    process per cell (module docstring)."""
+    process per cell (module docstring).  Each cell is a unit of work of ``memo``
+    (``online-grid/TOPOLOGY/H=HIDDEN/LAYOUT/METHOD``): a cell it holds is not measured again."""
     for name in methods:
         if name not in _OPTIONS:
             raise ValueError(f"unknown grid method {name!r}; expected one of {tuple(_OPTIONS)}")
+    memo = memo or no_memo
     env = probe_environment()
+    settings = {"budget_s": budget_s, "rounds": rounds, "cosine_length": cosine_length}
     rows = []
     for kind in topologies:
         for H in hidden:
@@ -255,33 +260,38 @@ def grid(
                         "method": name,
                         "note": unbuilt if net is None else _refusal(net, name, max_tick_s) or "",
                     }
-                    if progress is not None:
-                        progress(f"online grid: {kind} H={H} {layout} {name} {row['note']}")
-                    if not row["note"]:
-                        cell = {
-                            "topology": kind,
-                            "hidden": H,
-                            "layout": layout,
-                            "method": name,
-                            "budget_s": budget_s,
-                            "rounds": rounds,
-                            "cosine_length": cosine_length,
-                        }
-                        command = [sys.executable, "-m", "meshprop.bench.online_grid"]
-                        done = subprocess.run(
-                            [*command, json.dumps(cell)],
-                            capture_output=True,
-                            text=True,
-                            timeout=timeout,
-                            check=False,
-                            env=env,
-                        )
-                        if done.returncode != 0:
-                            row["note"] = "failed: " + done.stderr.strip()[-300:]
-                        else:
-                            row.update(json.loads(done.stdout.strip().splitlines()[-1]))
-                    rows.append(row)
+
+                    def measure(row: dict = row) -> dict:
+                        if progress is not None:
+                            progress(
+                                f"online grid: {row['topology']} H={row['hidden']} "
+                                f"{row['layout']} {row['method']} {row['note']}"
+                            )
+                        if row["note"]:
+                            return row
+                        return {**row, **_run_cell_process(row, env, timeout, settings)}
+
+                    rows.append(memo(f"online-grid/{kind}/H={H}/{layout}/{name}", measure))
     return rows
+
+
+def _run_cell_process(row: dict, env: dict, timeout: float, settings: dict) -> dict:
+    """The results of the cell ``row`` (its topology, hidden size, layout and method),
+    measured by ``python -m meshprop.bench.online_grid CELL`` (``{"note": "failed: ..."}`` when
+    the process fails)."""
+    cell = {key: row[key] for key in ("topology", "hidden", "layout", "method")} | settings
+    command = [sys.executable, "-m", "meshprop.bench.online_grid"]
+    done = subprocess.run(
+        [*command, json.dumps(cell)],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+        env=env,
+    )
+    if done.returncode != 0:
+        return {"note": "failed: " + done.stderr.strip()[-300:]}
+    return json.loads(done.stdout.strip().splitlines()[-1])
 
 
 def _format(value: object, kind: str) -> str:

@@ -35,6 +35,7 @@ from ..engines.sparse_layout import SparseAuto
 from ..memory import MemoryLimitError
 from ..mesh import MeshNet, gradient
 from ..topology import Topology
+from .memo import Memo, no_memo
 
 __all__ = [
     "DENSE_BPTT_MAX",
@@ -204,6 +205,7 @@ def run_scale(
     topology: str = "wired",
     slow_s: float = 2.0,
     device: torch.device | str = "cpu",
+    memo: Memo | None = None,
 ) -> tuple[list[ScaleRow], float]:
     """Rows for every (size, ticks, layout, engine) that fits, and the measured bandwidth: the
     dense ``fop_factored`` up to ``dense_max`` neurons, the dense ``bptt`` up to
@@ -211,54 +213,83 @@ def run_scale(
     median of ``repeats`` steps after a warm-up, or one step when the warm-up took more than
     ``slow_s`` seconds (the sparse FOP at 10⁵ neurons and 3 ticks: keeps the sweep short).
     Everything (weights, batch, bandwidth probe) lives on ``device``; on a CUDA device every
-    timed step ends with a synchronisation."""
+    timed step ends with a synchronisation.  The bandwidth (``scale/bandwidth``) and each size
+    (``scale/N=SIZE``: its rows) are units of work of ``memo``: one it holds is not measured
+    again."""
     if topology not in TOPOLOGIES:
         raise ValueError(f"unknown scale topology {topology!r}; expected one of {TOPOLOGIES}")
+    memo = memo or no_memo
     device = torch.device(device)
     keep_freed_memory()  # a step's large tensors reused, not faulted in afresh (allocator.py)
-    rate = bandwidth(device=device)
+    rate = float(memo("scale/bandwidth", lambda: {"bytes_s": bandwidth(device=device)})["bytes_s"])
     rows = []
     for n in sizes:
-        topo = _topology(n, kind=topology)
-        for T in ticks:
-            g = torch.Generator().manual_seed(0)
-            x = torch.randn(batch, 64, generator=g).to(device)
-            labels = torch.randint(0, 10, (batch,), generator=g).to(device)
-            moved = min_bytes_moved(topo, T, batch)
-            plans = [("sparse", e) for e in SPARSE_ENGINES]
+
+        def measure(n: int = n) -> dict[str, Any]:
             limits = {"bptt": dense_bptt_max, "fop_factored": dense_max}
-            plans += [("dense", e) for e in DENSE_ENGINES if n <= limits[e]]
-            for layout, engine in plans:
-                row = ScaleRow(
-                    layout, engine, n, topo.n_edges, T, batch, None, None, moved, moved / rate
-                )
-                try:
-                    net = MeshNet(topo, ticks=T, layout=layout, seed=0, device=device)
-                    weights = net.parameter
+            measured = _size_rows(
+                n, ticks, batch, repeats, limits, topology, slow_s, device, rate, progress
+            )
+            return {"rows": as_dicts(measured)}
 
-                    def step(net=net, weights=weights, engine=engine, x=x, labels=labels) -> None:
-                        _, grad = gradient(net, x, labels, method=engine)
-                        with torch.no_grad():
-                            weights.sub_(0.01 * grad)
-                        _synchronize(device)
-
-                    t0 = time.perf_counter()
-                    step()  # warm-up: plans and caches
-                    slow = time.perf_counter() - t0 > slow_s
-                    times = []
-                    for _ in range(1 if slow else repeats):  # a slow step: timed once
-                        t0 = time.perf_counter()
-                        step()
-                        times.append(time.perf_counter() - t0)
-                    row.median_s = statistics.median(times)
-                    row.note = "one timed step (slow)" if slow else ""
-                    row.peak_bytes = peak_tensor_bytes(step, device)
-                except MemoryLimitError as error:
-                    row.note = f"does not fit: {error}"[:200]
-                rows.append(row)
-                if progress:
-                    progress(f"scale N={n} T={T} {layout}/{engine}: {row.median_s} s")
+        rows += [ScaleRow(**row) for row in memo(f"scale/N={n}", measure)["rows"]]
     return rows, rate
+
+
+def _size_rows(
+    n: int,
+    ticks: tuple[int, ...],
+    batch: int,
+    repeats: int,
+    limits: dict[str, int],
+    topology: str,
+    slow_s: float,
+    device: torch.device,
+    rate: float,
+    progress,
+) -> list[ScaleRow]:
+    """The rows of one size ``n`` (see :func:`run_scale`; ``limits``: the largest N each dense
+    engine is timed at)."""
+    rows = []
+    topo = _topology(n, kind=topology)
+    for T in ticks:
+        g = torch.Generator().manual_seed(0)
+        x = torch.randn(batch, 64, generator=g).to(device)
+        labels = torch.randint(0, 10, (batch,), generator=g).to(device)
+        moved = min_bytes_moved(topo, T, batch)
+        plans = [("sparse", e) for e in SPARSE_ENGINES]
+        plans += [("dense", e) for e in DENSE_ENGINES if n <= limits[e]]
+        for layout, engine in plans:
+            row = ScaleRow(
+                layout, engine, n, topo.n_edges, T, batch, None, None, moved, moved / rate
+            )
+            try:
+                net = MeshNet(topo, ticks=T, layout=layout, seed=0, device=device)
+                weights = net.parameter
+
+                def step(net=net, weights=weights, engine=engine, x=x, labels=labels) -> None:
+                    _, grad = gradient(net, x, labels, method=engine)
+                    with torch.no_grad():
+                        weights.sub_(0.01 * grad)
+                    _synchronize(device)
+
+                t0 = time.perf_counter()
+                step()  # warm-up: plans and caches
+                slow = time.perf_counter() - t0 > slow_s
+                times = []
+                for _ in range(1 if slow else repeats):  # a slow step: timed once
+                    t0 = time.perf_counter()
+                    step()
+                    times.append(time.perf_counter() - t0)
+                row.median_s = statistics.median(times)
+                row.note = "one timed step (slow)" if slow else ""
+                row.peak_bytes = peak_tensor_bytes(step, device)
+            except MemoryLimitError as error:
+                row.note = f"does not fit: {error}"[:200]
+            rows.append(row)
+            if progress:
+                progress(f"scale N={n} T={T} {layout}/{engine}: {row.median_s} s")
+    return rows
 
 
 @dataclass

@@ -3,43 +3,152 @@
     meshprop bench                                   # every workload, a table
     meshprop bench --workload paper ticks --json     # JSON rows on stdout
     meshprop bench --workload tiny --memory none --output rows.json
+    meshprop bench --out runs/bench                  # a run folder; --resume continues it
 
 Rows: {engine, workload, ticks, neurons, batch, median_s, min_s, max_s, peak_bytes, ...}; see
-``meshprop.bench`` for how time and memory are measured.
+``meshprop.bench`` for how time and memory are measured.  The settings are
+:class:`BenchConfig` (its fields are the options; ``--config FILE`` gives them from a file).
+
+With ``--out DIR`` the sweep is a run (:class:`~meshprop.runs.folder.RunFolder`): the folder is
+checked before anything is measured (one holding another run is refused unless ``--resume``
+or ``--overwrite``), every unit of work (a workload, a cell of the online grid, a size of
+``--workload scale``; :mod:`meshprop.bench.sweep`) is saved in ``DIR/units.json`` as soon as it
+is measured, and ``--resume`` after an interruption (even SIGKILL) measures only the units not
+saved.  DIR holds ``config.json``, ``bench.json`` (the JSON rows), ``scale.png`` (``--workload
+scale``) and ``run.json`` listing them; SIGINT/SIGTERM stop with one line and status 130/143.
+``--output PATH`` writes the JSON rows (and scale's plot beside them) atomically, with or
+without ``--out``.
 """
 
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import math
 import os
 import sys
-import time
-from dataclasses import asdict
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
 
-from ..bench import (
-    ALL_ENGINES,
-    WORKLOADS,
-    matmul_rate,
-    run_workload,
-    summary,
-    table,
-)
-from ..bench.report import machine_record
+from ..atomic import atomic_write_text, atomic_write_with
+from ..bench import WORKLOADS, summary, table
+from ..bench.memo import Memo, no_memo
+from ..bench.sweep import ScaleSweep, Sweep, run_scale_sweep, run_sweep
 from ..bench.workloads import STREAM_WORKLOADS
 from ..devices import DEVICES, require_device
 from ..engines import ENGINES
+from ..runs.config import setting
+from ..runs.folder import UNITS_FILE, RunFolder
+from ..runs.settings import ConfigError, check_fields, positive
 from ..threads import thread_policy
 from .checks import declare_outputs
-from .options import add_threads_option
+from .interrupts import StopRequest
+from .options import SHARED_OPTIONS, add_settings_options, resolve_settings
+from .runner import run_command
 
-__all__ = ["register", "run"]
+__all__ = ["BenchConfig", "register"]
 
 DEFAULT_WORKLOADS = ("paper", "published", "ticks", "neurons", "density", "batch", "rate")
-MEMORY_WORKLOADS = ("paper", "published", "ticks")
 #: the thread count of the published benchmarks (docs/performance.md)
 BENCH_THREADS = 2
+#: the run folder's files
+ROWS_FILE = "bench.json"
+SCALE_PLOT = "scale.png"
+
+
+def _workload_names() -> tuple[str, ...]:
+    return (*WORKLOADS, *STREAM_WORKLOADS, "scale")
+
+
+@dataclass
+class BenchConfig:
+    """The settings of ``meshprop bench`` (saved as its run folder's ``config.json``)."""
+
+    workload: list[str] = setting(  # noqa: RUF009 (setting is dataclasses.field)
+        list(DEFAULT_WORKLOADS),
+        "workloads to run; scale (step time and memory against N = 10^3..10^5 sparse neurons, "
+        "see meshprop.bench.scale) runs alone",
+        group="workloads",
+        metavar="NAME",
+        choices=_workload_names,
+        nargs="+",
+    )
+    engines: list[str] | None = setting(  # noqa: RUF009
+        None,
+        "restrict to these engines",
+        group="workloads",
+        metavar="NAME",
+        choices=lambda: tuple(ENGINES),
+        nargs="+",
+        shown="each workload's own",
+    )
+    memory: str = setting(
+        "auto",
+        "measure peak memory (a fresh process per engine and point): for the paper, published "
+        "and ticks workloads (auto), every workload (all) or none",
+        group="measurement",
+        choices=lambda: ("auto", "all", "none"),
+    )
+    budget: float = setting(
+        1.0,
+        "time spent per engine and point, at least 3 rounds",
+        group="measurement",
+        metavar="SECONDS",
+        check=("> 0", positive),
+    )
+    max_predicted: float = setting(
+        2.0,
+        "skip an engine whose predicted step time exceeds this",
+        group="measurement",
+        metavar="SECONDS",
+        check=("> 0", positive),
+    )
+    threads: int = setting(
+        BENCH_THREADS,
+        SHARED_OPTIONS["--threads"] + ", the count the engines are timed at",
+        group="measurement",
+        metavar="N",
+        check=(">= 0", lambda v: v >= 0),
+    )
+    sizes: list[int] | None = setting(  # noqa: RUF009
+        None,
+        "neuron counts of --workload scale, or the hidden sizes of --workload online's grid",
+        group="workloads",
+        metavar="N",
+        nargs="+",
+        check=(">= 1 each", lambda v: bool(v) and min(v) >= 1),
+        shown="1000 3000 10000 30000 100000 for scale, 32 256 1024 for online",
+    )
+    scale_topology: str = setting(
+        "wired",
+        "meshes of --workload scale: wired (Topology.sparse_random) or random (Topology.random)",
+        group="workloads",
+        choices=lambda: ("wired", "random"),
+    )
+    device: str = setting(
+        "cpu",
+        "where --workload scale runs (the other workloads run on the CPU)",
+        group="measurement",
+        choices=lambda: DEVICES,
+    )
+    quick: bool = setting(
+        False,
+        "--workload online: a shorter run (online FOP at H = 32 only; the grid at 32 and 256 "
+        "hidden neurons, 1 s per cell)",
+        group="workloads",
+    )
+
+    def __post_init__(self) -> None:
+        check_fields(self)
+        if self.device != "cpu" and self.workload != ["scale"]:
+            raise ConfigError(
+                f"{{0}} {self.device}: only --workload scale runs on a GPU; give --workload "
+                "scale, or --device cpu",
+                "device",
+            )
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -47,228 +156,176 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "bench",
         help="time and memory of the gradient engines, side by side",
         description="Run the gradient engines side by side on benchmark workloads and print "
-        "time per step (median, min, max over interleaved rounds) and peak memory.",
+        "time per step (median, min, max over interleaved rounds) and peak memory. With --out "
+        "the sweep is a run folder: every workload (every cell of the online grid, every size "
+        "of scale) is saved as it is measured, and --resume measures only the rest.",
     )
-    p.add_argument(
-        "--workload",
-        nargs="+",
-        default=list(DEFAULT_WORKLOADS),
-        metavar="NAME",
-        help=f"workloads to run, from {', '.join([*WORKLOADS, *STREAM_WORKLOADS])}, or scale "
-        "(step time and memory against N = 10^3..10^5 sparse neurons, run alone; see "
-        "meshprop.bench.scale) (default: "
-        f"{' '.join(DEFAULT_WORKLOADS)})",
-    )
-    p.add_argument(
-        "--engines",
-        nargs="+",
+    add_settings_options(p, BenchConfig)
+    group = p.add_argument_group("output")
+    group.add_argument("--json", action="store_true", help="print JSON rows instead of a table")
+    group.add_argument(
+        "--output",
         default=None,
-        metavar="NAME",
-        help=f"restrict to these engines (default: each workload's own, from "
-        f"{', '.join(ALL_ENGINES)})",
+        metavar="PATH",
+        help="also write the JSON rows here (atomically; --workload scale: its plot beside, "
+        "as PATH with .png)",
     )
-    p.add_argument(
-        "--memory",
-        choices=("auto", "all", "none"),
-        default="auto",
-        help="measure peak memory (a fresh process per engine and point): for the "
-        "paper and ticks workloads (auto), every workload (all) or none (default: auto)",
-    )
-    p.add_argument(
-        "--budget",
-        type=float,
-        default=1.0,
-        metavar="SECONDS",
-        help="time spent per engine and point, at least 3 rounds (default: 1.0)",
-    )
-    p.add_argument(
-        "--max-predicted",
-        type=float,
-        default=2.0,
-        metavar="SECONDS",
-        help="skip an engine whose predicted step time exceeds this (default: 2)",
-    )
-    add_threads_option(p, BENCH_THREADS)
-    p.add_argument(
-        "--sizes",
-        type=int,
-        nargs="+",
+    group.add_argument(
+        "--out",
         default=None,
-        metavar="N",
-        help="neuron counts of --workload scale, or the hidden sizes of --workload online's grid "
-        "(default: 1000 3000 10000 30000 100000 for scale, 32 256 1024 for online)",
+        metavar="DIR",
+        help=SHARED_OPTIONS["--out"] + f" ({ROWS_FILE}, units.json; default: none, the results "
+        "are printed only)",
     )
-    p.add_argument(
-        "--scale-topology",
-        choices=("wired", "random"),
-        default="wired",
-        help="meshes of --workload scale: wired (Topology.sparse_random) or random "
-        "(Topology.random) (default: wired)",
+    group.add_argument("--resume", action="store_true", help=SHARED_OPTIONS["--resume"])
+    group.add_argument("--overwrite", action="store_true", help=SHARED_OPTIONS["--overwrite"])
+    group.add_argument(
+        "--config",
+        dest="config_file",
+        default=None,
+        metavar="FILE",
+        help=SHARED_OPTIONS["--config"],
     )
-    p.add_argument(
-        "--device",
-        choices=DEVICES,
-        default="cpu",
-        help="where --workload scale runs: cpu, or cuda (the other workloads run on the CPU) "
-        "(default: cpu)",
-    )
-    p.add_argument(
-        "--quick",
+    group.add_argument(
+        "--no-progress",
         action="store_true",
-        help="--workload online: a shorter run (online FOP at H = 32 only; the grid at 32 and "
-        "256 hidden neurons, 1 s per cell)",
+        help=SHARED_OPTIONS["--no-progress"] + " (the lines on standard error)",
     )
-    p.add_argument("--json", action="store_true", help="print JSON rows instead of a table")
-    p.add_argument("--output", default=None, metavar="PATH", help="also write the JSON rows here")
-    p.set_defaults(handler=run)
-    declare_outputs(p, output="file")
+    p.set_defaults(handler=handle)
+    declare_outputs(p, output="file", out="dir")
 
 
-def run(args: argparse.Namespace) -> int:
-    require_device(args.device)  # before any work
-    if args.device != "cpu" and args.workload != ["scale"]:
-        raise ValueError(
-            f"--device {args.device}: only --workload scale runs on a GPU; give "
-            f"--workload scale, or --device cpu"
-        )
-    for name in args.workload:
-        if name not in WORKLOADS and name not in STREAM_WORKLOADS and name != "scale":
-            known = (*WORKLOADS, *STREAM_WORKLOADS, "scale")
-            raise ValueError(f"unknown workload {name!r}; expected one of {known}")
-    for name in args.engines or ():
-        if name not in ENGINES:
-            raise ValueError(f"unknown engine {name!r}; expected one of {tuple(ENGINES)}")
-    if not args.budget > 0:
-        raise ValueError(f"--budget must be > 0 seconds, got {args.budget}")
-    if not args.max_predicted > 0:
-        raise ValueError(f"--max-predicted must be > 0 seconds, got {args.max_predicted}")
-    if args.sizes is not None and min(args.sizes) < 1:
-        raise ValueError(f"--sizes must be >= 1 neurons each, got {min(args.sizes)}")
-    with thread_policy(args.threads, "--threads") as threads:
-        return _run(args, threads)
-
-
-def _run(args: argparse.Namespace, threads: int) -> int:
-    rates = [matmul_rate()]
-
+def handle(args: argparse.Namespace) -> int:
     def progress(text: str) -> None:
-        print(f"[bench] {text}", file=sys.stderr, flush=True)
+        if not args.no_progress:
+            print(f"[bench] {text}", file=sys.stderr, flush=True)
 
-    if "scale" in args.workload:
-        return _run_scale(args, threads, progress)
-    rows = []
-    streams: list[dict] = []
-    for name in args.workload:
-        if name in STREAM_WORKLOADS:  # online FOP: ticks/s against H; memory against length
-            from ..bench import online, online_grid
+    if args.out is None:
+        if args.resume or args.overwrite:
+            raise ValueError("--resume and --overwrite need --out DIR (the run folder)")
+        config = resolve_settings(BenchConfig, args)
+        require_device(config.device)  # before any work
+        with thread_policy(config.threads, "--threads") as threads:
+            result = _measure(config, threads, no_memo, progress)
+        _write_output(args.output, result)
+        return _report(args, config, threads, result)
 
-            if args.quick:
-                streams += online.throughput(hidden=[32], ticks=1000, rounds=3, threads=threads)
-            else:
-                streams += online.throughput(threads=threads)
-            # every online method against size, topology and layout: ticks/s beside inference,
-            # peak memory, cosine to the exact gradient (one fresh process per cell)
-            hidden = args.sizes or (
-                online_grid.QUICK_HIDDEN if args.quick else online_grid.GRID_HIDDEN
-            )
-            streams += online_grid.grid(
-                hidden=hidden,
-                budget_s=1.0 if args.quick else 3.0,
-                cosine_length=50 if args.quick else 100,
-                progress=progress,
-            )
-            if args.memory == "all":
-                streams += online.stream_peak()
-            continue
-        memory = args.memory == "all" or (args.memory == "auto" and name in MEMORY_WORKLOADS)
-        rows += run_workload(
-            name,
-            args.engines,
-            memory=memory,
-            budget_s=args.budget,
-            max_predicted_s=args.max_predicted,
+    def work(config: BenchConfig, folder: RunFolder, stop: StopRequest) -> int:
+        import torch
+
+        threads = torch.get_num_threads()  # run_command applies config.threads
+        result = _measure(config, threads, folder.unit, progress)
+        folder.write_json(ROWS_FILE, result.records)
+        if "scale" in config.workload:
+            folder.write_with(SCALE_PLOT, functools.partial(_plot_scale, result.rows))
+        folder.finish(folder.path(UNITS_FILE))
+        _write_output(args.output, result)
+        return _report(args, config, threads, result)
+
+    return run_command(
+        args,
+        "bench",
+        BenchConfig,
+        work,
+        prepare=lambda config: require_device(config.device),
+        state=UNITS_FILE,
+    )
+
+
+def _measure(
+    config: BenchConfig, threads: int, memo: Memo, progress: Callable[[str], None]
+) -> Sweep | ScaleSweep:
+    """The sweep of ``config`` (:mod:`meshprop.bench.sweep`), keeping the units ``memo``
+    holds: a :class:`ScaleSweep` for ``--workload scale``, else a :class:`Sweep`."""
+    if "scale" in config.workload:
+        return run_scale_sweep(
+            config.sizes,
+            topology=config.scale_topology,
+            device=config.device,
             threads=threads,
+            memo=memo,
             progress=progress,
         )
-    rates.append(matmul_rate())
-    rate = max(rates)  # the better of before/after: FOP's fraction is not flattered by load
-    wait_policy = os.environ.get("OMP_WAIT_POLICY", "unset")
-    records = [machine_record(rate, threads, wait_policy)] + [asdict(r) for r in rows] + streams
-    if args.output:
-        with open(args.output, "w") as f:
-            json.dump(records, f, indent=1)
+    return run_sweep(
+        config.workload,
+        config.engines,
+        memory=config.memory,
+        budget_s=config.budget,
+        max_predicted_s=config.max_predicted,
+        threads=threads,
+        quick=config.quick,
+        sizes=config.sizes,
+        memo=memo,
+        progress=progress,
+    )
+
+
+def _plot_scale(rows: list[Any], path: Path) -> None:
+    from ..bench import scale
+
+    scale.plot(rows, str(path))
+
+
+def _write_output(output: str | None, result: Sweep | ScaleSweep) -> None:
+    """``--output PATH``: the JSON rows, and for scale its plot as PATH with .png (atomic)."""
+    if not output:
+        return
+    atomic_write_text(output, json.dumps(result.records, indent=1))
+    if isinstance(result, ScaleSweep):
+        plot = os.path.splitext(output)[0] + ".png"
+        atomic_write_with(plot, functools.partial(_plot_scale, result.rows))
+
+
+def _report(
+    args: argparse.Namespace, config: BenchConfig, threads: int, result: Sweep | ScaleSweep
+) -> int:
+    """The rows on standard output: JSON with ``--json``, else the tables and summary."""
     if args.json:
-        json.dump(records, sys.stdout, indent=1)
+        json.dump(result.records, sys.stdout, indent=1)
         print()
         return 0
+    if isinstance(result, ScaleSweep):
+        return _report_scale(config, threads, result)
+    wait_policy = os.environ.get("OMP_WAIT_POLICY", "unset")
+    before, after = result.rates
     print(
-        f"float32 matmul rate (1024x1024, {threads} threads): {rate / 1e9:.1f} GFLOP/s "
-        f"(best of {rates[0] / 1e9:.1f} before and {rates[1] / 1e9:.1f} after the workloads); "
+        f"float32 matmul rate (1024x1024, {threads} threads): {result.rate / 1e9:.1f} GFLOP/s "
+        f"(best of {before / 1e9:.1f} before and {after / 1e9:.1f} after the workloads); "
         f"OMP_WAIT_POLICY={wait_policy}"
     )
-    if rows:
-        print(table(rows))
-    grid_rows = [r for r in streams if r.get("workload") == "online-grid"]
-    for record in streams:
+    if result.rows:
+        print(table(result.rows))
+    grid_rows = [r for r in result.streams if r.get("workload") == "online-grid"]
+    for record in result.streams:
         if record.get("workload") != "online-grid":
             print(json.dumps(record))
     if grid_rows:
         from ..bench.online_grid import grid_table
 
         print(grid_table(grid_rows))
-    for line in summary(rows, rate if math.isfinite(rate) else None):
+    for line in summary(result.rows, result.rate if math.isfinite(result.rate) else None):
         print(line)
     return 0
 
 
-def _run_scale(args: argparse.Namespace, threads: int, progress) -> int:
-    """``--workload scale``: step time and peak memory against N (meshprop.bench.scale)."""
-    from ..bench import scale
-
-    sizes = scale.SIZES if args.sizes is None else tuple(args.sizes)
-    started = time.perf_counter()
-    rows, rate = scale.run_scale(
-        sizes=sizes, progress=progress, topology=args.scale_topology, device=args.device
-    )
-    elapsed = time.perf_counter() - started
-    fits = scale.slopes(rows)
-    checks = scale.model_checks(rows, args.scale_topology)
-    records = [
-        {
-            "bandwidth_bytes_s": rate,
-            "threads": threads,
-            "device": args.device,
-            "topology": args.scale_topology,
-            "slopes": fits,
-            "slopes_n_ge_1e4": scale.slopes(rows, min_neurons=10_000),
-            "model_checks": [asdict(c) for c in checks],
-        }
-    ]
-    records += scale.as_dicts(rows)
-    if args.output:
-        with open(args.output, "w") as f:
-            json.dump(records, f, indent=1)
-        scale.plot(rows, os.path.splitext(args.output)[0] + ".png")
-    if args.json:
-        json.dump(records, sys.stdout, indent=1)
-        print()
-        return 0
+def _report_scale(config: BenchConfig, threads: int, result: ScaleSweep) -> int:
+    head = result.records[0]
     print(
-        f"measured bandwidth: {rate / 1e9:.1f} GB/s ({args.device}, {threads} threads); "
-        f"sweep took {elapsed:.0f} s"
+        f"measured bandwidth: {result.rate / 1e9:.1f} GB/s ({config.device}, {threads} threads); "
+        f"sweep took {result.seconds:.0f} s"
     )
-    for r in rows:
+    for r in result.rows:
         time_s = "-" if r.median_s is None else f"{r.median_s * 1e3:.2f} ms"
         peak = "-" if r.peak_bytes is None else f"{r.peak_bytes / 2**20:.1f} MiB"
         print(
             f"{r.layout:6} {r.engine:12} N={r.neurons:<7} P={r.edges:<8} T={r.ticks} "
             f"{time_s:>12} peak {peak:>10}  limit {r.limit_s * 1e3:.2f} ms {r.note[:60]}"
         )
-    large = scale.slopes(rows, min_neurons=10_000)
-    for key, slope in fits.items():
+    large = head["slopes_n_ge_1e4"]
+    for key, slope in head["slopes"].items():
         tail = f", N >= 10^4: {large[key]:.2f}" if key in large else ""
         print(f"slope of log(time) vs log(edges), {key}: {slope:.2f} (all N){tail}")
-    for c in checks:
+    for c in result.checks:
         print(
             f"sparse fop/bptt N={c.neurons} T={c.ticks}: {c.fop_over_bptt:.2f}x; the auto model "
             f"picks {c.chosen}, measured {c.chosen_over_best:.2f}x the faster (target <= 1.10)"

@@ -98,6 +98,15 @@ def add_settings_options(
         if title not in groups:
             groups[title] = parser.add_argument_group(title, (descriptions or {}).get(title))
         option = settings_flag(cls, f.name)
+        if settings_field_type(cls, f.name)[0] is bool:  # a switch: given means true
+            groups[title].add_argument(
+                option,
+                dest=f.name,
+                action="store_true",
+                default=argparse.SUPPRESS,
+                help=_help(f, show_default=False),
+            )
+            continue
         extra: dict[str, Any] = {}
         if f.metadata.get("nargs"):
             extra["nargs"] = f.metadata["nargs"]
@@ -207,8 +216,11 @@ def _scalar(name: str, text: str, base: type) -> Any:
     return text
 
 
-def _parse(cls: type, name: str, text: str | list[str]) -> Any:
-    """A flag's text as the field's type (ConfigError naming the field otherwise)."""
+def _parse(cls: type, name: str, text: str | list[str] | bool) -> Any:
+    """A flag's text as the field's type (ConfigError naming the field otherwise); a switch
+    (a boolean field) is already True."""
+    if isinstance(text, bool):
+        return text
     base, _, element = settings_field_type(cls, name)
     if base is list:
         if isinstance(text, list):  # nargs: several words

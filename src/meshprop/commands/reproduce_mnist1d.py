@@ -14,6 +14,7 @@ import dataclasses
 import time
 from dataclasses import dataclass
 
+from ..data.builtin import MNIST1D_SAMPLES
 from ..experiment.mnist1d import BASELINES, PROTOCOL
 from ..reporting import Reporter
 from ..runs.config import setting
@@ -40,6 +41,14 @@ class Mnist1dConfig:
     grad: str = setting(PROTOCOL.grad, "engine (auto: exact FOP)", group="experiment")
     compare: str = setting(
         "autograd", "engine that trains run 0 again ('none' to skip)", group="experiment"
+    )
+    samples: int = setting(
+        MNIST1D_SAMPLES,
+        "MNIST-1D sequences generated, 80 % for training and 20 % for the test (5000: the "
+        "published set; fewer make a quick check, not comparable with the published "
+        "accuracies)",
+        group="experiment",
+        check=(">= 10", lambda v: v >= 10),
     )
     baselines: list[str] = setting(  # noqa: RUF009 (setting is dataclasses.field)
         list(BASELINES),
@@ -81,7 +90,7 @@ def run_mnist1d(
     from ..experiment.fashion import plot_accuracies, protocol_dict, verdicts
 
     start = time.perf_counter()
-    data = mnist1d.load()
+    data = mnist1d.load(config.samples)
     protocol = dataclasses.replace(
         mnist1d.PROTOCOL,
         epochs=config.epochs,

@@ -125,7 +125,11 @@ def run_command(
         prepare(config)
     document = dataclasses.asdict(config)  # type: ignore[call-overload]
     seed = document.get("seed", 0)
-    with thread_policy(getattr(args, "threads", 1), "--threads"):
+    # a configuration that sets the thread count (a benchmark measures at it) is obeyed
+    threads = getattr(config, "threads", None)
+    if threads is None:
+        threads = getattr(args, "threads", 1)
+    with thread_policy(threads, "--threads"):
         folder.start({**document, PROVENANCE_KEY: provenance(seed)})
         with stop_on_signals(at_once=at_once) as stop:
             try:

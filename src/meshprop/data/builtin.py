@@ -23,7 +23,7 @@ import numpy as np
 
 from .dataset import CLASSIFICATION, Dataset
 
-__all__ = ["DATASETS", "TOY_DATASETS", "load_dataset"]
+__all__ = ["DATASETS", "MNIST1D_SAMPLES", "TOY_DATASETS", "load_dataset", "mnist1d_dataset"]
 
 
 def _moons(n: int, seed: int) -> Dataset:
@@ -85,15 +85,30 @@ def _sklearn_bundle(name: str) -> Callable[[int, int], Dataset]:
     return load
 
 
-def _mnist1d(n: int, seed: int) -> Dataset:
-    """mnist1d's local generator with its default arguments (no download)."""
-    from mnist1d.data import make_dataset
+#: the sequences mnist1d's generator makes by default (the published set: 4000 + 1000)
+MNIST1D_SAMPLES = 5000
 
-    data = make_dataset()
+
+def mnist1d_dataset(samples: int = MNIST1D_SAMPLES) -> Dataset:
+    """mnist1d's local generator (no download) with its default arguments, but for the number
+    of sequences: ``samples``, the first 80 % for training and the rest the test split
+    (``test_indices``); the default is the published set, a smaller one a quick check."""
+    from mnist1d.data import get_dataset_args, make_dataset
+
+    if samples < 10:
+        raise ValueError(f"mnist1d needs at least 10 samples, got {samples}")
+    arguments = get_dataset_args()
+    arguments.num_samples = samples
+    data = make_dataset(arguments)
     X = np.concatenate([data["x"], data["x_test"]])
     y = np.concatenate([data["y"], data["y_test"]])
     test = np.arange(len(data["y"]), len(y))
     return Dataset("mnist1d", X, y, CLASSIFICATION, test_indices=test)
+
+
+def _mnist1d(n: int, seed: int) -> Dataset:
+    """The published MNIST-1D (``n`` and ``seed`` do not apply: the generator's own)."""
+    return mnist1d_dataset()
 
 
 #: generated 2-D sets: name → generator(n_samples, seed)

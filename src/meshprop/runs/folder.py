@@ -104,6 +104,8 @@ RUN_FILES = (
     "blobs.png",
     "blobs2.png",
     "spirals.png",
+    "bench.json",  # meshprop bench
+    "scale.png",
 )
 
 
