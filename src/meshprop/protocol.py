@@ -216,14 +216,17 @@ def apply(fn: VJPFunction, params: Params, x: torch.Tensor) -> torch.Tensor:
             f"{fn!r} computes parameter gradients only, but x requires grad; pass x.detach() or "
             "use a method that provides input gradients (bptt, autograd)"
         )
-    if torch.compiler.is_compiling():
-        return _eager_apply(fn, tuple(params), x, *params.values())
-    return _Bridge.apply(fn, tuple(params), _Saved(), x, *params.values())
+    if torch.compiler.is_compiling():  # (meshprop.compiling: loaded only by torch.compile)
+        from .compiling import eager_apply
+
+        return eager_apply(fn, tuple(params), x, *params.values())
+    return bridge_apply(fn, tuple(params), x, *params.values())
 
 
-@torch.compiler.disable
-def _eager_apply(fn: VJPFunction, names: tuple[str, ...], x: torch.Tensor, *values) -> torch.Tensor:
-    """The bridge called from code that torch.compile traces: run in eager mode."""
+def bridge_apply(
+    fn: VJPFunction, names: tuple[str, ...], x: torch.Tensor, *values: torch.Tensor
+) -> torch.Tensor:
+    """y = fn(θ, x) through the autograd bridge, θ given as ``names`` and ``values``."""
     return _Bridge.apply(fn, names, _Saved(), x, *values)
 
 

@@ -20,7 +20,7 @@ from ..memory import MEMORY_LIMIT_ENV, MemoryLimitError, format_bytes, get_memor
 from .base import BoundEngine, GradientEngine
 from .registry import get_engine, registered_names
 
-__all__ = ["GuardedEngine", "bind_guarded", "check_memory", "refuse"]
+__all__ = ["GuardedEngine", "bind_guarded", "check_memory", "refuse", "refuse_below_transforms"]
 
 
 def _alternatives(
@@ -66,12 +66,6 @@ def refuse(
     return MemoryLimitError(message, engine, estimate, limit, suggestion)
 
 
-@torch.compiler.assume_constant_result
-def _limit_while_compiling() -> int | None:
-    """The memory limit, taken as a constant of the graph that ``torch.compile`` is building."""
-    return get_memory_limit()
-
-
 def check_memory(engine: GradientEngine, dyn: Dynamics, batch: int, itemsize: int) -> int:
     """Raise :class:`MemoryLimitError` when ``engine``'s step would exceed the limit; else
     return its estimate in bytes.  Called before any sensitivity is allocated.
@@ -79,23 +73,31 @@ def check_memory(engine: GradientEngine, dyn: Dynamics, batch: int, itemsize: in
     While ``torch.compile`` traces a model the limit is read once, when the graph is built
     (``torch.compiler.assume_constant_result``): reading the clock and /proc/meminfo cannot be
     part of a graph, so a compiled forward is checked for the shapes it is compiled for, at
-    compile time, and has no graph break here.  A limit set after the graph was built is seen
-    at the next compilation (a new shape, or ``torch.compile`` called again), not before.
+    compile time, and has no graph break here (:mod:`meshprop.compiling`).  A limit set after
+    the graph was built is seen at the next compilation (a new shape, or ``torch.compile``
+    called again), not before.
     """
     estimate = int(engine.estimate_bytes(dyn, batch, itemsize))
-    limit = _limit_while_compiling() if torch.compiler.is_compiling() else get_memory_limit()
+    if torch.compiler.is_compiling():  # (meshprop.compiling: loaded only by torch.compile)
+        from ..compiling import limit_while_compiling, refuse_eagerly
+
+        limit = limit_while_compiling()
+        if limit is not None and estimate > limit:
+            refuse_eagerly(engine.name, dyn, batch, itemsize, estimate, limit, engine.layout)
+        return estimate
+    limit = get_memory_limit()
     if limit is not None and estimate > limit:
-        _refuse_eagerly(engine.name, dyn, batch, itemsize, estimate, limit, engine.layout)
+        refuse_below_transforms(engine.name, dyn, batch, itemsize, estimate, limit, engine.layout)
     return estimate
 
 
-@torch.compiler.disable
-def _refuse_eagerly(
+def refuse_below_transforms(
     engine: str, dyn: Dynamics, batch: int, itemsize: int, estimate: int, limit: int, layout: str
 ) -> NoReturn:
     """Raise :func:`refuse`'s error.  Its suggestion runs every engine's estimate, with the
-    plans they cache: so it is never traced by ``torch.compile`` and runs below every
-    torch.func transform (see :class:`_BelowTransforms`)."""
+    plans they cache: so it runs below every torch.func transform (see
+    :class:`_BelowTransforms`), and under ``torch.compile`` it is never traced
+    (:func:`meshprop.compiling.refuse_eagerly`)."""
     box = _Call(lambda: refuse(engine, dyn, batch, itemsize, estimate, limit, layout))
     _BelowTransforms.apply(box)
     assert isinstance(box.result, MemoryLimitError)
