@@ -10,42 +10,25 @@ already: the tracer imports it (once) and sees the decorated functions.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, NoReturn
+from collections.abc import Callable
+from typing import Any
 
 import torch
 
-if TYPE_CHECKING:
-    from .dynamics import Dynamics
-    from .protocol import VJPFunction
+from .memory import get_memory_limit
 
-__all__ = ["eager_apply", "limit_while_compiling", "refuse_eagerly"]
+__all__ = ["call_eagerly", "limit_while_compiling"]
 
 
 @torch.compiler.assume_constant_result
 def limit_while_compiling() -> int | None:
     """The memory limit, taken as a constant of the graph that ``torch.compile`` is building."""
-    from .memory import get_memory_limit
-
     return get_memory_limit()
 
 
 @torch.compiler.disable
-def refuse_eagerly(
-    engine: str, dyn: Dynamics, batch: int, itemsize: int, estimate: int, limit: int, layout: str
-) -> NoReturn:
-    """The memory guard's refusal (:func:`meshprop.engines.guard.refuse_below_transforms`),
-    never traced: its suggestion runs every engine's estimate, with the plans they cache."""
-    from .engines.guard import refuse_below_transforms
-
-    refuse_below_transforms(engine, dyn, batch, itemsize, estimate, limit, layout)
-
-
-@torch.compiler.disable
-def eager_apply(
-    fn: VJPFunction, names: tuple[str, ...], x: torch.Tensor, *values: torch.Tensor
-) -> torch.Tensor:
-    """The autograd bridge (:func:`meshprop.protocol.apply`) called from code that
-    ``torch.compile`` traces: run in eager mode."""
-    from .protocol import bridge_apply
-
-    return bridge_apply(fn, names, x, *values)
+def call_eagerly(fn: Callable[..., Any], *args: Any) -> Any:
+    """``fn(*args)`` in eager mode, never traced (nor anything it calls): the autograd bridge
+    (:func:`meshprop.protocol.apply`; the engines use NumPy, caches and data-dependent control
+    flow) and the memory guard's refusal (its suggestion runs every engine's estimate)."""
+    return fn(*args)

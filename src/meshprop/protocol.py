@@ -217,9 +217,9 @@ def apply(fn: VJPFunction, params: Params, x: torch.Tensor) -> torch.Tensor:
             "use a method that provides input gradients (bptt, autograd)"
         )
     if torch.compiler.is_compiling():  # (meshprop.compiling: loaded only by torch.compile)
-        from .compiling import eager_apply
+        from .compiling import call_eagerly
 
-        return eager_apply(fn, tuple(params), x, *params.values())
+        return call_eagerly(bridge_apply, fn, tuple(params), x, *params.values())
     return bridge_apply(fn, tuple(params), x, *params.values())
 
 

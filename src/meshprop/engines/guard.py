@@ -79,11 +79,14 @@ def check_memory(engine: GradientEngine, dyn: Dynamics, batch: int, itemsize: in
     """
     estimate = int(engine.estimate_bytes(dyn, batch, itemsize))
     if torch.compiler.is_compiling():  # (meshprop.compiling: loaded only by torch.compile)
-        from ..compiling import limit_while_compiling, refuse_eagerly
+        from ..compiling import call_eagerly, limit_while_compiling
 
         limit = limit_while_compiling()
         if limit is not None and estimate > limit:
-            refuse_eagerly(engine.name, dyn, batch, itemsize, estimate, limit, engine.layout)
+            call_eagerly(
+                refuse_below_transforms, engine.name, dyn, batch, itemsize, estimate, limit,
+                engine.layout,
+            )  # fmt: skip
         return estimate
     limit = get_memory_limit()
     if limit is not None and estimate > limit:
@@ -97,7 +100,7 @@ def refuse_below_transforms(
     """Raise :func:`refuse`'s error.  Its suggestion runs every engine's estimate, with the
     plans they cache: so it runs below every torch.func transform (see
     :class:`_BelowTransforms`), and under ``torch.compile`` it is never traced
-    (:func:`meshprop.compiling.refuse_eagerly`)."""
+    (:func:`meshprop.compiling.call_eagerly`)."""
     box = _Call(lambda: refuse(engine, dyn, batch, itemsize, estimate, limit, layout))
     _BelowTransforms.apply(box)
     assert isinstance(box.result, MemoryLimitError)
