@@ -46,7 +46,7 @@ from ..runs.settings import ConfigError, check_fields, positive
 from ..threads import thread_policy
 from .checks import declare_outputs
 from .interrupts import StopRequest
-from .options import SHARED_OPTIONS, add_settings_options, resolve_settings
+from .options import SHARED_OPTIONS, add_run_options, add_settings_options, resolve_settings
 from .runner import run_command
 
 __all__ = ["BenchConfig", "register"]
@@ -170,26 +170,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="also write the JSON rows here (atomically; --workload scale: its plot beside, "
         "as PATH with .png)",
     )
-    group.add_argument(
-        "--out",
-        default=None,
-        metavar="DIR",
-        help=SHARED_OPTIONS["--out"] + f" ({ROWS_FILE}, units.json; default: none, the results "
-        "are printed only)",
-    )
-    group.add_argument("--resume", action="store_true", help=SHARED_OPTIONS["--resume"])
-    group.add_argument("--overwrite", action="store_true", help=SHARED_OPTIONS["--overwrite"])
-    group.add_argument(
-        "--config",
-        dest="config_file",
-        default=None,
-        metavar="FILE",
-        help=SHARED_OPTIONS["--config"],
-    )
-    group.add_argument(
-        "--no-progress",
-        action="store_true",
-        help=SHARED_OPTIONS["--no-progress"] + " (the lines on standard error)",
+    add_run_options(
+        p,
+        out=None,
+        threads=None,
+        title="run folder",
+        optional_out=f"({ROWS_FILE}, units.json; default: none, the results are printed only)",
+        progress_note=" (the lines on standard error)",
     )
     p.set_defaults(handler=handle)
     declare_outputs(p, output="file", out="dir")

@@ -155,12 +155,20 @@ def add_run_options(
     out: str | None,
     threads: int | None = DEFAULT_THREADS,
     title: str = "run folder",
+    optional_out: str | None = None,
+    progress_note: str = "",
 ) -> argparse._ArgumentGroup:
     """The shared options of a command that writes a run folder (:data:`SHARED_OPTIONS`):
-    ``--out`` (required when ``out`` is None), ``--resume``, ``--overwrite``, ``--config``,
-    ``--no-progress`` and, unless ``threads`` is None, ``--threads``.  Returns their group."""
+    ``--out`` (required when ``out`` is None; optional, default none, when ``optional_out``
+    gives what the folder then holds), ``--resume``, ``--overwrite``, ``--config``,
+    ``--no-progress`` (``progress_note`` appended to its help) and, unless ``threads`` is None,
+    ``--threads``.  Returns their group."""
     group = parser.add_argument_group(title)
-    if out is None:
+    if optional_out is not None:  # a command that writes a folder only when asked to
+        group.add_argument(
+            "--out", default=None, metavar="DIR", help=f"{SHARED_OPTIONS['--out']} {optional_out}"
+        )
+    elif out is None:
         group.add_argument("--out", required=True, metavar="DIR", help=SHARED_OPTIONS["--out"])
     else:
         group.add_argument(
@@ -175,7 +183,9 @@ def add_run_options(
         metavar="FILE",
         help=SHARED_OPTIONS["--config"],
     )
-    group.add_argument("--no-progress", action="store_true", help=SHARED_OPTIONS["--no-progress"])
+    group.add_argument(
+        "--no-progress", action="store_true", help=SHARED_OPTIONS["--no-progress"] + progress_note
+    )
     if threads is not None:
         add_threads_option(group, threads)
     return group
