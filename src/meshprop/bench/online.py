@@ -25,12 +25,9 @@ from __future__ import annotations
 
 import gc
 import json
-import os
-import subprocess
 import sys
 import time
 from collections.abc import Callable, Sequence
-from pathlib import Path
 
 import torch
 
@@ -39,6 +36,7 @@ from ..mesh import MeshNet
 from ..sequence import OnlineLearner, fast_adam, flush_denormals, sequence_gradient
 from ..threads import thread_policy
 from ..topology import Topology
+from .peak import probe_environment, run_probe
 
 __all__ = [
     "DEFAULT_HIDDEN",
@@ -53,7 +51,6 @@ DEFAULT_LENGTHS = (10**3, 10**4, 10**5, 10**6)
 #: full BPTT stores the whole trajectory: longer streams are not run by default
 BPTT_MAX_LENGTH = 10**5
 _CHUNK = 1_000  # online FOP draws its input stream chunk by chunk
-_SOURCE = str(Path(__file__).resolve().parents[2])
 
 
 def _net(hidden: int) -> MeshNet:
@@ -233,10 +230,7 @@ def stream_peak(
     run bears whatever a first run costs, so the shorter ones are not favoured by it); each
     length is still measured from its own reset high-water mark (``seconds``: the process's
     time, on its first row)."""
-    if not os.path.exists("/proc/self/clear_refs"):
-        raise OSError("peak memory needs Linux /proc/self/clear_refs")
-    path = os.pathsep.join(p for p in (_SOURCE, os.environ.get("PYTHONPATH")) if p)
-    env = {**os.environ, "MALLOC_MMAP_THRESHOLD_": "131072", "PYTHONPATH": path}
+    probe_environment()  # OSError off Linux, before any run
     runs: list[tuple[str, list[int]]] = []
     if per_method:
         for method in methods:
@@ -248,19 +242,10 @@ def stream_peak(
     rows = []
     for method, group in runs:
         began = time.perf_counter()
-        command = [sys.executable, "-m", "meshprop.bench.online", method]
-        result = subprocess.run(
-            [*command, ",".join(map(str, group)), str(hidden)],
-            capture_output=True,
-            text=True,
-            timeout=timeout,
-            check=False,
-            env=env,
-        )
-        if result.returncode != 0:
-            raise RuntimeError(f"stream probe failed: {result.stderr.strip()[-500:]}")
+        arguments = [method, ",".join(map(str, group)), str(hidden)]
+        lines = run_probe("meshprop.bench.online", arguments, "stream probe", timeout)
         seconds = time.perf_counter() - began
-        for line in result.stdout.strip().splitlines()[-len(group) :]:
+        for line in lines[-len(group) :]:
             measured = json.loads(line)
             rows.append(
                 {

@@ -16,7 +16,7 @@ from pathlib import Path
 
 from .workloads import Point
 
-__all__ = ["measure_peak_bytes", "probe_environment", "status_bytes"]
+__all__ = ["measure_peak_bytes", "probe_environment", "run_probe", "status_bytes"]
 
 #: the package folder holding this meshprop, so the probe imports the same code
 _SOURCE = str(Path(__file__).resolve().parents[2])
@@ -40,18 +40,24 @@ def status_bytes(key: str) -> int:
     raise OSError(f"/proc/self/status has no {key}")
 
 
-def measure_peak_bytes(point: Point, engine: str, threads: int = 2, timeout: float = 600) -> int:
-    """Extra resident memory (bytes) of one step of ``engine`` on ``point``."""
-    env = probe_environment()
-    command = [sys.executable, "-m", "meshprop.bench.probe", json.dumps(point.to_dict()), engine]
+def run_probe(module: str, arguments: list[str], what: str, timeout: float) -> list[str]:
+    """The lines ``python -m module arguments`` prints, run in :func:`probe_environment`;
+    RuntimeError naming ``what`` (with the end of its standard error) when it fails."""
     result = subprocess.run(
-        [*command, "--threads", str(threads)],
+        [sys.executable, "-m", module, *arguments],
         capture_output=True,
         text=True,
         timeout=timeout,
         check=False,
-        env=env,
+        env=probe_environment(),
     )
     if result.returncode != 0:
-        raise RuntimeError(f"memory probe of {engine} failed: {result.stderr.strip()[-500:]}")
-    return int(json.loads(result.stdout.strip().splitlines()[-1])["peak_bytes"])
+        raise RuntimeError(f"{what} failed: {result.stderr.strip()[-500:]}")
+    return result.stdout.strip().splitlines()
+
+
+def measure_peak_bytes(point: Point, engine: str, threads: int = 2, timeout: float = 600) -> int:
+    """Extra resident memory (bytes) of one step of ``engine`` on ``point``."""
+    arguments = [json.dumps(point.to_dict()), engine, "--threads", str(threads)]
+    lines = run_probe("meshprop.bench.probe", arguments, f"memory probe of {engine}", timeout)
+    return int(json.loads(lines[-1])["peak_bytes"])
