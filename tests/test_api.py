@@ -37,12 +37,7 @@ def imported() -> dict[str, set[str]]:
     return {stage: set(modules) for stage, modules in lines}
 
 
-#: the two tests read one process's modules (the fixture's): one xdist worker runs both
-SHARED = pytest.mark.xdist_group("import-isolation")
-
-
 @pytest.mark.subprocess
-@SHARED
 def test_import_meshprop_imports_nothing_heavy(imported):
     assert "torch" not in imported["import"]
     modules = imported["core"]
@@ -51,7 +46,6 @@ def test_import_meshprop_imports_nothing_heavy(imported):
 
 
 @pytest.mark.subprocess
-@SHARED
 def test_subpackages_load_on_first_use(imported):
     modules = imported["subpackages"]
     assert {"meshprop.data", "sklearn", "meshprop.diagram"} <= modules

@@ -82,11 +82,6 @@ def trained_run(trained) -> Path:
     return trained[0]
 
 
-#: the tests of the module's one run: one xdist worker trains it
-SHARED_RUN = pytest.mark.xdist_group("cli-answers-run")
-
-
-@SHARED_RUN
 @pytest.mark.parametrize(
     "argv",
     [["predict", "{run}", "--data", "x.csv"], ["evaluate", "{run}"], ["export", "{run}"]],
@@ -103,7 +98,6 @@ def test_a_run_folder_for_a_checkpoint_is_answered_with_a_hint(capsys, tmp_path,
     assert f"did you mean {trained_run / 'checkpoint'}?" in err and "Traceback" not in err
 
 
-@SHARED_RUN
 def test_train_reports_the_command_wall_time(trained):
     out = trained[1]
     assert "training loop" in out

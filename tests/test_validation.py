@@ -59,10 +59,6 @@ def write_csv(path: Path, rows: int = 40) -> None:
     path.write_text("\n".join(lines) + "\n")
 
 
-#: the tests of the module's one run (:func:`trained`): one xdist worker trains it
-SHARED_RUN = pytest.mark.xdist_group("validation-run")
-
-
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory) -> Path:
     """One tiny run on a CSV file (trained once for the module)."""
@@ -264,7 +260,6 @@ def copy_run(trained: Path, into: Path) -> Path:
 
 
 @pytest.mark.slow
-@SHARED_RUN
 def test_evaluate_and_predict_refuse_a_changed_training_file(capsys, trained, in_tmp):
     checkpoint = copy_run(trained, in_tmp)
     code, _, _ = run_cli(capsys, "evaluate", checkpoint, "--json")
@@ -363,7 +358,6 @@ CASES = [
 ]
 
 
-@SHARED_RUN
 @pytest.mark.parametrize(("command", "case"), CASES)
 def test_corrupted_checkpoint_is_one_line_naming_the_file(capsys, trained, in_tmp, command, case):
     name, corrupt, message = CORRUPTIONS[case]
