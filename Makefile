@@ -24,7 +24,8 @@ test: setup
 	$(BIN)/python -m pytest -q $(PYTEST_PARALLEL) --durations=15
 
 # The quick tier: no process started (but git, for run provenance), no kill/resume, no wheel
-# build, no test marked slow (about 70 s of CPU in all: aimed at under 45 s on two free cores)
+# build, no test marked slow (about 100 s of CPU in all, each worker's start-up and collection,
+# about 11 s, included: aimed at under 45 s on two free cores)
 test-fast: setup
 	$(BIN)/python -m pytest -q $(PYTEST_PARALLEL) -m "not slow and not subprocess" --durations=10
 

@@ -13,12 +13,15 @@ resuming a finished run).  Epoch times come from the uninterrupted run.  After i
 is resumed once more without a kill, to the end.  Epochs and delays are drawn from ``--seed``.
 
 Run: PYTHONPATH=src python benchmarks/kill_resume.py --kills 100 --runs 4 --workers 2
-(``tests/test_kill_resume.py`` runs it with 20 kills.)
+(``tests/test_kill_resume.py`` runs it with three kills, the uninterrupted runs and the last
+resume of each run in its own process: ``experiment(..., in_process=True)``).
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
+import io
 import json
 import os
 import random
@@ -149,6 +152,37 @@ def run_to_end(command: list[str], out: Path | None = None) -> Timeline:
     return Timeline(seen.get(STATE_FILE, 0.0), seen.get("metrics.json", end), end)
 
 
+def run_in_process(command: list[str], out: Path | None = None) -> Timeline:
+    """:func:`run_to_end` in this process: ``command``'s ``meshprop`` arguments through
+    ``meshprop.cli.main`` (in the main thread, its standard output discarded), timed from the
+    call (a process's first line comes once its imports are done, which this process has)."""
+    from meshprop.cli import main
+
+    seen: dict[str, float] = {}
+    done = threading.Event()
+    started = time.perf_counter()
+
+    def watch() -> None:
+        while not done.is_set():
+            for name in (STATE_FILE, "metrics.json"):
+                if out is not None and name not in seen and (out / name).exists():
+                    seen[name] = time.perf_counter() - started
+            time.sleep(0.01)
+
+    watcher = threading.Thread(target=watch, daemon=True)
+    watcher.start()
+    try:
+        with contextlib.redirect_stdout(io.StringIO()):
+            status = main(command[3:])  # past python -m meshprop
+    finally:
+        done.set()
+        watcher.join()
+    end = time.perf_counter() - started
+    if status != 0:
+        raise RuntimeError(f"{' '.join(command)} failed ({status}) in this process")
+    return Timeline(seen.get(STATE_FILE, 0.0), seen.get("metrics.json", end), end)
+
+
 @dataclass
 class Kill:
     """When to kill a process: ``delay`` seconds after its run folder's ``metrics.csv`` holds
@@ -185,8 +219,8 @@ def saved_epoch(out: Path) -> int:
     return int(state["epoch"])
 
 
-def kill_and_resume(outcome: Outcome, command: list[str], kills: list[Kill]) -> None:
-    """Start ``command`` once per kill and SIGKILL it as planned, then run it to the end."""
+def kill_as_planned(outcome: Outcome, command: list[str], kills: list[Kill]) -> None:
+    """Start ``command`` once per kill and SIGKILL it as planned."""
     for kill in kills:
         child = start(command)
         if kill.epochs is not None:
@@ -204,6 +238,11 @@ def kill_and_resume(outcome: Outcome, command: list[str], kills: list[Kill]) -> 
             outcome.finished_early += 1
         outcome.delays.append(kill.delay)
         outcome.epochs_saved.append(saved_epoch(outcome.out))
+
+
+def kill_and_resume(outcome: Outcome, command: list[str], kills: list[Kill]) -> None:
+    """Start ``command`` once per kill and SIGKILL it as planned, then run it to the end."""
+    kill_as_planned(outcome, command, kills)
     run_to_end(command, outcome.out)
 
 
@@ -234,16 +273,30 @@ def differences(out: Path, reference: Path) -> list[str]:
 
 
 def experiment(
-    root: Path, kills: int, runs: int, epochs: int, seed: int, workers: int
+    root: Path,
+    kills: int,
+    runs: int,
+    epochs: int,
+    seed: int,
+    workers: int,
+    in_process: bool = False,
 ) -> tuple[list[Outcome], dict[str, Timeline], list[str]]:
     """Reference runs, then ``runs`` runs (alternating configurations) sharing ``kills``
-    kills; returns the outcomes, the references' timelines and the problems found."""
+    kills; returns the outcomes, the references' timelines and the problems found.
+
+    ``in_process``: the uninterrupted runs and each run's last resume (after its kills) run in
+    this process, one after the other (:func:`run_in_process`); only the killed runs are
+    processes (``runs`` × 2 processes fewer, each an interpreter, torch and the plots)."""
     rng = random.Random(seed)
     names = list(CONFIGURATIONS)
     folders = [root / f"reference-{name}" for name in names]
     commands = [train_command(n, epochs, out) for n, out in zip(names, folders, strict=True)]
-    with ThreadPoolExecutor(max_workers=workers) as pool:
-        timelines = dict(zip(names, pool.map(run_to_end, commands, folders), strict=True))
+    if in_process:
+        triples = zip(names, commands, folders, strict=True)
+        timelines = {n: run_in_process(c, o) for n, c, o in triples}
+    else:
+        with ThreadPoolExecutor(max_workers=workers) as pool:
+            timelines = dict(zip(names, pool.map(run_to_end, commands, folders), strict=True))
     plans = []
     for k in range(runs):
         name = names[k % len(names)]
@@ -252,9 +305,13 @@ def experiment(
         trained = comparable_metrics(root / f"reference-{name}")["history"]["epochs"]
         kills_planned = plan_kills(rng, timelines[name], len(trained), share)
         plans.append((outcome, train_command(name, epochs, outcome.out), kills_planned))
+    task = kill_as_planned if in_process else kill_and_resume
     with ThreadPoolExecutor(max_workers=workers) as pool:
-        for future in [pool.submit(kill_and_resume, *plan) for plan in plans]:
+        for future in [pool.submit(task, *plan) for plan in plans]:
             future.result()
+    if in_process:
+        for outcome, command, _ in plans:
+            run_in_process(command, outcome.out)
     problems = [
         f"{o.out.name}: {problem}"
         for o, *_ in plans

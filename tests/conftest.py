@@ -36,6 +36,36 @@ if XDIST_WORKER is not None:
     os.environ.setdefault("OMP_NUM_THREADS", "1")  # inherited by the processes tests start
 
 
+#: test modules whose tests share a module-scoped fixture (one trained run, one wheel build, one
+#: fresh interpreter): under ``--dist loadgroup`` each module runs on one xdist worker, so that
+#: the fixture is made once, not once per worker.  (pytest-xdist's ``xdist_group`` mark cannot
+#: do it with pytest 9.2: xdist 3.8 appends the group to ``item._nodeid``, which pytest 9.2 no
+#: longer reads, so every marked test is scheduled alone.)
+SHARED_FIXTURE_MODULES = frozenset(
+    {
+        "tests/test_api.py",  # the modules of one fresh interpreter after each import stage
+        "tests/test_cli_answers.py",  # one trained run
+        "tests/test_package.py",  # the wheel, built once
+        "tests/test_validation.py",  # one trained run
+    }
+)
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_xdist_make_scheduler(config: pytest.Config, log: object) -> object:
+    """``--dist loadgroup`` with the modules of :data:`SHARED_FIXTURE_MODULES` as units."""
+    if config.getvalue("dist") != "loadgroup":
+        return None
+    from xdist.scheduler import LoadGroupScheduling
+
+    class SharedFixtureScheduling(LoadGroupScheduling):
+        def _split_scope(self, nodeid: str) -> str:
+            module = nodeid.split("::", 1)[0]
+            return module if module in SHARED_FIXTURE_MODULES else super()._split_scope(nodeid)
+
+    return SharedFixtureScheduling(config, log)
+
+
 #: the environment variable naming the device the suite runs on
 TEST_DEVICE_ENV = "MESHPROP_TEST_DEVICE"
 

@@ -13,27 +13,41 @@ import meshprop as mp
 
 HEAVY = ("matplotlib", "sklearn", "mnist1d", "meshprop.diagram", "meshprop.data", "meshprop.bench")
 
+#: one fresh interpreter for both import tests, one stage after another: the modules loaded
+#: after ``import meshprop``, after its first core name, after two subpackages' first use
+STAGES = {
+    "import": "import meshprop as mp",
+    "core": "mp.MeshNet",
+    "subpackages": "mp.data.load_dataset('iris')\nmp.diagram.Diagram",
+}
 
-def imported_after(code: str) -> set[str]:
-    program = f"import json, sys\n{code}\nprint(json.dumps(sorted(sys.modules)))"
+
+@pytest.fixture(scope="module")
+def imported() -> dict[str, set[str]]:
+    """``sys.modules`` after each of :data:`STAGES`, run in order in one new process."""
+    program = "import json, sys\n" + "".join(
+        f"{code}\nprint(json.dumps([{stage!r}, sorted(sys.modules)]))\n"
+        for stage, code in STAGES.items()
+    )
     done = subprocess.run(
         [sys.executable, "-c", program], capture_output=True, text=True, check=True
     )
-    return set(json.loads(done.stdout.splitlines()[-1]))
+    lines = [json.loads(line) for line in done.stdout.splitlines() if line.startswith('["')]
+    assert [stage for stage, _ in lines] == list(STAGES)
+    return {stage: set(modules) for stage, modules in lines}
 
 
 @pytest.mark.subprocess
-def test_import_meshprop_imports_nothing_heavy():
-    assert "torch" not in imported_after("import meshprop")
-    modules = imported_after("import meshprop\nmeshprop.MeshNet")
+def test_import_meshprop_imports_nothing_heavy(imported):
+    assert "torch" not in imported["import"]
+    modules = imported["core"]
     assert "meshprop.mesh" in modules and "meshprop.engines.fop" in modules
     assert not {m for m in modules if m.split(".")[0] in HEAVY or m.startswith(HEAVY)}
 
 
 @pytest.mark.subprocess
-def test_subpackages_load_on_first_use():
-    code = "import meshprop as mp\nmp.data.load_dataset('iris')\nmp.diagram.Diagram"
-    modules = imported_after(code)
+def test_subpackages_load_on_first_use(imported):
+    modules = imported["subpackages"]
     assert {"meshprop.data", "sklearn", "meshprop.diagram"} <= modules
     assert "meshprop.bench" not in modules
     assert mp.bench.WORKLOADS["tiny"]()[0].workload == "tiny"

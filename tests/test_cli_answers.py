@@ -9,9 +9,12 @@ an existing file or non-empty folder in words and leaves nothing behind when it 
 
 from __future__ import annotations
 
+import contextlib
+import io
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -65,11 +68,18 @@ def test_top_level_help_lists_every_command_and_reproduce_correctly(capsys):
 
 
 @pytest.fixture(scope="module")
-def trained_run(tmp_path_factory):
+def trained(tmp_path_factory) -> tuple[Path, str]:
+    """One run for the module's tests: its folder and what ``meshprop train`` printed."""
     out = tmp_path_factory.mktemp("cli") / "run"
-    code = main(["train", "--epochs", "2", "--no-progress", "--out", str(out)])
+    with contextlib.redirect_stdout(io.StringIO()) as printed:
+        code = main(["train", "--epochs", "2", "--no-progress", "--out", str(out)])
     assert code == 0
-    return out
+    return out, printed.getvalue()
+
+
+@pytest.fixture
+def trained_run(trained) -> Path:
+    return trained[0]
 
 
 @pytest.mark.parametrize(
@@ -88,9 +98,8 @@ def test_a_run_folder_for_a_checkpoint_is_answered_with_a_hint(capsys, tmp_path,
     assert f"did you mean {trained_run / 'checkpoint'}?" in err and "Traceback" not in err
 
 
-def test_train_reports_the_command_wall_time(trained_run, capsys, tmp_path):
-    assert main(["train", "--epochs", "1", "--no-progress", "--out", str(tmp_path / "r")]) == 0
-    out = capsys.readouterr().out
+def test_train_reports_the_command_wall_time(trained):
+    out = trained[1]
     assert "training loop" in out
     assert "wall time" in out and "(the whole command, plots included)" in out
 

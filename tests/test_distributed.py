@@ -79,13 +79,18 @@ def train_all(parallel: distributed.DataParallel | None) -> dict[str, dict]:
 
 
 def worker(rank: int, world_size: int, directory: str) -> None:
-    torch.set_num_threads(1)
     store = f"file://{Path(directory) / 'rendezvous'}"
     parallel = distributed.init(rank, world_size, store, backend="gloo")
     try:
         torch.save(train_all(parallel), Path(directory) / f"rank{rank}.pt")
     finally:
         distributed.shutdown()
+
+
+def other_rank(index: int, world_size: int, directory: str) -> None:
+    """Rank ``index + 1`` in a spawned process (rank 0 is the test's own)."""
+    torch.set_num_threads(1)
+    worker(index + 1, world_size, directory)
 
 
 def test_shards_partition_every_batch():
@@ -171,8 +176,20 @@ def test_two_processes_train_like_one(tmp_path):
     re-associates it as (n_0 ĝ_0 + n_1 ĝ_1) / n, which changes each gradient by at most about
     n·u·Σ|∂E_i/∂W| (n = 15 samples, u = 1.1e-16).  Twenty Adam steps carry twenty such
     perturbations into the weights, so the weights must agree to ~1e-14 of their size: the test
-    allows 1e-13 (measured: 6.4e-16 at most, three ulps; the loss 2.2e-16)."""
-    tmp.start_processes(worker, args=(2, str(tmp_path)), nprocs=2, join=True, start_method="spawn")
+    allows 1e-13 (measured: 6.4e-16 at most, three ulps; the loss 2.2e-16).
+
+    Rank 0 is this process, rank 1 a spawned one (one interpreter and torch import fewer)."""
+    spawned = tmp.start_processes(
+        other_rank, args=(2, str(tmp_path)), nprocs=1, join=False, start_method="spawn"
+    )
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        worker(0, 2, str(tmp_path))
+    finally:
+        torch.set_num_threads(threads)
+        while not spawned.join():
+            pass
     single = train_all(None)
     ranks = [torch.load(tmp_path / f"rank{r}.pt") for r in range(2)]
     initial = {name: [p.detach() for p in net.parameters()] for name, net in models().items()}

@@ -156,12 +156,13 @@ def test_lm_rejects_other_losses_and_bad_targets():
 
 @pytest.mark.slow
 def test_lm_fits_mackey_glass_narx_better_than_adam_in_as_many_iterations():
-    """Measured on 3 seeds (T = 80, 15 iterations): LM's training MSE was 10 to 10⁴ times below
-    the best of Adam at lr 0.03, 0.1 and 0.3; assert only that it is lower for every seed."""
+    """Measured on 8 seeds (T = 40, 15 iterations): LM's training MSE was 4 to 5·10⁴ times
+    below the best of Adam at lr 0.03, 0.1 and 0.3 (seeds 0, 1, 2 here: 220, 5·10⁴, 790 times;
+    at T = 80 they were 740, 5000, 28 times); assert only that it is lower for every seed."""
     from meshprop.diagram.examples import layered_narx
     from meshprop.diagram.series import mackey_glass
 
-    s = torch.tensor(mackey_glass(81))
+    s = torch.tensor(mackey_glass(41))
     s = (s - s.mean()) / s.std()
     x, y = s[:-1].reshape(-1, 1, 1), s[1:].reshape(-1, 1, 1)
 

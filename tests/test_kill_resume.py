@@ -1,7 +1,9 @@
 """The resume guarantee, end to end: real ``meshprop train`` processes killed with SIGKILL at random
 moments inside training (three kills for the two configurations, each a random part of an epoch
 after a random epoch of ten: one kill may land after training now and then, three rarely all
-do; seeded delays), each run resumed with ``--resume`` until it finishes, and every resumed run
+do; seeded delays; the first run is killed twice in a row, its second process resuming what
+the first left), each run resumed with ``--resume`` until it finishes (the last resume and the
+uninterrupted runs in this process: only the killed runs need processes), and every resumed run
 ends bit-identical to the uninterrupted one (weights by ``torch.equal``,
 metrics.csv bytes, metrics.json, a verified run.json).  The experiment is
 ``benchmarks/kill_resume.py`` (more kills: see docs/runs.md)."""
@@ -32,7 +34,7 @@ def load_script():
 def test_runs_killed_at_random_moments_resume_bit_identical(tmp_path, seed):
     kill_resume = load_script()
     outcomes, _, problems = kill_resume.experiment(
-        tmp_path, kills=3, runs=2, epochs=10, seed=seed, workers=1
+        tmp_path, kills=3, runs=2, epochs=10, seed=seed, workers=1, in_process=True
     )
     assert problems == []
     assert sum(len(o.delays) for o in outcomes) == 3
