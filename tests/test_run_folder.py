@@ -8,14 +8,12 @@ from __future__ import annotations
 import json
 import os
 import signal
-import subprocess
-import sys
+import threading
 import time
 from pathlib import Path
 
 import pytest
 
-import meshprop
 from meshprop.cli import main
 from meshprop.runs.folder import STATE_FILE, check_run_folder, verify_run_folder
 from meshprop.training import load_training_state
@@ -130,31 +128,25 @@ def test_resuming_a_run_killed_between_epochs_is_bit_identical(capsys, tmp_path)
     verify_run_folder(out)
 
 
-def environment() -> dict[str, str]:
-    source = str(Path(meshprop.__file__).resolve().parents[1])
-    return {**os.environ, "PYTHONPATH": os.pathsep.join([source, os.environ.get("PYTHONPATH", "")])}
-
-
-@pytest.mark.subprocess
-@pytest.mark.slow
 @pytest.mark.parametrize("signum", [signal.SIGINT])  # SIGTERM: the same path (test below)
 def test_a_signal_saves_prints_one_line_and_the_run_resumes_identically(capsys, tmp_path, signum):
+    """A real signal, sent to this process (the command runs in it: a SIGKILLed process is
+    tests/test_kill_resume.py's) once training has logged its first epoch: the state saved,
+    one line saying how to resume, the exit status of the signal, the run marked unfinished;
+    ``--resume`` then gives the run never interrupted."""
     argv = ["train", "--samples", "200", "--epochs", "30", "--no-progress", "--batch-size", "16"]
     out = tmp_path / "run"
-    command = [sys.executable, "-m", "meshprop", *argv, "--out", str(out)]
-    # standard error in a file, not a pipe nobody reads while the test waits (the child would
-    # block once it filled)
-    stderr = tmp_path / "stderr.txt"
-    with stderr.open("wb") as sink:
-        process = subprocess.Popen(
-            command, env=environment(), stdout=subprocess.DEVNULL, stderr=sink
-        )
-    deadline = time.monotonic() + 120
-    while not (out / "metrics.csv").exists() and time.monotonic() < deadline:
-        time.sleep(0.05)  # training has started: its first epoch is logged
-    process.send_signal(signum)
-    code = process.wait(timeout=120)
-    err = stderr.read_text()
+
+    def signal_once_training() -> None:
+        deadline = time.monotonic() + 120
+        while not (out / "metrics.csv").exists() and time.monotonic() < deadline:
+            time.sleep(0.005)  # training has started: its first epoch is logged
+        os.kill(os.getpid(), signum)
+
+    watcher = threading.Thread(target=signal_once_training, daemon=True)
+    watcher.start()
+    code, _, err = cli(capsys, *argv, "--out", out)
+    watcher.join(timeout=120)
     assert code == 128 + signum, err
     assert err.count("\n") == 1 and "Traceback" not in err
     assert err.startswith("interrupted at epoch ")
@@ -162,8 +154,6 @@ def test_a_signal_saves_prints_one_line_and_the_run_resumes_identically(capsys, 
     state = load_training_state(out / STATE_FILE)
     assert state["epoch"] < 30
     assert json.loads((out / "run.json").read_text())["complete"] is False
-    if signum == signal.SIGTERM:
-        return  # resuming after SIGINT is compared below; the state is the same kind
     code, _, err = cli(capsys, "train", "--out", out, "--resume", "--no-progress")
     assert code == 0, err
     assert cli(capsys, *argv, "--out", tmp_path / "reference")[0] == 0
@@ -172,10 +162,8 @@ def test_a_signal_saves_prints_one_line_and_the_run_resumes_identically(capsys, 
 
 def test_sigterm_takes_the_path_of_sigint_and_exits_143():
     """The handler both signals share, in this process: SIGTERM sets the stop request that
-    ``meshprop train`` (and every command) polls, whose exit status is 128 + 15; the real
-    process above is stopped by SIGINT through the same request."""
-    import threading
-
+    ``meshprop train`` (and every command) polls, whose exit status is 128 + 15; the run
+    above is stopped by a real SIGINT through the same request."""
     from meshprop.commands.interrupts import stop_on_signals
 
     assert threading.current_thread() is threading.main_thread()  # else the handler is not set
