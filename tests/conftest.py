@@ -10,8 +10,8 @@ drawn on the CPU, then moved, so every device sees the same numbers).  Asking fo
 torch sees no CUDA device stops the run at once with a usage error; nothing is skipped.
 
 Under pytest-xdist (``make test`` runs two workers) every worker and the processes its tests
-start use one intra-op thread, so the workers do not oversubscribe the cores; tests that change
-the thread count restore it themselves.
+start use one intra-op thread and one BLAS thread, so the workers do not oversubscribe the
+cores; tests that change the thread count restore it themselves.
 """
 
 from __future__ import annotations
@@ -34,6 +34,12 @@ XDIST_WORKER = os.environ.get("PYTEST_XDIST_WORKER")
 if XDIST_WORKER is not None:
     torch.set_num_threads(1)
     os.environ.setdefault("OMP_NUM_THREADS", "1")  # inherited by the processes tests start
+    os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
+    # NumPy's BLAS started its threads when torch imported NumPy, before the lines above: one
+    # thread for it too (the NumPy ``reference`` engine, SciPy, scikit-learn)
+    from threadpoolctl import threadpool_limits
+
+    threadpool_limits(1)
 
 
 #: test modules whose tests share a module-scoped fixture (one trained run, one wheel build, one
