@@ -16,18 +16,21 @@ $(STAMP): pyproject.toml constraints.txt
 run: setup
 	$(BIN)/meshprop train --out runs/default --overwrite
 
-# Both cores, one torch thread per worker (tests/conftest.py); tests marked with one
-# xdist_group share a worker (the wheel of tests/test_package.py is built once).
+# Both cores, one torch and one BLAS thread per worker (tests/conftest.py); the modules that
+# share one module-scoped fixture run on one worker (tests/conftest.py's scheduler).  Bytecode
+# is written even where the environment says not to (PYTHONDONTWRITEBYTECODE): the workers and
+# the twenty-odd processes the tests start then compile the sources once, not each on its own.
 PYTEST_PARALLEL := -n 2 --dist loadgroup
+PYTEST := env -u PYTHONDONTWRITEBYTECODE $(BIN)/python -m pytest
 
 test: setup
-	$(BIN)/python -m pytest -q $(PYTEST_PARALLEL) --durations=15
+	$(PYTEST) -q $(PYTEST_PARALLEL) --durations=15
 
 # The quick tier: no process started (but git, for run provenance), no kill/resume, no wheel
 # build, no test marked slow (about 100 s of CPU in all, each worker's start-up and collection,
 # about 11 s, included: aimed at under 45 s on two free cores)
 test-fast: setup
-	$(BIN)/python -m pytest -q $(PYTEST_PARALLEL) -m "not slow and not subprocess" --durations=10
+	$(PYTEST) -q $(PYTEST_PARALLEL) -m "not slow and not subprocess" --durations=10
 
 lint: setup
 	$(BIN)/ruff check src tests benchmarks

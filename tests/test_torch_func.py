@@ -12,7 +12,6 @@ from dataclasses import dataclass
 
 import pytest
 import torch
-import torch._dynamo
 import torch.nn.functional as F
 from torch.func import functional_call, grad, jacrev, vmap
 
@@ -146,7 +145,7 @@ def test_torch_compile_output_and_gradient_equal_eager(engine):
     """The autograd engine is traced through AOTAutograd (forward and backward graphs); the
     other engines run eagerly inside the compiled forward (a graph break at the bridge), so
     Dynamo alone (the "eager" backend) shows what changes for them."""
-    torch._dynamo.reset()
+    torch.compiler.reset()
     case = make_case(1, engine)  # per-tick input
     backend = "aot_eager" if engine == "autograd" else "eager"
     compiled = torch.compile(case.net, backend=backend)
@@ -163,7 +162,9 @@ def test_torch_compile_output_and_gradient_equal_eager(engine):
 
 
 def test_autograd_forward_has_no_graph_break():
-    torch._dynamo.reset()
+    import torch._dynamo  # (imported here: 1.3 s that only the compiling tests need)
+
+    torch.compiler.reset()
     for seed in (0, 1):  # constant and per-tick input
         case = make_case(seed, "autograd")
         explanation = torch._dynamo.explain(case.net)(case.x)
@@ -172,7 +173,7 @@ def test_autograd_forward_has_no_graph_break():
 
 
 def test_compiled_autograd_forward_still_checks_the_memory_limit():
-    torch._dynamo.reset()
+    torch.compiler.reset()
     case = make_case(0, "autograd")
     compiled = torch.compile(case.net, backend="aot_eager")
     with mp.memory_limit(1), pytest.raises(mp.MemoryLimitError):
