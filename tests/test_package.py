@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 # every test builds or runs the wheel in other processes; one worker builds it once for all
-pytestmark = [pytest.mark.subprocess, pytest.mark.xdist_group("wheel")]
+pytestmark = pytest.mark.subprocess  # one worker builds the wheel: tests/conftest.py
 
 ROOT = Path(__file__).resolve().parents[1]
 
