@@ -13,11 +13,15 @@ import meshprop as mp
 
 HEAVY = ("matplotlib", "sklearn", "mnist1d", "meshprop.diagram", "meshprop.data", "meshprop.bench")
 
-#: one fresh interpreter for both import tests, one stage after another: the modules loaded
-#: after ``import meshprop``, after its first core name, after two subpackages' first use
+#: one fresh interpreter for the import tests, one stage after another: the modules loaded
+#: after ``import meshprop``, after its first core name, after a forward, a backward and a
+#: gradient, after two subpackages' first use
 STAGES = {
     "import": "import meshprop as mp",
     "core": "mp.MeshNet",
+    "step": "import torch\nnet = mp.MeshNet(mp.Topology.mesh(2, 3, 1), ticks=2)\n"
+    "net(torch.ones(4, 2)).sum().backward()\n"
+    "mp.gradient(net, torch.ones(4, 2), torch.zeros(4, 1), loss='mse', method='bptt')",
     "subpackages": "mp.data.load_dataset('iris')\nmp.diagram.Diagram",
 }
 
@@ -43,6 +47,14 @@ def test_import_meshprop_imports_nothing_heavy(imported):
     modules = imported["core"]
     assert "meshprop.mesh" in modules and "meshprop.engines.fop" in modules
     assert not {m for m in modules if m.split(".")[0] in HEAVY or m.startswith(HEAVY)}
+
+
+@pytest.mark.subprocess
+def test_a_step_without_torch_compile_does_not_load_its_compiler(imported):
+    """torch.compile's hooks (meshprop.compiling) load with torch._dynamo, about 1.3 s, only
+    when a model is compiled."""
+    assert "meshprop.engines.guard" in imported["step"]
+    assert not {"torch._dynamo", "meshprop.compiling"} & imported["step"]
 
 
 @pytest.mark.subprocess
