@@ -1,5 +1,15 @@
 """Kill a real ``meshprop`` process once it has saved some state (SIGKILL: no handler runs),
-for the tests that resume it.  stdout and stderr go to files, never to an unread pipe."""
+for the tests that resume it.  stdout and stderr go to files, never to an unread pipe.
+
+The process is this test process forked (``os.fork``: the command runs in a copy of a warm
+interpreter, so each test saves the 4–5 s of CPU a new interpreter spends importing torch,
+torch._dynamo and scikit-learn), or with ``fresh=True`` a new ``python -m meshprop``.  Either
+is a separate process that the kernel kills with SIGKILL, mid-write if it happens to be
+writing; a fresh interpreter is also what tests/test_kill_resume.py (``meshprop train``) and
+tests/test_online_resume.py start.  The fork is safe here because the commands run with one
+torch thread (``--threads`` defaults to 1; the xdist workers run with one torch and one BLAS
+thread, tests/conftest.py), and the child never returns into pytest: it ends by ``os._exit``.
+"""
 
 from __future__ import annotations
 
@@ -8,7 +18,9 @@ import signal
 import subprocess
 import sys
 import time
+import traceback
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 SOURCE = str(Path(__file__).resolve().parents[1] / "src")
@@ -21,27 +33,96 @@ def environment() -> dict[str, str]:
     return env
 
 
-def kill_when(
-    arguments: list[str], ready: Callable[[], bool], log: Path, timeout: float = 120.0
-) -> int:
-    """Start ``meshprop ARGUMENTS``, SIGKILL it as soon as ``ready()`` holds (polled every
-    10 ms); returns its exit status (−9 when killed; its own status if it ended first)."""
-    with open(log, "wb") as sink:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "meshprop", *arguments],
-            env=environment(),
-            stdout=sink,
-            stderr=subprocess.STDOUT,
-        )
-        deadline = time.monotonic() + timeout
+def _run_in_child(arguments: list[str], log: Path) -> None:
+    """The forked child: ``meshprop ARGUMENTS`` with stdout and stderr in ``log``; never
+    returns (``os._exit`` with the command's exit status)."""
+    code = 1
+    try:
+        sink = os.open(log, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+        os.dup2(sink, 1)
+        os.dup2(sink, 2)
+        sys.stdout = open(1, "w", buffering=1, closefd=False)  # noqa: SIM115
+        sys.stderr = open(2, "w", buffering=1, closefd=False)  # noqa: SIM115
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+        from meshprop.cli import main
+
+        code = int(main(arguments) or 0)
+    except SystemExit as stop:
+        code = stop.code if isinstance(stop.code, int) else 1
+    except BaseException:
+        traceback.print_exc()
+    finally:
         try:
-            while process.poll() is None and time.monotonic() < deadline:
-                if ready():
-                    process.send_signal(signal.SIGKILL)
-                    break
-                time.sleep(0.01)
-            return process.wait(timeout=timeout)
+            sys.stdout.flush()
+            sys.stderr.flush()
         finally:
-            if process.poll() is None:
-                process.kill()
-                process.wait()
+            os._exit(code)
+
+
+@dataclass
+class Child:
+    """A started process: its pid, and its poll (None while it runs, else its exit status, −N
+    when signal N ended it)."""
+
+    pid: int
+    poll: Callable[[], int | None]
+
+
+def _start(arguments: list[str], log: Path, fresh: bool) -> Child:
+    if fresh:
+        with open(log, "wb") as sink:
+            process = subprocess.Popen(
+                [sys.executable, "-m", "meshprop", *arguments],
+                env=environment(),
+                stdout=sink,
+                stderr=subprocess.STDOUT,
+            )
+        return Child(process.pid, process.poll)
+    sys.stdout.flush()
+    sys.stderr.flush()
+    pid = os.fork()
+    if pid == 0:
+        _run_in_child(arguments, log)
+    status: list[int] = []
+
+    def poll() -> int | None:
+        if not status:
+            done, code = os.waitpid(pid, os.WNOHANG)
+            if done == 0:
+                return None
+            status.append(os.waitstatus_to_exitcode(code))
+        return status[0]
+
+    return Child(pid, poll)
+
+
+def kill_when(
+    arguments: list[str],
+    ready: Callable[[], bool],
+    log: Path,
+    timeout: float = 120.0,
+    fresh: bool = False,
+) -> int:
+    """Start ``meshprop ARGUMENTS`` (forked, or a new interpreter with ``fresh``), SIGKILL it
+    as soon as ``ready()`` holds (polled every 10 ms); returns its exit status (−9 when
+    killed; its own status if it ended first)."""
+    child = _start(arguments, log, fresh)
+    pid, poll = child.pid, child.poll
+    deadline = time.monotonic() + timeout
+    try:
+        while poll() is None and time.monotonic() < deadline:
+            if ready():
+                os.kill(pid, signal.SIGKILL)
+                break
+            time.sleep(0.01)
+        while poll() is None and time.monotonic() < deadline + timeout:
+            time.sleep(0.01)
+        status = poll()
+        assert status is not None, f"meshprop {' '.join(arguments)} did not end"
+        return status
+    finally:
+        if poll() is None:
+            os.kill(pid, signal.SIGKILL)
+            while poll() is None:
+                time.sleep(0.01)
