@@ -188,6 +188,7 @@ def test_sigkill_at_a_random_moment_then_resume_equals_one_run(tmp_path) -> None
 
 
 # SIGTERM takes the same path, exit status 143 (test_run_folder.py, in-process)
+@pytest.mark.slow  # a run interrupted (the quick tier has none)
 @pytest.mark.parametrize(("signum", "code"), [(signal.SIGINT, 130)])
 def test_a_signal_saves_says_how_to_resume_and_exits(tmp_path, capsys, signum, code) -> None:
     """A real signal, sent to this process (the command runs in it: no second start-up) once

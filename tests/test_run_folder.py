@@ -128,6 +128,7 @@ def test_resuming_a_run_killed_between_epochs_is_bit_identical(capsys, tmp_path)
     verify_run_folder(out)
 
 
+@pytest.mark.slow  # a run interrupted and resumed (the quick tier has none)
 @pytest.mark.parametrize("signum", [signal.SIGINT])  # SIGTERM: the same path (test below)
 def test_a_signal_saves_prints_one_line_and_the_run_resumes_identically(capsys, tmp_path, signum):
     """A real signal, sent to this process (the command runs in it: a SIGKILLed process is
