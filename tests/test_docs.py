@@ -164,7 +164,7 @@ def _run_blocks(page: Path, folder: Path, main) -> int:  # type: ignore[no-untyp
 
 
 #: the pages whose code blocks take over 2 s together (the quick tier leaves them out)
-SLOW_PAGES = {"docs/sklearn.md", "docs/diagrams.md"}
+SLOW_PAGES = {"docs/sklearn.md", "docs/diagrams.md", "docs/howto-csv.md"}
 
 
 @pytest.mark.parametrize(
