@@ -27,10 +27,10 @@ test: setup
 	$(PYTEST) -q $(PYTEST_PARALLEL) --durations=15
 
 # The quick tier: no process started (but git, for run provenance), no kill/resume, no wheel
-# build, no test marked slow (about 90 s of CPU in all, each worker's start-up and collection,
-# about 11 s, included: aimed at under 45 s on two free cores)
+# build, no documentation page's code blocks, no test marked slow (about 80 s of CPU in all,
+# each worker's start-up and collection, about 11 s, included: under 45 s on two free cores)
 test-fast: setup
-	$(PYTEST) -q $(PYTEST_PARALLEL) -m "not slow and not subprocess" --durations=10
+	$(PYTEST) -q $(PYTEST_PARALLEL) -m "not slow and not subprocess and not docs" --durations=10
 
 lint: setup
 	$(BIN)/ruff check src tests benchmarks

@@ -163,20 +163,8 @@ def _run_blocks(page: Path, folder: Path, main) -> int:  # type: ignore[no-untyp
     return done
 
 
-#: the pages whose code blocks take over 2 s together (the quick tier leaves them out)
-SLOW_PAGES = {"docs/sklearn.md", "docs/diagrams.md", "docs/howto-csv.md"}
-
-
-@pytest.mark.parametrize(
-    "page",
-    [
-        pytest.param(page, marks=pytest.mark.slow)
-        if str(page.relative_to(ROOT)) in SLOW_PAGES
-        else page
-        for page in PAGES
-    ],
-    ids=[str(p.relative_to(ROOT)) for p in PAGES],
-)
+@pytest.mark.docs
+@pytest.mark.parametrize("page", PAGES, ids=[str(p.relative_to(ROOT)) for p in PAGES])
 def test_code_blocks_run(page, tmp_path, monkeypatch):
     monkeypatch.setenv("MPLBACKEND", "Agg")
     run_page(page, tmp_path)
