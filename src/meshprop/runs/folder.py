@@ -1,11 +1,11 @@
 """A run folder that is consistent at every instant, and its manifest ``run.json``.
 
-Every command that produces results (``train``, ``online``, ``timeseries``, ``reproduce ...``)
-writes its ``--out`` folder through :class:`RunFolder`: a folder holding another run is refused
-unless ``--resume`` or ``--overwrite`` is given, the run is marked unfinished in ``run.json``
-before its first result, every file is written atomically, the state ``--resume`` continues
-from is saved as the run goes, and ``run.json`` lists every file with its size and SHA-256 once
-the run is complete.
+Every command that produces results (``train``, ``online``, ``timeseries``, ``reproduce ...``,
+``bench --out``) writes its ``--out`` folder through :class:`RunFolder`: a folder holding
+another run is refused unless ``--resume`` or ``--overwrite`` is given, the run is marked
+unfinished in ``run.json`` before its first result, every file is written atomically, the
+state ``--resume`` continues from is saved as the run goes, and ``run.json`` lists every file
+with its size and SHA-256 once the run is complete.
 
 ``meshprop train --out DIR`` writes every file of DIR atomically (:mod:`meshprop.atomic`), in
 this order:
