@@ -6,9 +6,17 @@ interpreter, so each test saves the 4–5 s of CPU a new interpreter spends impo
 torch._dynamo and scikit-learn), or with ``fresh=True`` a new ``python -m meshprop``.  Either
 is a separate process that the kernel kills with SIGKILL, mid-write if it happens to be
 writing; a fresh interpreter is also what tests/test_kill_resume.py (``meshprop train``) and
-tests/test_online_resume.py start.  The fork is safe here because the commands run with one
-torch thread (``--threads`` defaults to 1; the xdist workers run with one torch and one BLAS
-thread, tests/conftest.py), and the child never returns into pytest: it ends by ``os._exit``.
+tests/test_online_resume.py start.
+
+A forked child must run one thread only: it inherits this process's OpenMP state without its
+threads, and its first parallel region with more than one thread waits for them forever
+(measured: ``reproduce iris --threads 2`` forked after a two-thread torch product never saved a
+unit; with one thread, six runs out of six were killed as planned).  The commands run one
+torch thread unless told otherwise (``--threads`` defaults to 1; the xdist workers run one
+torch and one BLAS thread, tests/conftest.py), :func:`kill_when` refuses to fork a command
+given a thread option other than 1, and a command that starts threads of its own (``reproduce
+fashion-mnist``'s autoencoder, ``--cae-threads 2``) is given ``fresh=True``.  The child never
+returns into pytest: it ends by ``os._exit``.
 """
 
 from __future__ import annotations
@@ -107,6 +115,10 @@ def kill_when(
     """Start ``meshprop ARGUMENTS`` (forked, or a new interpreter with ``fresh``), SIGKILL it
     as soon as ``ready()`` holds (polled every 10 ms); returns its exit status (−9 when
     killed; its own status if it ended first)."""
+    if not fresh:
+        for i, word in enumerate(arguments[:-1]):
+            if word.endswith("threads") and arguments[i + 1] != "1":
+                raise ValueError(f"{word} {arguments[i + 1]}: a forked command runs one thread")
     child = _start(arguments, log, fresh)
     pid, poll = child.pid, child.poll
     deadline = time.monotonic() + timeout
