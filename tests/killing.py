@@ -25,6 +25,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 import traceback
 from collections.abc import Callable
@@ -138,3 +139,24 @@ def kill_when(
             os.kill(pid, signal.SIGKILL)
             while poll() is None:
                 time.sleep(0.01)
+
+
+def signal_this_process_when(
+    ready: Callable[[], bool], signum: int, timeout: float = 120.0
+) -> threading.Thread:
+    """Send ``signum`` to this process as soon as ``ready()`` holds (a watcher thread polling
+    every 5 ms), for the tests that interrupt a command running in the test process; no signal
+    when ``ready()`` does not hold within ``timeout`` seconds (the command then ends unstopped
+    and the test's exit-status check fails).  Returns the started thread."""
+
+    def watch() -> None:
+        deadline = time.monotonic() + timeout
+        while not ready():
+            if time.monotonic() > deadline:
+                return
+            time.sleep(0.005)
+        os.kill(os.getpid(), signum)
+
+    watcher = threading.Thread(target=watch, daemon=True)
+    watcher.start()
+    return watcher

@@ -10,7 +10,6 @@ import random
 import signal
 import subprocess
 import sys
-import threading
 import time
 from pathlib import Path
 
@@ -18,6 +17,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
+from killing import signal_this_process_when
 from meshprop.cli import main
 from meshprop.runs.folder import RunFolder
 from meshprop.runs.online import run_online
@@ -196,12 +196,7 @@ def test_a_signal_saves_says_how_to_resume_and_exits(tmp_path, capsys, signum, c
     exit status of the signal, the run marked unfinished."""
     out = tmp_path / "run"
 
-    def signal_once_saved() -> None:
-        _started(out)
-        os.kill(os.getpid(), signum)
-
-    watcher = threading.Thread(target=signal_once_saved, daemon=True)
-    watcher.start()
+    watcher = signal_this_process_when(lambda: _saved(out) > 0, signum, timeout=60)
     assert main(_arguments(out)) == code
     watcher.join(timeout=60)
     err = capsys.readouterr().err

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 
+from killing import signal_this_process_when
 from meshprop.cli import main
 from meshprop.runs.folder import STATE_FILE, check_run_folder, verify_run_folder
 from meshprop.training import load_training_state
@@ -138,14 +139,8 @@ def test_a_signal_saves_prints_one_line_and_the_run_resumes_identically(capsys, 
     argv = ["train", "--samples", "200", "--epochs", "30", "--no-progress", "--batch-size", "16"]
     out = tmp_path / "run"
 
-    def signal_once_training() -> None:
-        deadline = time.monotonic() + 120
-        while not (out / "metrics.csv").exists() and time.monotonic() < deadline:
-            time.sleep(0.005)  # training has started: its first epoch is logged
-        os.kill(os.getpid(), signum)
-
-    watcher = threading.Thread(target=signal_once_training, daemon=True)
-    watcher.start()
+    # training has started once its first epoch is logged
+    watcher = signal_this_process_when((out / "metrics.csv").exists, signum)
     code, _, err = cli(capsys, *argv, "--out", out)
     watcher.join(timeout=120)
     assert code == 128 + signum, err
